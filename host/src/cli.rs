@@ -1,0 +1,81 @@
+//! The `sluice` command line. `main.rs` parses [`Cli`] and hands it to [`run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::serve::{ServeOptions, serve};
+
+/// A small, fast WebAssembly plugin host for chatbot and platform integrations.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve every plugin (*.wasm) in the plugins folder, each at its own webhook URL.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Folder of plugins: every <name>.wasm is an installation, configured by <name>.toml.
+    #[arg(long, default_value = "plugins")]
+    pub plugins: PathBuf,
+    /// Folder where sluice keeps its store, compiled code and API token.
+    #[arg(long, default_value = "sluice-data")]
+    pub data: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Base URL outside platforms use to reach this host; webhook URLs start with it.
+    /// Default: http://<listen address>.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Bearer token for the bot and admin APIs. Default: the configuration file's, else
+    /// one generated at first start and kept in the data folder.
+    #[arg(long, env = "SLUICE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Host configuration file (TOML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colours)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs a parsed command line; the exit code is 0 on success.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(ServeOptions::from(args)).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Configuration files: the host's own (`--config`), and the sidecar `<name>.toml`
+//! beside each plugin that configures its installation.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// The largest linear memory any plugin may be given; the pooling allocator reserves
+/// address space for this much per slot.
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// Limits applied to every call into an installation's plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted; bigger requests get 413 before the plugin runs.
+    /// The default is the Botpress Webhook integration's 100 MB.
+    pub max_body_bytes: u64,
+    /// Largest linear memory the plugin may grow to.
+    pub max_memory_bytes: u64,
+    /// Wall-clock deadline for one call, host calls and outbound HTTP included.
+    pub timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 100 << 20,
+            max_memory_bytes: 64 << 20,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_memory_bytes <= MAX_MEMORY_BYTES,
+            "limits.max-memory-bytes is {} but at most {MAX_MEMORY_BYTES} (4 GiB) is allowed",
+            self.max_memory_bytes
+        );
+        anyhow::ensure!(self.timeout_ms > 0, "limits.timeout-ms must be above 0");
+        Ok(())
+    }
+}
+
+/// The sidecar file `<name>.toml` beside `<name>.wasm`: the installation's configuration
+/// (checked against the plugin's configuration schema), its limits and the outside hosts
+/// it may call.
+///
+/// ```toml
+/// allowed-hosts = ["https://slack.com", "http://127.0.0.1:*"]
+///
+/// [configuration]
+/// secret = "s3cret"
+///
+/// [limits]
+/// max-body-bytes = 1048576
+/// max-memory-bytes = 67108864
+/// timeout-ms = 10000
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Sidecar {
+    /// The installation's configuration, handed to the plugin as JSON.
+    #[serde(default)]
+    pub configuration: toml::Table,
+    /// Per-call limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Origins the plugin may call through `wasi:http` (`scheme://host[:port]`, with `*`
+    /// as a wildcard for the port or a leading `*.` for subdomains).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Sidecar {
+    /// The sidecar path for a plugin file: same folder and name, `.toml` extension.
+    pub fn path_for(plugin_file: &Path) -> PathBuf {
+        plugin_file.with_extension("toml")
+    }
+
+    /// Reads and parses the sidecar of `plugin_file`, returning its text too; no sidecar
+    /// means defaults (and empty text).
+    pub fn load_for(plugin_file: &Path) -> anyhow::Result<(Sidecar, String)> {
+        let path = Self::path_for(plugin_file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let sidecar = Self::parse(&text).with_context(|| format!("{name} is not a valid sidecar file"))?;
+        Ok((sidecar, text))
+    }
+
+    /// Parses sidecar text and checks its limits.
+    pub fn parse(text: &str) -> anyhow::Result<Sidecar> {
+        let sidecar: Sidecar = toml::from_str(text)?;
+        sidecar.limits.check()?;
+        for host in &sidecar.allowed_hosts {
+            crate::runtime::outbound::HostPattern::parse(host)
+                .with_context(|| format!("allowed-hosts entry {host:?} is not valid"))?;
+        }
+        Ok(sidecar)
+    }
+
+    /// The configuration as JSON, the form plugins and schemas see.
+    pub fn configuration_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.configuration).unwrap_or_default()
+    }
+}
+
+/// The host's configuration file (`sluice serve --config FILE`). Every field is optional;
+/// command-line flags win over the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HostConfig {
+    /// Bearer token for the bot and admin APIs.
+    pub api_token: Option<String>,
+    /// Base URL outside platforms use to reach this host (webhook URLs start with it).
+    pub public_url: Option<String>,
+}
+
+impl HostConfig {
+    /// Reads the host configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<HostConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{} is not a valid sluice configuration file", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_sidecar_means_defaults() {
+        let sidecar = Sidecar::parse("").unwrap();
+        assert_eq!(sidecar.limits, Limits::default());
+        assert_eq!(sidecar.limits.max_body_bytes, 100 * 1024 * 1024);
+        assert_eq!(sidecar.configuration_json(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn sidecar_reads_configuration_limits_and_hosts() {
+        let sidecar = Sidecar::parse(
+            r#"
+            allowed-hosts = ["https://slack.com"]
+            [configuration]
+            secret = "s"
+            allowedOrigins = ["https://a.example"]
+            [limits]
+            max-body-bytes = 10
+            "#,
+        )
+        .unwrap();
+        assert_eq!(sidecar.limits.max_body_bytes, 10);
+        assert_eq!(sidecar.limits.timeout_ms, 10_000);
+        assert_eq!(sidecar.allowed_hosts, ["https://slack.com"]);
+        assert_eq!(
+            sidecar.configuration_json(),
+            serde_json::json!({"secret": "s", "allowedOrigins": ["https://a.example"]})
+        );
+    }
+
+    #[test]
+    fn sidecar_typos_are_named() {
+        let error = Sidecar::parse("[limits]\nmax-body = 3\n").unwrap_err();
+        assert!(format!("{error:#}").contains("max-body"), "{error:#}");
+    }
+
+    #[test]
+    fn memory_limit_is_capped() {
+        let error = Sidecar::parse("[limits]\nmax-memory-bytes = 99999999999\n").unwrap_err();
+        assert!(format!("{error:#}").contains("max-memory-bytes"), "{error:#}");
+    }
+}

@@ -1,0 +1,54 @@
+//! `/v1/admin`: what the host runs.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::plugins::Installation;
+use crate::time::iso8601;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/admin/installations", get(list_installations))
+}
+
+/// An installation as the admin API shows it.
+pub fn installation_json(installation: &Installation) -> Value {
+    let definition = &installation.plugin.definition;
+    json!({
+        "id": installation.id(),
+        "name": installation.name(),
+        "file": installation.file.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "plugin": {
+            "name": definition.name,
+            "version": definition.version,
+            "title": definition.title,
+            "sha256": installation.plugin.hash,
+        },
+        "webhookId": installation.record.webhook_id,
+        "webhookUrl": installation.webhook_url(),
+        "status": installation.status.as_str(),
+        "problems": installation.problems,
+        "limits": {
+            "maxBodyBytes": installation.sidecar.limits.max_body_bytes,
+            "maxMemoryBytes": installation.sidecar.limits.max_memory_bytes,
+            "timeoutMs": installation.sidecar.limits.timeout_ms,
+        },
+        "allowedHosts": installation.sidecar.allowed_hosts,
+        "registeredAt": installation.record.registered_at.map(iso8601),
+        "createdAt": iso8601(installation.record.created_at),
+        "updatedAt": iso8601(installation.record.updated_at),
+    })
+}
+
+async fn list_installations(State(app): State<AppState>) -> Json<Value> {
+    let snapshot = app.plugins.registry.snapshot();
+    let installations: Vec<Value> = snapshot.installations.values().map(|i| installation_json(i)).collect();
+    let failures: Vec<Value> = snapshot
+        .failures
+        .iter()
+        .map(|f| json!({ "file": f.file, "status": "failed", "problems": [f.reason] }))
+        .collect();
+    Json(json!({ "installations": installations, "failures": failures }))
+}

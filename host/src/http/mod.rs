@@ -1,0 +1,53 @@
+//! The HTTP surfaces, one module each:
+//! - [`webhooks`]: `ANY /webhooks/{id}[/{*path}]`, the installations' webhook URLs;
+//! - [`chat`]: the bot API under `/v1/chat`, in the shapes of the Botpress chat API;
+//! - [`admin`]: `/v1/admin`, what the host is running.
+//!
+//! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
+//! public and each plugin decides how to authenticate its callers.
+
+pub mod admin;
+pub mod auth;
+pub mod chat;
+pub mod errors;
+pub mod shapes;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::any;
+
+use crate::plugins::PluginHost;
+use crate::store::SharedStore;
+
+pub use errors::ApiError;
+
+/// What every handler can reach.
+pub struct App {
+    pub plugins: Arc<PluginHost>,
+    pub store: SharedStore,
+    /// The bearer token the bot and admin APIs require.
+    pub api_token: String,
+}
+
+/// Shared handle to [`App`], the router's state.
+pub type AppState = Arc<App>;
+
+/// The whole HTTP surface.
+pub fn router(app: AppState) -> Router {
+    let protected =
+        Router::new()
+            .merge(chat::routes())
+            .merge(admin::routes())
+            .route_layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                auth::require_api_token,
+            ));
+    Router::new()
+        .route("/webhooks/{webhook_id}", any(webhooks::receive))
+        .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))
+        .merge(protected)
+        .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
+        .with_state(app)
+}

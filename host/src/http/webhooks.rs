@@ -1,0 +1,151 @@
+//! Webhook ingress: `ANY /webhooks/{id}` and `ANY /webhooks/{id}/{*path}` run the
+//! installation's `handler` in a fresh sandbox and answer with what it returns.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header::CONTENT_LENGTH};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+use crate::ids::record_id;
+use crate::runtime::bindings::types as wit;
+use crate::runtime::{Invocation, Outcome};
+
+/// Header carrying the request id on every webhook answer.
+pub const REQUEST_ID_HEADER: &str = "x-sluice-request-id";
+
+/// Runs the plugin behind a webhook URL.
+pub async fn receive(
+    State(app): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let request_id = record_id("req");
+    let mut response = handle(&app, &params, request, &request_id)
+        .await
+        .unwrap_or_else(|error| {
+            let error = if error.id.is_none() {
+                error.with_id(request_id.clone())
+            } else {
+                error
+            };
+            error.into_response()
+        });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+async fn handle(
+    app: &AppState,
+    params: &HashMap<String, String>,
+    request: Request,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let webhook_id = params.get("webhook_id").map(String::as_str).unwrap_or_default();
+    let Some(installation) = app.plugins.registry.by_webhook(webhook_id) else {
+        return Err(ApiError::not_found(
+            "no installation has this webhook id; check the URL sluice printed at start-up",
+        ));
+    };
+    if !installation.problems.is_empty() {
+        return Err(ApiError::unavailable(format!(
+            "installation {} cannot take requests: {}",
+            installation.name(),
+            installation.problems.join("; ")
+        )));
+    }
+
+    let limit = installation.sidecar.limits.max_body_bytes;
+    let too_large = || {
+        ApiError::payload_too_large(format!(
+            "the body is over this webhook's limit of {limit} bytes (limits.max-body-bytes in {}.toml)",
+            installation.name()
+        ))
+    };
+    let declared_length = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| too_large())?;
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let path = params
+        .get("path")
+        .map(|p| format!("/{p}"))
+        .unwrap_or_else(|| "/".to_string());
+    let http_request = wit::HttpRequest {
+        method: parts.method.as_str().to_string(),
+        path,
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers,
+        body: body.to_vec(),
+    };
+
+    let ctx = installation.context(wit::Operation::WebhookReceived);
+    let (result, _report) = installation
+        .invoke(&app.plugins.runtime, request_id, Invocation::Handler(ctx, http_request))
+        .await;
+    match result {
+        Ok(Outcome::Response(Ok(answer))) => Ok(plugin_response(answer, installation.name())),
+        Ok(Outcome::Response(Err(error))) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "PluginError",
+            format!(
+                "installation {} failed to handle the request: {}",
+                installation.name(),
+                error.message
+            ),
+        )),
+        Ok(other) => Err(ApiError::internal(anyhow::anyhow!("handler answered {other:?}"))),
+        Err(failure) => Err(ApiError::new(
+            StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            match failure.status() {
+                504 => "OperationTimeout",
+                503 => "Unavailable",
+                _ => "PluginCrashed",
+            },
+            format!("installation {}: {failure}", installation.name()),
+        )),
+    }
+}
+
+/// The plugin's answer as an HTTP response; headers it cannot send are dropped.
+fn plugin_response(answer: wit::HttpResponse, installation: &str) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or_else(|_| {
+        tracing::warn!(%installation, status = answer.status, "plugin answered an invalid status; sending 500");
+        StatusCode::INTERNAL_SERVER_ERROR
+    });
+    let mut response = (status, Body::from(answer.body)).into_response();
+    for (name, value) in answer.headers {
+        match (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            (Ok(name), Ok(value)) if name != CONTENT_LENGTH => {
+                response.headers_mut().append(name, value);
+            }
+            _ => tracing::warn!(%installation, header = %name, "plugin answered a header that cannot be sent; dropped"),
+        }
+    }
+    response
+}

@@ -1,0 +1,16 @@
+//! The plugins folder and the installations made from it.
+//!
+//! Every `<name>.wasm` in the folder is one installation named `<name>`, configured by
+//! the sidecar `<name>.toml` beside it. [`PluginHost::sync`] brings the installations in
+//! line with the folder: it installs new files (and calls `register`), reloads changed
+//! ones, and removes installations whose file is gone (calling `unregister` from a copy
+//! kept in the data folder). The [`Registry`] is what request handlers read: an atomic
+//! snapshot, so a request that started on one version of a plugin finishes on it.
+
+pub mod installation;
+pub mod registry;
+pub mod sync;
+
+pub use installation::{HostIdentity, Installation, InstallationStatus};
+pub use registry::{LoadFailure, Registry, Snapshot};
+pub use sync::{PluginHost, SyncReport};

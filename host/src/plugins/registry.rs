@@ -1,0 +1,83 @@
+//! The live set of installations, swapped atomically when the plugins folder changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::Installation;
+
+/// A plugin file that could not be installed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub file: String,
+    pub reason: String,
+}
+
+/// One consistent view of every installation.
+#[derive(Default)]
+pub struct Snapshot {
+    /// By installation name.
+    pub installations: BTreeMap<String, Arc<Installation>>,
+    /// Plugin files that failed to load and have no earlier version serving.
+    pub failures: Vec<LoadFailure>,
+    by_webhook: HashMap<String, Arc<Installation>>,
+    by_id: HashMap<String, Arc<Installation>>,
+}
+
+impl Snapshot {
+    pub fn new(installations: BTreeMap<String, Arc<Installation>>, failures: Vec<LoadFailure>) -> Snapshot {
+        let by_webhook = installations
+            .values()
+            .map(|i| (i.record.webhook_id.clone(), i.clone()))
+            .collect();
+        let by_id = installations
+            .values()
+            .map(|i| (i.record.id.clone(), i.clone()))
+            .collect();
+        Snapshot {
+            installations,
+            failures,
+            by_webhook,
+            by_id,
+        }
+    }
+
+    pub fn by_webhook(&self, webhook_id: &str) -> Option<&Arc<Installation>> {
+        self.by_webhook.get(webhook_id)
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Arc<Installation>> {
+        self.by_id.get(id)
+    }
+
+    /// By installation id or name.
+    pub fn by_id_or_name(&self, key: &str) -> Option<&Arc<Installation>> {
+        self.installations.get(key).or_else(|| self.by_id(key))
+    }
+}
+
+/// The registry request handlers read; [`super::PluginHost`] replaces its snapshot.
+#[derive(Default)]
+pub struct Registry {
+    current: ArcSwap<Snapshot>,
+}
+
+impl Registry {
+    /// The current snapshot. Holding it keeps every installation in it alive.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn by_webhook(&self, webhook_id: &str) -> Option<Arc<Installation>> {
+        self.current.load().by_webhook(webhook_id).cloned()
+    }
+
+    pub fn by_id_or_name(&self, key: &str) -> Option<Arc<Installation>> {
+        self.current.load().by_id_or_name(key).cloned()
+    }
+
+    pub(crate) fn replace(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}

@@ -1,0 +1,371 @@
+//! Bringing the installations in line with the plugins folder.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::installation::{HostIdentity, Installation, InstallationStatus};
+use super::registry::{LoadFailure, Registry, Snapshot};
+use crate::config::Sidecar;
+use crate::ids::{record_id, secret_token};
+use crate::runtime::bindings::types as wit;
+use crate::runtime::host::Caller;
+use crate::runtime::outbound::AllowList;
+use crate::runtime::{CompiledPlugin, Invocation, Outcome, Runtime};
+use crate::store::{self, InstallationRecord, SharedStore};
+use crate::time::now_ms;
+
+/// What one [`PluginHost::sync`] changed.
+#[derive(Debug, Default, Clone)]
+pub struct SyncReport {
+    /// Names of installations created.
+    pub installed: Vec<String>,
+    /// Names of installations whose plugin or sidecar changed.
+    pub updated: Vec<String>,
+    /// Names of installations removed because their file is gone.
+    pub removed: Vec<String>,
+    /// Files that could not be loaded (an earlier version may still be serving).
+    pub failed: Vec<LoadFailure>,
+}
+
+/// Owns the installations: loads plugin files, keeps records, runs `register` and
+/// `unregister`, and publishes each new state of the world to the [`Registry`].
+pub struct PluginHost {
+    pub runtime: Arc<Runtime>,
+    pub store: SharedStore,
+    pub identity: Arc<HostIdentity>,
+    pub registry: Registry,
+    plugins_dir: PathBuf,
+    /// Copies of every plugin version an installation ran, by hash, so `unregister` can
+    /// run after the file left the plugins folder.
+    kept_dir: PathBuf,
+    sync_lock: tokio::sync::Mutex<()>,
+}
+
+/// An installation name is the file name without `.wasm`: letters, digits, `-`, `_`.
+fn installation_name(file: &Path) -> Result<String, String> {
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let valid =
+        !stem.is_empty() && stem.len() <= 64 && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(stem.to_string())
+    } else {
+        Err("rename it: a plugin file name may use only letters, digits, - and _".into())
+    }
+}
+
+fn file_label(file: &Path) -> String {
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl PluginHost {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        store: SharedStore,
+        identity: HostIdentity,
+        plugins_dir: PathBuf,
+        data_dir: &Path,
+    ) -> anyhow::Result<PluginHost> {
+        let kept_dir = data_dir.join("plugins");
+        std::fs::create_dir_all(&kept_dir).with_context(|| format!("cannot create {}", kept_dir.display()))?;
+        Ok(PluginHost {
+            runtime,
+            store,
+            identity: Arc::new(identity),
+            registry: Registry::default(),
+            plugins_dir,
+            kept_dir,
+            sync_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn plugins_dir(&self) -> &Path {
+        &self.plugins_dir
+    }
+
+    /// The `*.wasm` files in the plugins folder, sorted by name.
+    fn plugin_files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(&self.plugins_dir)
+            .with_context(|| format!("cannot read the plugins folder {}", self.plugins_dir.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    fn kept_copy(&self, hash: &str) -> PathBuf {
+        self.kept_dir.join(format!("{hash}.wasm"))
+    }
+
+    /// Brings the installations in line with the plugins folder and publishes the result.
+    /// Unchanged installations keep serving untouched; a file that fails to load leaves
+    /// its earlier version serving.
+    pub async fn sync(&self) -> anyhow::Result<SyncReport> {
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let current = self.registry.snapshot();
+        let records: HashMap<String, InstallationRecord> = store::blocking(&self.store, |s| s.installations())
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+
+        let mut report = SyncReport::default();
+        let mut installations = BTreeMap::new();
+        let mut present = HashSet::new();
+        for file in self.plugin_files()? {
+            let label = file_label(&file);
+            let name = match installation_name(&file) {
+                Ok(name) => name,
+                Err(reason) => {
+                    report.failed.push(LoadFailure { file: label, reason });
+                    continue;
+                }
+            };
+            present.insert(name.clone());
+            let previous = current.installations.get(&name).cloned();
+            match self.load_one(&file, &name, previous.as_ref(), records.get(&name)).await {
+                Ok(Some(installation)) => {
+                    if previous.is_some() {
+                        report.updated.push(name.clone());
+                    } else {
+                        report.installed.push(name.clone());
+                    }
+                    installations.insert(name, installation);
+                }
+                Ok(None) => {
+                    installations.insert(name, previous.expect("unchanged means there is a previous version"));
+                }
+                Err(error) => {
+                    let reason = format!("{error:#}");
+                    match &previous {
+                        Some(_) => {
+                            tracing::error!(file = %label, %reason, "plugin file refused; the previous version keeps serving")
+                        }
+                        None => tracing::error!(file = %label, %reason, "plugin file refused"),
+                    }
+                    report.failed.push(LoadFailure { file: label, reason });
+                    if let Some(previous) = previous {
+                        installations.insert(name, previous);
+                    }
+                }
+            }
+        }
+
+        for (name, record) in &records {
+            if !present.contains(name) {
+                self.remove(record, current.installations.get(name)).await;
+                report.removed.push(name.clone());
+            }
+        }
+
+        let snapshot = Snapshot::new(installations, report.failed.clone());
+        let mut in_use: HashSet<String> = snapshot.installations.values().map(|i| i.plugin.hash.clone()).collect();
+        in_use.extend(
+            records
+                .values()
+                .filter(|r| present.contains(&r.name))
+                .map(|r| r.plugin_hash.clone()),
+        );
+        self.prune_kept_copies(&in_use);
+        self.registry.replace(snapshot);
+        Ok(report)
+    }
+
+    /// Loads one plugin file. `Ok(None)` means nothing changed since `previous`.
+    async fn load_one(
+        &self,
+        file: &Path,
+        name: &str,
+        previous: Option<&Arc<Installation>>,
+        record: Option<&InstallationRecord>,
+    ) -> anyhow::Result<Option<Arc<Installation>>> {
+        let bytes: Arc<[u8]> = tokio::fs::read(file).await.context("cannot read the file")?.into();
+        let (sidecar, sidecar_text) = Sidecar::load_for(file)?;
+        let hash = Runtime::content_hash(&bytes);
+        if let Some(previous) = previous
+            && previous.plugin.hash == hash
+            && previous.sidecar == sidecar
+            && previous.status == InstallationStatus::Active
+        {
+            return Ok(None);
+        }
+        let plugin = match previous {
+            Some(previous) if previous.plugin.hash == hash => previous.plugin.clone(),
+            _ => self.runtime.load(bytes.clone()).await?,
+        };
+        let kept = self.kept_copy(&hash);
+        if !kept.exists() {
+            let temporary = kept.with_extension("tmp");
+            tokio::fs::write(&temporary, &bytes)
+                .await
+                .context("cannot keep a copy of the plugin in the data folder")?;
+            tokio::fs::rename(&temporary, &kept).await?;
+        }
+
+        let now = now_ms();
+        let mut record = match record {
+            Some(record) => InstallationRecord {
+                plugin_hash: hash.clone(),
+                sidecar: sidecar_text,
+                updated_at: now,
+                ..record.clone()
+            },
+            None => InstallationRecord {
+                id: record_id("inst"),
+                name: name.to_string(),
+                webhook_id: secret_token(16),
+                plugin_hash: hash.clone(),
+                sidecar: sidecar_text,
+                registered_at: None,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+
+        let mut installation = self.installation(file, record.clone(), plugin, sidecar)?;
+        if installation.status == InstallationStatus::Active && record.registered_at.is_none() {
+            match self.call_lifecycle(&installation, wit::Operation::Register).await {
+                Ok(()) => record.registered_at = Some(now_ms()),
+                Err(problem) => {
+                    installation.status = InstallationStatus::RegisterFailed;
+                    installation.problems.push(format!(
+                        "register failed: {problem}; fix it and replace the plugin file or restart"
+                    ));
+                }
+            }
+            installation.record = record.clone();
+        }
+        let saved = record.clone();
+        store::blocking(&self.store, move |s| s.save_installation(&saved)).await?;
+        tracing::info!(installation = %name, plugin = %installation.plugin.definition.name, version = %installation.plugin.definition.version,
+            status = installation.status.as_str(), webhook_url = %installation.webhook_url(), "plugin loaded");
+        for problem in &installation.problems {
+            tracing::warn!(installation = %name, "{problem}");
+        }
+        Ok(Some(Arc::new(installation)))
+    }
+
+    /// Builds an installation from its parts and works out its status.
+    fn installation(
+        &self,
+        file: &Path,
+        record: InstallationRecord,
+        plugin: Arc<CompiledPlugin>,
+        sidecar: Sidecar,
+    ) -> anyhow::Result<Installation> {
+        let configuration = sidecar.configuration_json();
+        let sidecar_name = file_label(&Sidecar::path_for(file));
+        let mut problems = Vec::new();
+        if let Err(problem) = plugin.definition.check_configuration(&configuration) {
+            problems.push(format!(
+                "the configuration does not match what plugin {} needs: {problem}; set it in the [configuration] table of {sidecar_name}",
+                plugin.definition.name
+            ));
+        }
+        let status = if problems.is_empty() {
+            InstallationStatus::Active
+        } else {
+            InstallationStatus::NeedsConfiguration
+        };
+        let caller = Arc::new(Caller {
+            installation_id: record.id.clone(),
+            installation_name: record.name.clone(),
+            definition: plugin.definition.clone(),
+            store: self.store.clone(),
+            allow_list: AllowList::new(&sidecar.allowed_hosts)?,
+        });
+        Ok(Installation {
+            record,
+            file: file.to_path_buf(),
+            plugin,
+            sidecar,
+            configuration,
+            status,
+            problems,
+            caller,
+            identity: self.identity.clone(),
+        })
+    }
+
+    /// Calls `register` or `unregister`; the error says what went wrong.
+    async fn call_lifecycle(&self, installation: &Installation, operation: wit::Operation) -> Result<(), String> {
+        let ctx = installation.context(operation);
+        let invocation = match operation {
+            wit::Operation::Unregister => Invocation::Unregister(ctx),
+            _ => Invocation::Register(ctx),
+        };
+        let request_id = record_id("req");
+        match installation.invoke(&self.runtime, &request_id, invocation).await.0 {
+            Ok(Outcome::Done(Ok(()))) => Ok(()),
+            Ok(Outcome::Done(Err(error))) => Err(error.message),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(failure) => Err(failure.to_string()),
+        }
+    }
+
+    /// Removes an installation whose file is gone: runs `unregister` (from the serving
+    /// version, or the kept copy after a restart) and forgets the installation. What it
+    /// produced stays in the store.
+    async fn remove(&self, record: &InstallationRecord, serving: Option<&Arc<Installation>>) {
+        let name = &record.name;
+        let installation = match serving {
+            Some(installation) => Some(installation.clone()),
+            None => match self.load_kept_copy(record).await {
+                Ok(installation) => Some(Arc::new(installation)),
+                Err(error) => {
+                    tracing::warn!(installation = %name, error = %format!("{error:#}"), "cannot run unregister: the kept copy of the plugin is unusable");
+                    None
+                }
+            },
+        };
+        if let Some(installation) = installation
+            && record.registered_at.is_some()
+        {
+            match self.call_lifecycle(&installation, wit::Operation::Unregister).await {
+                Ok(()) => tracing::info!(installation = %name, "unregistered"),
+                Err(problem) => {
+                    tracing::warn!(installation = %name, %problem, "unregister failed; removing the installation anyway")
+                }
+            }
+        }
+        let id = record.id.clone();
+        if let Err(error) = store::blocking(&self.store, move |s| s.delete_installation(&id)).await {
+            tracing::error!(installation = %name, error = %format!("{error:#}"), "cannot forget the removed installation");
+        }
+        tracing::info!(installation = %name, "plugin removed: its file is gone from the plugins folder");
+    }
+
+    async fn load_kept_copy(&self, record: &InstallationRecord) -> anyhow::Result<Installation> {
+        let kept = self.kept_copy(&record.plugin_hash);
+        let bytes: Arc<[u8]> = tokio::fs::read(&kept)
+            .await
+            .with_context(|| format!("cannot read {}", kept.display()))?
+            .into();
+        let plugin = self.runtime.load(bytes).await?;
+        let sidecar = Sidecar::parse(&record.sidecar).context("the kept sidecar is not valid any more")?;
+        let file = self.plugins_dir.join(format!("{}.wasm", record.name));
+        self.installation(&file, record.clone(), plugin, sidecar)
+    }
+
+    /// Deletes kept copies no installation refers to any more.
+    fn prune_kept_copies(&self, hashes_in_use: &HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.kept_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let in_use = name
+                .strip_suffix(".wasm")
+                .is_some_and(|hash| hashes_in_use.contains(hash));
+            if name.ends_with(".wasm") && !in_use {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}

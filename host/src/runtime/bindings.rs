@@ -1,0 +1,16 @@
+//! Rust bindings for the WIT contract in `wit/` (world `sluice:integration/integration`).
+//!
+//! Imports are async (they reach the store off the async threads) and trappable (a
+//! host failure can end the call); exports are called asynchronously so that epoch
+//! deadlines can yield back to the executor.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "integration",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use exports::sluice::integration::plugin as exported;
+pub use sluice::integration::types;
+pub use sluice::integration::{client, logger};

@@ -1,0 +1,162 @@
+//! The one wasmtime engine of a host: pooling allocator, epoch interruption driven by a
+//! single ticker thread, the linker with every import a plugin may use, and a cache of
+//! compiled code on disk.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::bindings::Integration;
+use super::host::HostState;
+use crate::config::MAX_MEMORY_BYTES;
+
+/// How often the epoch advances. A running plugin yields to the executor once per tick
+/// and its deadline is checked then, so this is also the deadline's precision.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// How many plugin instances may be alive at once, across all plugins. More concurrent
+/// calls get a 503 that asks to retry.
+pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
+
+/// The engine, the linker and the compiled-code cache.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    _ticker: EpochTicker,
+}
+
+/// Where a component's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeSource {
+    Compiled,
+    Cache,
+}
+
+impl Runtime {
+    /// Builds the engine. With a `cache_dir`, compiled code is kept there, keyed by the
+    /// plugin's SHA-256 and the engine's settings, and reused on the next start.
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+            .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
+            .total_memories(MAX_CONCURRENT_INSTANCES * 2)
+            .total_tables(MAX_CONCURRENT_INSTANCES * 4)
+            .total_stacks(MAX_CONCURRENT_INSTANCES)
+            .max_memory_size(MAX_MEMORY_BYTES as usize)
+            // Guests written in Python or JavaScript bring several core modules each.
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(64)
+            .table_elements(100_000)
+            .max_core_instance_size(8 << 20)
+            .max_component_instance_size(8 << 20);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the wasmtime engine")?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Integration::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the code cache {}", dir.display()))?;
+        }
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            _ticker: ticker,
+        })
+    }
+
+    /// The SHA-256 of a plugin file, hex encoded.
+    pub fn content_hash(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    fn cache_path(&self, content_hash: &str) -> Option<PathBuf> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = hasher.finish();
+        self.cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{content_hash}-{engine_hash:016x}.cwasm")))
+    }
+
+    /// Compiles a component, or loads its compiled code from the cache. Blocking and
+    /// CPU-heavy: call it from a blocking thread.
+    pub fn compile(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<(Component, CodeSource)> {
+        let cached = self.cache_path(content_hash);
+        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the
+            // same settings (both are in its name), in a folder only sluice writes to;
+            // wasmtime checks its header and engine compatibility before using it.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => return Ok((component, CodeSource::Cache)),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), error = %error, "compiled-code cache entry is unusable; compiling again");
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|error| anyhow::anyhow!("{error:#}"))?;
+        if let Some(path) = cached {
+            let write = || -> anyhow::Result<()> {
+                let code = component.serialize()?;
+                let temporary = path.with_extension("tmp");
+                std::fs::write(&temporary, code)?;
+                std::fs::rename(&temporary, &path)?;
+                Ok(())
+            };
+            if let Err(error) = write() {
+                tracing::warn!(path = %path.display(), error = %error, "cannot write the compiled-code cache");
+            }
+        }
+        Ok((component, CodeSource::Compiled))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on one thread, until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("cannot start the epoch ticker thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

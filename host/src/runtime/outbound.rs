@@ -1,0 +1,195 @@
+//! Outbound HTTP for plugins: `wasi:http/outgoing-handler` calls pass through
+//! [`OutboundPolicy`], which lets a request out only when its origin is on the
+//! installation's `allowed-hosts` list. Anything else fails inside the plugin with
+//! `HTTP-request-denied`, is logged, and sends nothing.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use http::uri::Scheme;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One `allowed-hosts` entry: `scheme://host[:port]`. The port may be `*` (any port);
+/// the host may start with `*.` (any subdomain). Without a port, the scheme's default
+/// port is meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Parses an `allowed-hosts` entry.
+    pub fn parse(text: &str) -> anyhow::Result<HostPattern> {
+        let (scheme, rest) = text
+            .split_once("://")
+            .context("it needs a scheme, for example https://api.example.com")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            bail!("scheme {scheme} is not http or https");
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            bail!("only scheme, host and port are allowed, not a path");
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, "*")) => (host, None),
+            Some((host, port)) => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .with_context(|| format!("port {port} is not a number or *"))?,
+                ),
+            ),
+            None => (rest, Some(default_port(&scheme))),
+        };
+        if host.is_empty() {
+            bail!("the host is empty");
+        }
+        Ok(HostPattern {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether a request to `scheme://host:port` matches this entry.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_matches = match self.host.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == self.host,
+        };
+        self.scheme == scheme && host_matches && self.port.is_none_or(|p| p == port)
+    }
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" { 443 } else { 80 }
+}
+
+/// The outbound policy of one installation, shared by all of its calls.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    patterns: Arc<[HostPattern]>,
+}
+
+impl AllowList {
+    /// Builds the allow-list from `allowed-hosts` entries (already checked by the sidecar).
+    pub fn new(entries: &[String]) -> anyhow::Result<AllowList> {
+        let patterns = entries
+            .iter()
+            .map(|e| HostPattern::parse(e))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(AllowList {
+            patterns: patterns.into(),
+        })
+    }
+
+    /// Whether a request to this URI may go out.
+    pub fn allows(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let Some(host) = uri.host() else { return false };
+        let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
+        self.patterns.iter().any(|p| p.matches(&scheme, host, port))
+    }
+}
+
+/// The `wasi:http` hooks for one call: checks each request against the allow-list.
+pub struct OutboundPolicy {
+    pub allow_list: AllowList,
+    /// `plugin/installation` label for the log line of a denied request.
+    pub label: Arc<str>,
+}
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
+        *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                    ),
+                    HttpError,
+                >,
+            > + Send,
+    > {
+        if !self.allow_list.allows(request.uri()) {
+            tracing::warn!(
+                installation = %self.label,
+                method = %request.method(),
+                url = %request.uri(),
+                "outbound request denied: the host is not in this installation's allowed-hosts"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allows(entries: &[&str], url: &str) -> bool {
+        let list = AllowList::new(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        list.allows(&url.parse().unwrap())
+    }
+
+    #[test]
+    fn exact_origin_with_default_port() {
+        assert!(allows(&["https://slack.com"], "https://slack.com/api/chat.postMessage"));
+        assert!(allows(&["https://slack.com"], "https://slack.com:443/api"));
+        assert!(!allows(&["https://slack.com"], "https://slack.com:8443/api"));
+        assert!(!allows(&["https://slack.com"], "http://slack.com/api"));
+        assert!(!allows(&["https://slack.com"], "https://evil.com/api"));
+        assert!(!allows(&["https://slack.com"], "https://slack.com.evil.com/api"));
+    }
+
+    #[test]
+    fn port_and_subdomain_wildcards() {
+        assert!(allows(&["http://127.0.0.1:*"], "http://127.0.0.1:39211/x"));
+        assert!(!allows(&["http://127.0.0.1:*"], "http://127.0.0.2:39211/x"));
+        assert!(allows(&["https://*.slack.com"], "https://hooks.slack.com/x"));
+        assert!(!allows(&["https://*.slack.com"], "https://slack.com/x"));
+    }
+
+    #[test]
+    fn nothing_is_allowed_by_default() {
+        assert!(!allows(&[], "https://example.com/"));
+    }
+
+    #[test]
+    fn bad_entries_say_why() {
+        assert!(
+            HostPattern::parse("slack.com")
+                .unwrap_err()
+                .to_string()
+                .contains("scheme")
+        );
+        assert!(HostPattern::parse("ftp://x").unwrap_err().to_string().contains("ftp"));
+        assert!(
+            HostPattern::parse("https://x/path")
+                .unwrap_err()
+                .to_string()
+                .contains("path")
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! A plugin ready to run: its compiled component, the pre-linked instance template
+//! every call starts from, and its checked definition.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::bindings::IntegrationPre;
+use super::definition::PluginDefinition;
+use super::engine::{CodeSource, Runtime};
+use super::host::HostState;
+use super::sandbox::{Invocation, Outcome};
+use crate::config::Limits;
+
+/// A compiled plugin. Cheap to share: calls only read it.
+pub struct CompiledPlugin {
+    /// SHA-256 of the plugin file.
+    pub hash: String,
+    /// Size of the plugin file in bytes.
+    pub size: usize,
+    pub(crate) pre: IntegrationPre<HostState>,
+    pub definition: Arc<PluginDefinition>,
+    /// Whether the code came from the compiled-code cache.
+    pub code_source: CodeSource,
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin")
+            .field("name", &self.definition.name)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Compiles `bytes` (or takes them from the cache), links them against the contract
+    /// and reads the plugin's definition. The error says what is wrong with the file:
+    /// not a component, a different contract, a bad definition.
+    pub async fn load(self: &Arc<Self>, bytes: Arc<[u8]>) -> anyhow::Result<Arc<CompiledPlugin>> {
+        let hash = Runtime::content_hash(&bytes);
+        let runtime = self.clone();
+        let compile_hash = hash.clone();
+        let compile_bytes = bytes.clone();
+        let (component, code_source) =
+            tokio::task::spawn_blocking(move || runtime.compile(&compile_bytes, &compile_hash))
+                .await
+                .context("the compiler thread failed")?
+                .context("not a valid WebAssembly component")?;
+
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
+            anyhow::anyhow!("{error:#}").context("the component needs imports sluice does not provide (is it built against wit/ of sluice:integration@0.1.0?)")
+        })?;
+        let pre = IntegrationPre::new(instance_pre).map_err(|error| {
+            anyhow::anyhow!("{error:#}")
+                .context("the component does not export the sluice:integration/plugin@0.1.0 interface")
+        })?;
+
+        let probe = CompiledPlugin {
+            hash: hash.clone(),
+            size: bytes.len(),
+            pre: pre.clone(),
+            definition: Arc::new(PluginDefinition::empty()),
+            code_source,
+        };
+        let (outcome, _) = self
+            .invoke(&probe, None, "load", &Limits::default(), Invocation::Definition)
+            .await;
+        let outcome = outcome.context("calling definition() failed")?;
+        let Outcome::Definition(definition) = outcome else {
+            unreachable!("definition() answers a definition")
+        };
+        let definition = PluginDefinition::from_wit(definition).context("the plugin's definition is not valid")?;
+        Ok(Arc::new(CompiledPlugin {
+            hash,
+            size: bytes.len(),
+            pre,
+            definition: Arc::new(definition),
+            code_source,
+        }))
+    }
+}

@@ -1,0 +1,206 @@
+//! `sluice serve`: opens the store, loads the plugins folder, and serves HTTP until
+//! SIGTERM or Ctrl-C, then drains running requests and exits.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::ServeArgs;
+use crate::config::HostConfig;
+use crate::http::{self, App};
+use crate::ids::{record_id, secret_token};
+use crate::plugins::{HostIdentity, PluginHost};
+use crate::runtime::Runtime;
+use crate::store::{SharedStore, SqliteStore, Tags};
+
+/// How long running requests may take to finish after a stop signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What `sluice serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub plugins_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub api_token: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+impl From<ServeArgs> for ServeOptions {
+    fn from(args: ServeArgs) -> ServeOptions {
+        ServeOptions {
+            plugins_dir: args.plugins,
+            data_dir: args.data,
+            listen: args.listen,
+            public_url: args.public_url,
+            api_token: args.api_token,
+            config: args.config,
+        }
+    }
+}
+
+/// The API token: the flag or environment, else the configuration file, else the one
+/// kept in the data folder, else a new one (kept there and printed once).
+fn api_token(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<(String, bool)> {
+    if let Some(token) = options
+        .api_token
+        .clone()
+        .or_else(|| config.api_token.clone())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok((token, false));
+    }
+    let path = options.data_dir.join("api-token");
+    if let Ok(token) = std::fs::read_to_string(&path)
+        && !token.trim().is_empty()
+    {
+        return Ok((token.trim().to_string(), false));
+    }
+    let token = secret_token(24);
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(&path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .with_context(|| format!("cannot keep the API token in {}", path.display()))?;
+    Ok((token, true))
+}
+
+/// The bot's id and its user, created once and kept in the store.
+fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
+    let bot_id = match store.meta("bot_id")? {
+        Some(id) => id,
+        None => {
+            let id = record_id("bot");
+            store.set_meta("bot_id", &id)?;
+            id
+        }
+    };
+    let bot_tags: Tags = [("role".to_string(), "bot".to_string())].into();
+    let (bot_user, _) = store.get_or_create_user(None, &bot_tags, Some("bot"), None)?;
+    Ok(HostIdentity {
+        bot_id,
+        bot_user_id: bot_user.id,
+        public_url: public_url.trim_end_matches('/').to_string(),
+    })
+}
+
+fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create the {what} {}", path.display()))
+}
+
+/// Serves until SIGTERM or Ctrl-C.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let config = match &options.config {
+        Some(path) => HostConfig::load(path)?,
+        None => HostConfig::default(),
+    };
+    ensure_dir(&options.data_dir, "data folder")?;
+    ensure_dir(&options.plugins_dir, "plugins folder")?;
+    let store: SharedStore = Arc::new(SqliteStore::open(&options.data_dir)?);
+    let (api_token, generated) = api_token(&options, &config)?;
+
+    let listener = tokio::net::TcpListener::bind(&options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = options
+        .public_url
+        .clone()
+        .or(config.public_url.clone())
+        .unwrap_or_else(|| format!("http://{address}"));
+    let identity = identity(&store, public_url)?;
+
+    let runtime = Arc::new(Runtime::new(Some(options.data_dir.join("cache")))?);
+    let plugins = Arc::new(PluginHost::new(
+        runtime,
+        store.clone(),
+        identity,
+        options.plugins_dir.clone(),
+        &options.data_dir,
+    )?);
+    plugins.sync().await?;
+
+    let snapshot = plugins.registry.snapshot();
+    println!(
+        "sluice {} serving {} installation(s) from {}",
+        env!("CARGO_PKG_VERSION"),
+        snapshot.installations.len(),
+        options.plugins_dir.display()
+    );
+    for installation in snapshot.installations.values() {
+        println!(
+            "  {:<20} {:<20} {:<20} {}",
+            installation.name(),
+            format!(
+                "{} {}",
+                installation.plugin.definition.name, installation.plugin.definition.version
+            ),
+            installation.status.as_str(),
+            installation.webhook_url()
+        );
+        for problem in &installation.problems {
+            println!("      problem: {problem}");
+        }
+    }
+    for failure in &snapshot.failures {
+        println!("  {:<20} refused: {}", failure.file, failure.reason);
+    }
+    if generated {
+        println!(
+            "generated an API token (kept in {}): {api_token}",
+            options.data_dir.join("api-token").display()
+        );
+    }
+    println!("listening on http://{address}");
+    let _ = std::io::stdout().flush();
+
+    let app = Arc::new(App {
+        plugins,
+        store,
+        api_token,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async {
+        let _ = stop_rx.await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result.context("the HTTP server failed"),
+        signal = stop_signal() => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(result) => result.context("the HTTP server failed while stopping")?,
+        Err(_) => tracing::warn!(
+            timeout_s = DRAIN_TIMEOUT.as_secs(),
+            "requests still running after the drain timeout; exiting anyway"
+        ),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves with the name of the first stop signal received.
+async fn stop_signal() -> &'static str {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    };
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("cannot listen for SIGTERM");
+        tokio::select! {
+            name = ctrl_c => name,
+            _ = terminate.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await
+}

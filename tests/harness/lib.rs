@@ -1,0 +1,420 @@
+//! The black-box test harness: builds the guest plugins from source, starts the real
+//! `sluice` binary on port 0 in a temporary folder, and talks HTTP to it.
+//!
+//! ```no_run
+//! let host = sluice_tests::Host::builder().plugin("webhook", sluice_tests::guest("webhook"), None).start();
+//! let answer = host.post(&host.webhook_url("webhook"), "{}");
+//! assert_eq!(answer.status, 200);
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The API token every test host is started with.
+pub const API_TOKEN: &str = "test-token";
+
+/// How long a host may take to start (it may compile plugins cold).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cargo target folder the tests were built into (`target/` or `$CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    // The test binary lives in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// The `sluice` binary of the same profile as the tests (build it with
+/// `cargo build -p sluice` first; scripts/test does).
+pub fn sluice_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/deps/<test>");
+    let binary = profile_dir.join("sluice");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p sluice` (scripts/test does) before the tests",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs a command to completion, panicking with its output when it fails.
+pub fn run(command: &mut Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Builds every Rust guest (guest-examples/ and tests/plugins/) once per test process and
+/// returns the component for the crate `name`.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let out = BUILT.get_or_init(|| {
+        let target = target_dir().join("guests");
+        run(
+            Command::new(env!("CARGO"))
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(repo_root().join("guest-examples/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("CARGO_TARGET_DIR"),
+            "building the guest plugins (is the wasm32-wasip2 target installed? scripts/setup adds it)",
+        );
+        target.join("wasm32-wasip2/release")
+    });
+    let path = out.join(format!("{name}.wasm"));
+    assert!(path.exists(), "guest {name} was not built at {}", path.display());
+    path
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("answer is not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One plugin to drop into the plugins folder before start.
+struct PluginFile {
+    name: String,
+    wasm: PathBuf,
+    sidecar: Option<String>,
+}
+
+/// Configures and starts a host.
+pub struct HostBuilder {
+    plugins: Vec<PluginFile>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl HostBuilder {
+    /// Installs `wasm` as `<name>.wasm`, with `<name>.toml` holding `sidecar` if given.
+    pub fn plugin(mut self, name: &str, wasm: impl Into<PathBuf>, sidecar: Option<&str>) -> Self {
+        self.plugins.push(PluginFile {
+            name: name.into(),
+            wasm: wasm.into(),
+            sidecar: sidecar.map(String::from),
+        });
+        self
+    }
+
+    /// Extra arguments to `sluice serve`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn start(self) -> Host {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let plugins = dir.path().join("plugins");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for plugin in &self.plugins {
+            std::fs::copy(&plugin.wasm, plugins.join(format!("{}.wasm", plugin.name)))
+                .unwrap_or_else(|e| panic!("cannot copy {}: {e}", plugin.wasm.display()));
+            if let Some(sidecar) = &plugin.sidecar {
+                std::fs::write(plugins.join(format!("{}.toml", plugin.name)), sidecar).unwrap();
+            }
+        }
+        let mut host = Host {
+            dir,
+            plugins,
+            data,
+            args: self.args,
+            env: self.env,
+            child: None,
+            base: String::new(),
+            output: Arc::new(Output::default()),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        host.launch();
+        host
+    }
+}
+
+/// What the host printed, line by line, for tests to wait on.
+#[derive(Default)]
+pub struct Output {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+impl Output {
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.changed.notify_all();
+    }
+
+    /// Waits until a line containing `needle` was printed (since start).
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self.changed.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn clear(&self) {
+        self.lines.lock().unwrap().clear();
+    }
+}
+
+/// A running `sluice serve` in its own temporary folder. Killed on drop.
+pub struct Host {
+    dir: tempfile::TempDir,
+    pub plugins: PathBuf,
+    pub data: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Everything the host printed (stdout and stderr) since its last start.
+    pub output: Arc<Output>,
+    client: reqwest::blocking::Client,
+}
+
+impl Host {
+    pub fn builder() -> HostBuilder {
+        HostBuilder {
+            plugins: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The temporary folder holding plugins/ and data/.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn launch(&mut self) {
+        self.output.clear();
+        let mut command = Command::new(sluice_binary());
+        command
+            .arg("serve")
+            .arg("--plugins")
+            .arg(&self.plugins)
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--listen", "127.0.0.1:0", "--api-token", API_TOKEN])
+            .args(&self.args)
+            .env("SLUICE_LOG", "info,sluice=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("cannot start sluice");
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = self.output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    output.push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+        let Some(line) = self.output.wait_for("listening on http://", START_TIMEOUT) else {
+            let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            panic!(
+                "sluice did not start (exit: {status:?}); it printed:\n{}",
+                self.output.text()
+            );
+        };
+        let address = line.split("listening on ").nth(1).unwrap().trim().to_string();
+        self.base = address;
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on the pid of a child this process started and still holds.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let status = self.child.as_mut().expect("running").wait().unwrap();
+        self.child = None;
+        status
+    }
+
+    /// Sends SIGKILL and waits for the exit.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the host (SIGTERM) and starts it again on the same folders (a new port).
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(status.success(), "sluice exited with {status} on SIGTERM");
+        }
+        self.launch();
+    }
+
+    /// Starts the host again after a kill or stop.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the host is still running");
+        self.launch();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request; `token` adds the API token.
+    pub fn send(&self, request: reqwest::blocking::RequestBuilder) -> Answer {
+        let response = request.send().expect("the request reached sluice");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().unwrap_or_default();
+        Answer { status, headers, body }
+    }
+
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
+    /// POST with a body, no API token (for webhook URLs).
+    pub fn post(&self, url: &str, body: &str) -> Answer {
+        self.send(
+            self.client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+    }
+
+    /// GET `path` of the API with the API token.
+    pub fn api_get(&self, path: &str) -> Answer {
+        self.send(self.client.get(self.url(path)).bearer_auth(API_TOKEN))
+    }
+
+    /// POST JSON to `path` of the API with the API token.
+    pub fn api_post(&self, path: &str, body: &Value) -> Answer {
+        self.send(self.client.post(self.url(path)).bearer_auth(API_TOKEN).json(body))
+    }
+
+    /// DELETE `path` of the API with the API token.
+    pub fn api_delete(&self, path: &str) -> Answer {
+        self.send(self.client.delete(self.url(path)).bearer_auth(API_TOKEN))
+    }
+
+    /// The admin API's view of installation `name`.
+    pub fn installation(&self, name: &str) -> Value {
+        let answer = self.api_get("/v1/admin/installations");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()["installations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no installation {name}: {}", answer.body))
+    }
+
+    /// The webhook URL of installation `name`, as the admin API reports it.
+    pub fn webhook_url(&self, name: &str) -> String {
+        self.installation(name)["webhookUrl"].as_str().unwrap().to_string()
+    }
+
+    /// Every event the bot API lists (all pages), newest first, optionally of one type.
+    pub fn events(&self, event_type: Option<&str>) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = "/v1/chat/events?pageSize=100".to_string();
+            if let Some(event_type) = event_type {
+                path.push_str(&format!("&type={event_type}"));
+            }
+            if let Some(token) = &token {
+                path.push_str(&format!("&nextToken={token}"));
+            }
+            let answer = self.api_get(&path);
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let page = answer.json();
+            events.extend(page["events"].as_array().unwrap().iter().cloned());
+            match page["meta"]["nextToken"].as_str() {
+                Some(next) => token = Some(next.to_string()),
+                None => return events,
+            }
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

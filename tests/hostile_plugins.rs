@@ -1,0 +1,91 @@
+//! Plugins that trap, loop forever or eat memory get a clear error within their limit,
+//! and the host goes on serving everyone else.
+
+use std::time::{Duration, Instant};
+
+use sluice_tests::{Host, guest};
+
+fn host() -> Host {
+    Host::builder()
+        .plugin("webhook", guest("webhook"), None)
+        .plugin("trap", guest("trap"), None)
+        .plugin("spin", guest("spin"), Some("[limits]\ntimeout-ms = 1500\n"))
+        .plugin("hog", guest("hog"), Some("[limits]\nmax-memory-bytes = 16777216\n"))
+        .start()
+}
+
+fn webhook_still_works(host: &Host) {
+    let answer = host.post(&host.webhook_url("webhook"), r#"{"after":"trouble"}"#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[test]
+fn a_trap_answers_500_with_a_request_id_that_is_in_the_log() {
+    let host = host();
+    assert_eq!(
+        host.post(&host.webhook_url("trap"), "{}").status,
+        200,
+        "the plugin works until provoked"
+    );
+    let answer = host.post(&format!("{}/misbehave", host.webhook_url("trap")), "{}");
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    let error = answer.json();
+    assert_eq!(error["type"], "PluginCrashed");
+    assert!(error["message"].as_str().unwrap().contains("trapped"), "{error}");
+    let request_id = error["id"].as_str().unwrap();
+    assert_eq!(answer.header("x-sluice-request-id"), Some(request_id));
+    assert!(
+        host.output.wait_for(request_id, Duration::from_secs(5)).is_some(),
+        "the log names the request"
+    );
+    assert!(
+        host.output
+            .wait_for("the trap plugin was provoked", Duration::from_secs(5))
+            .is_some(),
+        "the plugin's stderr reaches the host log"
+    );
+    webhook_still_works(&host);
+}
+
+#[test]
+fn an_endless_loop_answers_504_at_its_deadline() {
+    let host = host();
+    let started = Instant::now();
+    let answer = host.post(&format!("{}/misbehave", host.webhook_url("spin")), "{}");
+    let took = started.elapsed();
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "OperationTimeout");
+    assert!(answer.json()["message"].as_str().unwrap().contains("1500 ms"));
+    assert!(
+        took >= Duration::from_millis(1400),
+        "stopped at its deadline, not before ({took:?})"
+    );
+    assert!(took < Duration::from_secs(30), "stopped, not left running ({took:?})");
+    webhook_still_works(&host);
+}
+
+#[test]
+fn other_installations_are_served_while_one_loops() {
+    let host = host();
+    let spin_url = format!("{}/misbehave", host.webhook_url("spin"));
+    let client = host.client().clone();
+    let looping = std::thread::spawn(move || client.post(spin_url).body("{}").send().unwrap().status().as_u16());
+    std::thread::sleep(Duration::from_millis(200));
+    webhook_still_works(&host);
+    assert_eq!(looping.join().unwrap(), 504);
+}
+
+#[test]
+fn eating_memory_answers_500_naming_the_limit() {
+    let host = host();
+    let answer = host.post(&format!("{}/misbehave", host.webhook_url("hog")), "{}");
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    let message = answer.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("memory limit of 16777216 bytes"), "{message}");
+    webhook_still_works(&host);
+    assert_eq!(
+        host.post(&host.webhook_url("hog"), "{}").status,
+        200,
+        "the next call gets a fresh instance"
+    );
+}

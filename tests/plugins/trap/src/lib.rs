@@ -1,0 +1,7 @@
+//! A hostile test plugin: Traps (panics) when provoked.
+
+fn misbehave() -> ! {
+    panic!("the trap plugin was provoked")
+}
+
+include!("../../hostile.rs");
