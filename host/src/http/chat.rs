@@ -3,19 +3,25 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::errors::ApiResult;
 use super::{ApiError, AppState, shapes};
-use crate::store::{self, EventQuery, PageRequest, StateKey, StateScope};
+use crate::store::{self, EntityQuery, EventQuery, PageRequest, StateKey, StateScope, Tags};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/chat/events", get(list_events))
         .route("/v1/chat/events/{id}", get(get_event))
+        .route("/v1/chat/conversations", get(list_conversations))
+        .route("/v1/chat/conversations/{id}", get(get_conversation))
+        .route("/v1/chat/users", get(list_users))
+        .route("/v1/chat/users/{id}", get(get_user))
+        .route("/v1/chat/messages", get(list_messages))
+        .route("/v1/chat/messages/{id}", get(get_message))
         .route(
             "/v1/chat/states/{scope}/{id}/{name}",
             get(get_state).post(set_state).delete(delete_state),
@@ -175,4 +181,103 @@ async fn delete_state(
         return Err(ApiError::not_found(format!("state {scope}/{id}/{name} does not exist")));
     }
     Ok(Json(json!({})))
+}
+
+/// The query of `listConversations`, `listUsers` and `listMessages`, from the raw query
+/// string: `tags` come as `tags[name]=value`, as the client's query encoder writes them.
+pub fn entity_query(raw: Option<&str>) -> ApiResult<EntityQuery> {
+    let mut query = EntityQuery::default();
+    let mut tags = Tags::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "nextToken" => query.page.token = Some(value),
+            "pageSize" => {
+                query.page.size = Some(value.parse().map_err(|_| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "InvalidQuery",
+                        format!("pageSize {value:?} is not a number"),
+                    )
+                })?)
+            }
+            "conversationId" => query.conversation_id = Some(value),
+            "channel" => query.channel = Some(value),
+            "integrationName" => query.integration = Some(value),
+            other => {
+                if let Some(name) = other.strip_prefix("tags[").and_then(|rest| rest.strip_suffix(']')) {
+                    tags.insert(name.to_string(), value);
+                }
+            }
+        }
+    }
+    query.tags = tags;
+    Ok(query)
+}
+
+async fn list_conversations(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let query = entity_query(raw.as_deref())?;
+    let page = store::blocking(&app.store, move |s| s.conversations(&query)).await?;
+    Ok(Json(json!({
+        "conversations": page.items.iter().map(shapes::conversation).collect::<Vec<_>>(),
+        "meta": page_meta(page.next_token),
+    })))
+}
+
+async fn get_conversation(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let lookup = id.clone();
+    let conversation = store::blocking(&app.store, move |s| s.conversation(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("conversation {id} does not exist")))?;
+    Ok(Json(json!({ "conversation": shapes::conversation(&conversation) })))
+}
+
+async fn list_users(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let query = entity_query(raw.as_deref())?;
+    let page = store::blocking(&app.store, move |s| s.users(&query)).await?;
+    Ok(Json(json!({
+        "users": page.items.iter().map(shapes::user).collect::<Vec<_>>(),
+        "meta": page_meta(page.next_token),
+    })))
+}
+
+async fn get_user(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let lookup = id.clone();
+    let user = store::blocking(&app.store, move |s| s.user(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {id} does not exist")))?;
+    Ok(Json(json!({ "user": shapes::user(&user) })))
+}
+
+async fn list_messages(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let query = entity_query(raw.as_deref())?;
+    let page = store::blocking(&app.store, move |s| s.messages(&query)).await?;
+    Ok(Json(json!({
+        "messages": page.items.iter().map(shapes::message).collect::<Vec<_>>(),
+        "meta": page_meta(page.next_token),
+    })))
+}
+
+async fn get_message(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let lookup = id.clone();
+    let message = store::blocking(&app.store, move |s| s.message(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("message {id} does not exist")))?;
+    Ok(Json(json!({ "message": shapes::message(&message) })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entity_queries_read_bracketed_tags() {
+        let query = super::entity_query(Some(
+            "conversationId=conv_1&tags%5BchannelId%5D=C1&tags[kind]=dm&pageSize=5",
+        ))
+        .unwrap();
+        assert_eq!(query.conversation_id.as_deref(), Some("conv_1"));
+        assert_eq!(query.tags.get("channelId").map(String::as_str), Some("C1"));
+        assert_eq!(query.tags.get("kind").map(String::as_str), Some("dm"));
+        assert_eq!(query.page.size, Some(5));
+        assert!(super::entity_query(Some("pageSize=lots")).is_err());
+    }
 }

@@ -14,7 +14,10 @@ use super::plugin::CompiledPlugin;
 use crate::config::Limits;
 
 /// Which export to call, with its arguments.
-#[allow(clippy::large_enum_variant, reason = "built once per call and moved straight into the call")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per call and moved straight into the call"
+)]
 pub enum Invocation {
     Definition,
     Register(wit::Context),

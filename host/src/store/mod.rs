@@ -168,6 +168,10 @@ pub struct MessageRecord {
 pub struct EntityQuery {
     pub installation_id: Option<String>,
     pub conversation_id: Option<String>,
+    /// Conversations only: the channel.
+    pub channel: Option<String>,
+    /// Conversations only: the integration's name.
+    pub integration: Option<String>,
     pub tags: Tags,
     pub page: PageRequest,
 }

@@ -617,9 +617,15 @@ impl Store for SqliteStore {
     fn conversations(&self, query: &EntityQuery) -> anyhow::Result<Page<ConversationRecord>> {
         let mut conditions = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(installation_id) = &query.installation_id {
-            conditions.push("installation_id = ?".into());
-            values.push(installation_id.clone().into());
+        for (column, value) in [
+            ("installation_id", &query.installation_id),
+            ("channel", &query.channel),
+            ("integration", &query.integration),
+        ] {
+            if let Some(value) = value {
+                conditions.push(format!("{column} = ?"));
+                values.push(value.clone().into());
+            }
         }
         tag_conditions("conversation", &query.tags, &mut conditions, &mut values);
         self.with(|c| {
