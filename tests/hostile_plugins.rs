@@ -89,3 +89,31 @@ fn eating_memory_answers_500_naming_the_limit() {
         "the next call gets a fresh instance"
     );
 }
+
+#[test]
+fn the_sandbox_grants_no_files_environment_or_sockets() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let host = Host::builder()
+        .plugin("probe", guest("probe"), Some("[configuration]\nname = \"p\"\n"))
+        .env("SECRET_ENV", "leak")
+        .start();
+    let answer = host.send(
+        host.client()
+            .get(format!("{}/sandbox?connect={address}", host.webhook_url("probe"))),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let report = answer.json();
+    assert_eq!(report["env"], 0, "no environment: {report}");
+    assert_eq!(report["args"], 0, "no arguments: {report}");
+    assert!(
+        report["files"].as_str().unwrap().starts_with("refused"),
+        "no files: {report}"
+    );
+    assert!(
+        report["connect"].as_str().unwrap().starts_with("refused"),
+        "no sockets: {report}"
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "nothing connected to the listener");
+}

@@ -7,7 +7,9 @@
 //!   means this installation's integration id): get, set (the body) or delete state;
 //! - `POST /event/{type}`: create an event with the body as payload;
 //! - `GET /context`: the context as JSON;
-//! - `POST /log`: writes the body to the logger, stdout and stderr.
+//! - `POST /log`: writes the body to the logger, stdout and stderr;
+//! - `GET /sandbox?connect=ADDR`: what the sandbox grants: environment, arguments, files,
+//!   and whether a TCP connection to ADDR can be opened.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "integration" });
 
@@ -131,6 +133,27 @@ impl Guest for Probe {
                 Err(error) => answer(422, error_json(&error)),
             },
             ("GET", ["context"]) => answer(200, context_json(&ctx)),
+            ("GET", ["sandbox"]) => {
+                let target = request.query.strip_prefix("connect=").unwrap_or("127.0.0.1:9");
+                let connect = match std::net::TcpStream::connect(target) {
+                    Ok(_) => "connected".to_string(),
+                    Err(error) => format!("refused: {error}"),
+                };
+                let files = match std::fs::read_dir("/") {
+                    Ok(entries) => format!("listed {} entries", entries.count()),
+                    Err(error) => format!("refused: {error}"),
+                };
+                answer(
+                    200,
+                    format!(
+                        "{{\"env\":{},\"args\":{},\"files\":{:?},\"connect\":{:?}}}",
+                        std::env::vars().count(),
+                        std::env::args().count(),
+                        files,
+                        connect
+                    ),
+                )
+            }
             ("POST", ["log"]) => {
                 logger::log(Level::Warn, &format!("logger: {body}"));
                 println!("stdout: {body}");
