@@ -121,6 +121,14 @@ pub struct HostConfig {
     pub api_token: Option<String>,
     /// Base URL outside platforms use to reach this host (webhook URLs start with it).
     pub public_url: Option<String>,
+    /// How outbound webhooks are sent (`[delivery]`).
+    #[serde(default)]
+    pub delivery: crate::delivery::config::DeliveryConfig,
+    /// Webhook subscriptions defined in the file (`[[subscriptions]]`).
+    #[serde(default)]
+    pub subscriptions: Vec<crate::delivery::config::SubscriptionConfig>,
+    /// Publish every event to NATS JetStream (`[nats]`).
+    pub nats: Option<crate::delivery::config::NatsConfig>,
 }
 
 impl HostConfig {

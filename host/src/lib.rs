@@ -5,12 +5,15 @@
 //! - [`plugins`]: the plugins folder, installations and the registry that routes to them;
 //! - [`runtime`]: the wasmtime engine, compiled plugins, per-call sandboxes and the host
 //!   functions plugins import;
-//! - [`store`]: where events, state, conversations, users and messages are kept.
+//! - [`store`]: where events, state, conversations, users and messages are kept;
+//! - [`delivery`]: how what was kept reaches the user's application (signed webhooks,
+//!   a live stream, NATS JetStream).
 //!
 //! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs.
 
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod ids;
 pub mod plugins;

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use crate::cli::ServeArgs;
 use crate::config::HostConfig;
+use crate::delivery::Delivery;
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::plugins::{HostIdentity, PluginHost};
@@ -18,6 +19,8 @@ use crate::store::{SharedStore, SqliteStore, Tags};
 
 /// How long running requests may take to finish after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long webhook attempts in flight may take to finish after a stop signal.
+pub const DELIVERY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `sluice serve` needs.
 #[derive(Debug, Clone)]
@@ -115,6 +118,17 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .or(config.public_url.clone())
         .unwrap_or_else(|| format!("http://{address}"));
     let identity = identity(&store, public_url)?;
+    // Delivery starts before the plugins so that it follows the outbox from the first
+    // event they record.
+    let delivery = Delivery::start(
+        store.clone(),
+        config.delivery.clone(),
+        config.subscriptions.clone(),
+        config.nats.clone(),
+        identity.bot_id.clone(),
+    )
+    .await
+    .context("cannot start event delivery")?;
 
     let runtime = Arc::new(Runtime::new(Some(options.data_dir.join("cache")))?);
     let plugins = Arc::new(PluginHost::new(
@@ -164,6 +178,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         plugins,
         store,
         api_token,
+        delivery: delivery.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async {
@@ -175,7 +190,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         signal = stop_signal() => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
     }
     let _ = stop_tx.send(());
-    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+    // Live streams end and webhook attempts in flight finish while requests drain.
+    let (drained, ()) = tokio::join!(
+        tokio::time::timeout(DRAIN_TIMEOUT, server),
+        delivery.stop(DELIVERY_STOP_TIMEOUT)
+    );
+    match drained {
         Ok(result) => result.context("the HTTP server failed while stopping")?,
         Err(_) => tracing::warn!(
             timeout_s = DRAIN_TIMEOUT.as_secs(),

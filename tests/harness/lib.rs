@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod nats;
+pub mod receiver;
+
 /// The API token every test host is started with.
 pub const API_TOKEN: &str = "test-token";
 
@@ -119,6 +122,7 @@ pub struct HostBuilder {
     plugins: Vec<PluginFile>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    config: Option<String>,
 }
 
 impl HostBuilder {
@@ -143,7 +147,13 @@ impl HostBuilder {
         self
     }
 
-    pub fn start(self) -> Host {
+    /// The host configuration file (TOML), passed with `--config`.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.into());
+        self
+    }
+
+    pub fn start(mut self) -> Host {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let plugins = dir.path().join("plugins");
         let data = dir.path().join("data");
@@ -154,6 +164,12 @@ impl HostBuilder {
             if let Some(sidecar) = &plugin.sidecar {
                 std::fs::write(plugins.join(format!("{}.toml", plugin.name)), sidecar).unwrap();
             }
+        }
+        if let Some(config) = &self.config {
+            let path = dir.path().join("sluice.toml");
+            std::fs::write(&path, config).unwrap();
+            self.args.push("--config".into());
+            self.args.push(path.to_string_lossy().into_owned());
         }
         let mut host = Host {
             dir,
@@ -233,6 +249,7 @@ impl Host {
             plugins: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
+            config: None,
         }
     }
 

@@ -1,7 +1,10 @@
 //! The HTTP surfaces, one module each:
 //! - [`webhooks`]: `ANY /webhooks/{id}[/{*path}]`, the installations' webhook URLs;
 //! - [`chat`]: the bot API under `/v1/chat`, in the shapes of the Botpress chat API;
-//! - [`admin`]: `/v1/admin`, what the host is running.
+//! - [`admin`]: `/v1/admin`, what the host is running;
+//! - [`subscriptions`]: `/v1/subscriptions`, `/v1/deliveries`, `/v1/delivery`: webhook
+//!   subscriptions, their deliveries and attempts;
+//! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
@@ -11,6 +14,8 @@ pub mod auth;
 pub mod chat;
 pub mod errors;
 pub mod shapes;
+pub mod stream;
+pub mod subscriptions;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::any;
 
+use crate::delivery::Delivery;
 use crate::plugins::PluginHost;
 use crate::store::SharedStore;
 
@@ -29,6 +35,8 @@ pub struct App {
     pub store: SharedStore,
     /// The bearer token the bot and admin APIs require.
     pub api_token: String,
+    /// Event delivery: subscriptions, webhooks, the stream.
+    pub delivery: Arc<Delivery>,
 }
 
 /// Shared handle to [`App`], the router's state.
@@ -36,14 +44,15 @@ pub type AppState = Arc<App>;
 
 /// The whole HTTP surface.
 pub fn router(app: AppState) -> Router {
-    let protected =
-        Router::new()
-            .merge(chat::routes())
-            .merge(admin::routes())
-            .route_layer(axum::middleware::from_fn_with_state(
-                app.clone(),
-                auth::require_api_token,
-            ));
+    let protected = Router::new()
+        .merge(chat::routes())
+        .merge(admin::routes())
+        .merge(subscriptions::routes())
+        .merge(stream::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_api_token,
+        ));
     Router::new()
         .route("/webhooks/{webhook_id}", any(webhooks::receive))
         .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))

@@ -8,6 +8,7 @@
 //! The store checks nothing about schemas or ownership rules beyond what its keys
 //! enforce; the runtime and the HTTP layer validate before they write.
 
+pub mod delivery;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use delivery::*;
 pub use sqlite::SqliteStore;
 
 /// Tags: string key/value pairs, kept sorted so they compare and print predictably.
@@ -223,7 +225,7 @@ pub enum StoreError {
 }
 
 /// Everything sluice keeps. Methods block; call them through [`blocking`] from async code.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: DeliveryStore + Send + Sync + 'static {
     /// A host-wide setting kept in the store (the bot id, for example).
     fn meta(&self, key: &str) -> anyhow::Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()>;

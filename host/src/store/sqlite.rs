@@ -13,8 +13,11 @@ use super::*;
 use crate::ids::record_id;
 use crate::time::now_ms;
 
+mod delivery;
+
 /// Schema versions, applied in order; `PRAGMA user_version` counts how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE installations (
@@ -123,12 +126,17 @@ CREATE TABLE outbox (
     integration_id TEXT,
     data TEXT NOT NULL
 );
-"#];
+"#,
+    // Event delivery: subscriptions, deliveries, attempts, outbox cursors.
+    delivery::MIGRATION,
+];
 
 /// The embedded SQLite store. One connection behind a mutex: SQLite serialises writers
 /// anyway, and every call is short.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    /// The highest outbox seq committed, announced to outbox readers (see delivery.rs).
+    published: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 impl SqliteStore {
@@ -165,8 +173,10 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (index + 1) as i64)?;
             tx.commit()?;
         }
+        let published = delivery::watch_outbox(&mut connection)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            published,
         })
     }
 

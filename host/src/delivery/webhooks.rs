@@ -1,0 +1,445 @@
+//! Outbound webhooks: one worker per subscription sends its pending deliveries (several
+//! in flight at once), signs each request the Standard Webhooks way, classifies the
+//! answer, and schedules retries with exponential backoff and jitter. Results go to one
+//! recorder task that writes them in batches, so the store sees a few transactions a
+//! second however many requests are made.
+//!
+//! A slow or dead receiver only fills its own worker's slots: other subscriptions, and
+//! the webhook ingress that records events, never wait for it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+
+use super::config::DeliveryConfig;
+use super::envelope::envelope;
+use super::signing;
+use super::target::{GuardedResolver, TargetPolicy, refusal};
+use crate::store::{self, AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
+use crate::time::now_ms;
+
+/// Deliveries fetched from the store at once per subscription.
+const FETCH_BATCH: usize = 512;
+/// Attempt results written in one transaction at most.
+const RECORD_BATCH: usize = 4096;
+/// The longest `Retry-After` honoured (a day); longer asks are cut to it.
+const RETRY_AFTER_CAP_MS: i64 = 86_400_000;
+/// How much of an error answer's body goes into the attempt's error.
+const ERROR_BODY_CHARS: usize = 200;
+
+/// The HTTP client and the rules every attempt follows.
+pub struct WebhookSender {
+    client: reqwest::Client,
+    policy: TargetPolicy,
+    config: DeliveryConfig,
+    bot_id: String,
+}
+
+impl WebhookSender {
+    pub fn new(config: &DeliveryConfig, bot_id: String) -> anyhow::Result<WebhookSender> {
+        let policy = TargetPolicy::from(config);
+        let client = reqwest::Client::builder()
+            .timeout(config.attempt_timeout())
+            .connect_timeout(config.attempt_timeout().min(Duration::from_secs(10)))
+            // A redirect could lead anywhere, past the target checks: receivers answer
+            // where they are asked.
+            .redirect(reqwest::redirect::Policy::none())
+            // Proxies would resolve names themselves, past the target checks.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { policy }))
+            .tcp_nodelay(true)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(WebhookSender {
+            client,
+            policy,
+            config: config.clone(),
+            bot_id,
+        })
+    }
+
+    pub fn policy(&self) -> TargetPolicy {
+        self.policy
+    }
+
+    /// Makes attempt number `delivery.attempts + 1` and says what it left the delivery in.
+    pub async fn attempt(&self, subscription: &SubscriptionRecord, delivery: &PendingDelivery) -> AttemptRecord {
+        let number = delivery.attempts + 1;
+        let started_at = now_ms();
+        let clock = Instant::now();
+        let answer = self.send(subscription, delivery).await;
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        let (status_code, verdict) = match answer {
+            Ok((status, verdict)) => (Some(status as i64), verdict),
+            Err(verdict) => (None, verdict),
+        };
+        let last_allowed = number - delivery.round_start >= self.config.max_attempts as i64;
+        let (outcome, error, next_attempt_at) = match verdict {
+            Verdict::Delivered => (DeliveryStatus::Delivered, None, None),
+            Verdict::GiveUp(error) => (DeliveryStatus::Dead, Some(error), None),
+            Verdict::Retry { error, .. } if last_allowed => (
+                DeliveryStatus::Dead,
+                Some(format!(
+                    "{error}; gave up after {number} attempt(s) (delivery.max-attempts)"
+                )),
+                None,
+            ),
+            Verdict::Retry { error, retry_after_ms } => {
+                let wait = backoff_ms(&self.config, number, jitter()).max(retry_after_ms.unwrap_or(0));
+                (DeliveryStatus::Pending, Some(error), Some(now_ms() + wait))
+            }
+        };
+        AttemptRecord {
+            delivery_seq: delivery.seq,
+            number,
+            started_at,
+            duration_ms,
+            status_code,
+            error,
+            outcome,
+            next_attempt_at,
+        }
+    }
+
+    /// One POST; `Ok` when the receiver answered (with the verdict on its answer).
+    async fn send(
+        &self,
+        subscription: &SubscriptionRecord,
+        delivery: &PendingDelivery,
+    ) -> Result<(u16, Verdict), Verdict> {
+        let url = reqwest::Url::parse(&subscription.url).map_err(|e| {
+            Verdict::GiveUp(format!(
+                "the subscription's url {:?} is not valid: {e}",
+                subscription.url
+            ))
+        })?;
+        self.policy
+            .check_url(&url)
+            .map_err(|e| Verdict::GiveUp(e.to_string()))?;
+        let key = signing::secret_key(&subscription.secret)
+            .map_err(|e| Verdict::GiveUp(format!("the subscription's secret is not usable: {e}")))?;
+        let body = envelope(&delivery.entry, &self.bot_id);
+        let timestamp = now_ms() / 1000;
+        let signature = signing::sign(&key, &delivery.entry.id, timestamp, body.as_bytes());
+        let request = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.entry.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body);
+        let response = request.send().await.map_err(|error| self.network_verdict(&error))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok((status.as_u16(), Verdict::Delivered));
+        }
+        let retry_after_ms = retry_after_ms(response.headers().get(reqwest::header::RETRY_AFTER));
+        let text = response.text().await.unwrap_or_default();
+        let excerpt: String = text.chars().take(ERROR_BODY_CHARS).collect();
+        let said = if excerpt.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", excerpt.trim())
+        };
+        let error = format!("the receiver answered {status}{said}");
+        let retryable = status.is_server_error()
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT;
+        let verdict = if retryable {
+            Verdict::Retry { error, retry_after_ms }
+        } else {
+            Verdict::GiveUp(format!(
+                "{error}; not retried (only network errors, timeouts, 408, 429 and 5xx are): fix the receiver, then send the delivery again through the API"
+            ))
+        };
+        Ok((status.as_u16(), verdict))
+    }
+
+    fn network_verdict(&self, error: &reqwest::Error) -> Verdict {
+        if let Some(refused) = refusal(error) {
+            return Verdict::GiveUp(refused.to_string());
+        }
+        let error_text = if error.is_timeout() {
+            format!(
+                "no answer within {} ms (delivery.attempt-timeout-ms)",
+                self.config.attempt_timeout_ms
+            )
+        } else {
+            let mut text = String::from(if error.is_connect() {
+                "cannot connect"
+            } else {
+                "request failed"
+            });
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        };
+        Verdict::Retry {
+            error: error_text,
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// What an answer (or its absence) means for the delivery.
+enum Verdict {
+    Delivered,
+    Retry { error: String, retry_after_ms: Option<i64> },
+    GiveUp(String),
+}
+
+/// The wait before the retry that follows attempt `attempt` (1-based): the initial wait
+/// doubled per attempt, times `jitter` (1.0 to 1.5), at most `retry-max-ms`. Jitter
+/// only adds, so every gap is at least twice the minimum of the one before.
+pub fn backoff_ms(config: &DeliveryConfig, attempt: i64, jitter: f64) -> i64 {
+    let doublings = (attempt - 1).clamp(0, 40) as u32;
+    let base = (config.retry_initial_ms as f64) * 2f64.powi(doublings as i32);
+    (base * jitter).min(config.retry_max_ms as f64) as i64
+}
+
+/// A factor in [1.0, 1.5) from the OS random source.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    1.0 + (u16::from_le_bytes(bytes) as f64 / 65536.0) * 0.5
+}
+
+/// `Retry-After` as milliseconds: seconds, or an HTTP date.
+fn retry_after_ms(value: Option<&reqwest::header::HeaderValue>) -> Option<i64> {
+    let text = value?.to_str().ok()?.trim();
+    let ms = match text.parse::<i64>() {
+        Ok(seconds) => seconds.saturating_mul(1000),
+        Err(_) => chrono::DateTime::parse_from_rfc2822(text).ok()?.timestamp_millis() - now_ms(),
+    };
+    Some(ms.clamp(0, RETRY_AFTER_CAP_MS))
+}
+
+/// Writes attempt results in batches; returns when every sender is gone and all is written.
+pub async fn record(store: SharedStore, mut results: mpsc::Receiver<AttemptRecord>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while results.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let attempts = std::mem::take(&mut batch);
+        let count = attempts.len();
+        // A store failure must not lose results: keep trying (the store logs why).
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let attempts = attempts.clone();
+            match store::blocking(&store, move |s| s.record_attempts(&attempts, now_ms())).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), count, "cannot record delivery attempts; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// What the engine holds of a running worker.
+pub struct WorkerHandle {
+    pub settings: watch::Sender<Arc<SubscriptionRecord>>,
+    /// New deliveries were created for this subscription.
+    pub wake: Arc<Notify>,
+    /// Deliveries made pending again through the API.
+    pub requeued: mpsc::UnboundedSender<PendingDelivery>,
+    pub slots: Arc<Semaphore>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the worker of one subscription.
+pub fn spawn_worker(
+    store: SharedStore,
+    sender: Arc<WebhookSender>,
+    subscription: SubscriptionRecord,
+    results: mpsc::Sender<AttemptRecord>,
+    stopping: watch::Receiver<bool>,
+) -> WorkerHandle {
+    let (settings, settings_rx) = watch::channel(Arc::new(subscription));
+    let wake = Arc::new(Notify::new());
+    let (requeued, requeued_rx) = mpsc::unbounded_channel();
+    let slots = Arc::new(Semaphore::new(sender.config.max_in_flight));
+    let worker = Worker {
+        store,
+        sender,
+        settings: settings_rx,
+        wake: wake.clone(),
+        requeued: requeued_rx,
+        retry_tx: requeued.clone(),
+        slots: slots.clone(),
+        results,
+        stopping,
+    };
+    let task = tokio::spawn(worker.run());
+    WorkerHandle {
+        settings,
+        wake,
+        requeued,
+        slots,
+        task,
+    }
+}
+
+struct Worker {
+    store: SharedStore,
+    sender: Arc<WebhookSender>,
+    settings: watch::Receiver<Arc<SubscriptionRecord>>,
+    wake: Arc<Notify>,
+    /// Deliveries handed back: retries scheduled by this worker's attempts, and
+    /// deliveries requeued through the API.
+    requeued: mpsc::UnboundedReceiver<PendingDelivery>,
+    retry_tx: mpsc::UnboundedSender<PendingDelivery>,
+    slots: Arc<Semaphore>,
+    results: mpsc::Sender<AttemptRecord>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        // Deliveries are read from the store once, in seq order, past `after`; from then
+        // on this worker owns them (in `ready`, in flight, or waiting in `later`) until
+        // they are delivered or dead.
+        let mut after = 0i64;
+        let mut store_drained = false;
+        let mut ready: VecDeque<PendingDelivery> = VecDeque::new();
+        let mut later: BinaryHeap<Reverse<(i64, i64)>> = BinaryHeap::new();
+        let mut waiting: HashMap<i64, PendingDelivery> = HashMap::new();
+        loop {
+            if *self.stopping.borrow() {
+                return;
+            }
+            while let Ok(delivery) = self.requeued.try_recv() {
+                // A requeued delivery past `after` will be read from the store anyway.
+                if delivery.seq <= after && !waiting.contains_key(&delivery.seq) {
+                    later.push(Reverse((delivery.next_attempt_at, delivery.seq)));
+                    waiting.insert(delivery.seq, delivery);
+                }
+            }
+            let enabled = self.settings.borrow().enabled;
+            if enabled && ready.len() < FETCH_BATCH / 2 && !store_drained {
+                let id = self.settings.borrow().id.clone();
+                match store::blocking(&self.store, move |s| s.pending_deliveries(&id, after, FETCH_BATCH)).await {
+                    Ok(fetched) => {
+                        store_drained = fetched.len() < FETCH_BATCH;
+                        let now = now_ms();
+                        for delivery in fetched {
+                            after = after.max(delivery.seq);
+                            if delivery.next_attempt_at > now {
+                                later.push(Reverse((delivery.next_attempt_at, delivery.seq)));
+                                waiting.insert(delivery.seq, delivery);
+                            } else {
+                                ready.push_back(delivery);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "cannot read pending deliveries");
+                        store_drained = true;
+                    }
+                }
+            }
+            let now = now_ms();
+            while let Some(Reverse((due, seq))) = later.peek().copied() {
+                if due > now {
+                    break;
+                }
+                later.pop();
+                if let Some(delivery) = waiting.remove(&seq) {
+                    ready.push_back(delivery);
+                }
+            }
+            if enabled && let Some(delivery) = ready.pop_front() {
+                let slot = tokio::select! {
+                    slot = self.slots.clone().acquire_owned() => slot,
+                    _ = self.stopping.changed() => return,
+                };
+                let Ok(slot) = slot else { return };
+                let subscription = self.settings.borrow().clone();
+                let sender = self.sender.clone();
+                let results = self.results.clone();
+                let retry_tx = self.retry_tx.clone();
+                tokio::spawn(async move {
+                    let attempt = sender.attempt(&subscription, &delivery).await;
+                    if attempt.outcome == DeliveryStatus::Pending {
+                        let _ = retry_tx.send(PendingDelivery {
+                            attempts: attempt.number,
+                            next_attempt_at: attempt.next_attempt_at.unwrap_or_default(),
+                            ..delivery
+                        });
+                    }
+                    let _ = results.send(attempt).await;
+                    drop(slot);
+                });
+                continue;
+            }
+            // Nothing to send now: wait for new deliveries, a retry's time, a handed-back
+            // delivery, a change of settings, or the stop.
+            let next_due = later.peek().map(|Reverse((due, _))| *due);
+            let sleep = match next_due {
+                Some(due) if enabled => Duration::from_millis((due - now).max(0) as u64),
+                _ => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = self.wake.notified() => store_drained = false,
+                _ = tokio::time::sleep(sleep) => {}
+                delivery = self.requeued.recv() => {
+                    if let Some(delivery) = delivery
+                        && delivery.seq <= after
+                        && !waiting.contains_key(&delivery.seq)
+                    {
+                        later.push(Reverse((delivery.next_attempt_at, delivery.seq)));
+                        waiting.insert(delivery.seq, delivery);
+                    }
+                }
+                changed = self.settings.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    store_drained = false;
+                }
+                _ = self.stopping.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_gaps_grow_whatever_the_jitter() {
+        let config = DeliveryConfig {
+            retry_initial_ms: 100,
+            retry_max_ms: 10_000,
+            ..DeliveryConfig::default()
+        };
+        assert_eq!(backoff_ms(&config, 1, 1.0), 100);
+        assert_eq!(backoff_ms(&config, 2, 1.0), 200);
+        assert_eq!(backoff_ms(&config, 3, 1.0), 400);
+        // The largest jitter on one gap stays below the smallest on the next.
+        assert!(backoff_ms(&config, 1, 1.4999) < backoff_ms(&config, 2, 1.0));
+        assert_eq!(backoff_ms(&config, 30, 1.0), 10_000);
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((1.0..1.5).contains(&j), "{j}");
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let value = |text: &str| reqwest::header::HeaderValue::from_str(text).unwrap();
+        assert_eq!(retry_after_ms(Some(&value("3"))), Some(3000));
+        assert_eq!(retry_after_ms(Some(&value("Wed, 21 Oct 2015 07:28:00 GMT"))), Some(0));
+        assert_eq!(retry_after_ms(Some(&value("soon"))), None);
+        assert_eq!(retry_after_ms(None), None);
+    }
+}

@@ -1,0 +1,250 @@
+//! The delivery API: webhook subscriptions (create, list, fetch, update, delete), their
+//! deliveries and attempts, re-sending a dead-lettered delivery, and where delivery
+//! stands. All under `/v1`, behind the API token.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::chat::page_meta;
+use super::errors::ApiResult;
+use super::{ApiError, AppState};
+use crate::delivery::{SubscriptionError, SubscriptionInput};
+use crate::store::{
+    self, AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, SubscriptionRecord,
+};
+use crate::time::iso8601;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/subscriptions", get(list).post(create))
+        .route("/v1/subscriptions/{id}", get(fetch).patch(update).delete(delete))
+        .route("/v1/subscriptions/{id}/deliveries", get(list_deliveries))
+        .route("/v1/deliveries/{id}", get(fetch_delivery))
+        .route("/v1/deliveries/{id}/attempts", get(list_attempts))
+        .route("/v1/deliveries/{id}/resend", post(resend))
+        .route("/v1/delivery", get(status))
+}
+
+/// A subscription as the API shows it; the secret only where asked for.
+pub fn subscription_json(subscription: &SubscriptionRecord, with_secret: bool) -> Value {
+    let mut object = json!({
+        "id": subscription.id,
+        "url": subscription.url,
+        "types": subscription.types,
+        "enabled": subscription.enabled,
+        "description": subscription.description,
+        "source": subscription.source.as_str(),
+        "createdAt": iso8601(subscription.created_at),
+        "updatedAt": iso8601(subscription.updated_at),
+    });
+    if with_secret {
+        object["secret"] = json!(subscription.secret);
+    }
+    object
+}
+
+pub fn delivery_json(delivery: &DeliveryRecord) -> Value {
+    json!({
+        "id": format!("dlv_{}", delivery.seq),
+        "subscriptionId": delivery.subscription_id,
+        "eventId": delivery.event_id,
+        "eventType": delivery.event_type,
+        "status": delivery.status.as_str(),
+        "attempts": delivery.attempts,
+        "nextAttemptAt": delivery.next_attempt_at.filter(|_| delivery.status == DeliveryStatus::Pending).map(iso8601),
+        "lastStatusCode": delivery.last_status_code,
+        "lastError": delivery.last_error,
+        "createdAt": iso8601(delivery.created_at),
+        "updatedAt": iso8601(delivery.updated_at),
+    })
+}
+
+pub fn attempt_json(attempt: &AttemptRecord) -> Value {
+    json!({
+        "number": attempt.number,
+        "startedAt": iso8601(attempt.started_at),
+        "durationMs": attempt.duration_ms,
+        "statusCode": attempt.status_code,
+        "error": attempt.error,
+        "outcome": match attempt.outcome {
+            DeliveryStatus::Pending => "retry",
+            other => other.as_str(),
+        },
+        "nextAttemptAt": attempt.next_attempt_at.map(iso8601),
+    })
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(error: SubscriptionError) -> ApiError {
+        match error {
+            SubscriptionError::Invalid(message) => ApiError::bad_request(message),
+            SubscriptionError::NotFound(message) => ApiError::not_found(message),
+            SubscriptionError::Managed(message) => ApiError::new(StatusCode::CONFLICT, "Conflict", message),
+            SubscriptionError::Internal(error) => ApiError::from(error),
+        }
+    }
+}
+
+/// The body of create and update. `description: null` clears it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SubscriptionBody {
+    url: Option<String>,
+    types: Option<Vec<String>>,
+    secret: Option<String>,
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(deserializer)?))
+}
+
+fn body(body: Result<Json<SubscriptionBody>, JsonRejection>) -> ApiResult<SubscriptionInput> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::bad_request(format!(
+            "the body must be a JSON object with url, types, secret, enabled and description: {}",
+            rejection.body_text()
+        ))
+    })?;
+    Ok(SubscriptionInput {
+        url: body.url,
+        types: body.types,
+        secret: body.secret,
+        enabled: body.enabled,
+        description: body.description,
+    })
+}
+
+async fn create(
+    State(app): State<AppState>,
+    input: Result<Json<SubscriptionBody>, JsonRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let subscription = app.delivery.create(body(input)?).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "subscription": subscription_json(&subscription, true) })),
+    ))
+}
+
+async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+    let subscriptions = store::blocking(&app.store, |s| s.subscriptions()).await?;
+    Ok(Json(json!({
+        "subscriptions": subscriptions.iter().map(|s| subscription_json(s, false)).collect::<Vec<_>>(),
+    })))
+}
+
+async fn fetch(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let lookup = id.clone();
+    let subscription = store::blocking(&app.store, move |s| s.subscription(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("subscription {id} does not exist")))?;
+    Ok(Json(json!({ "subscription": subscription_json(&subscription, true) })))
+}
+
+async fn update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    input: Result<Json<SubscriptionBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let subscription = app.delivery.update(&id, body(input)?).await?;
+    Ok(Json(json!({ "subscription": subscription_json(&subscription, true) })))
+}
+
+async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    app.delivery.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveriesQuery {
+    status: Option<String>,
+    page_size: Option<usize>,
+    next_token: Option<String>,
+}
+
+async fn list_deliveries(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<DeliveriesQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", r.body_text()))?;
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidQuery",
+                format!("status {text:?} is not one of pending, delivered, dead"),
+            )
+        })?),
+    };
+    let lookup = id.clone();
+    if store::blocking(&app.store, move |s| s.subscription(&lookup))
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!("subscription {id} does not exist")));
+    }
+    let query = DeliveryQuery {
+        subscription_id: id,
+        status,
+        page: PageRequest {
+            size: query.page_size,
+            token: query.next_token,
+        },
+    };
+    let page = store::blocking(&app.store, move |s| s.deliveries(&query)).await?;
+    Ok(Json(json!({
+        "deliveries": page.items.iter().map(delivery_json).collect::<Vec<_>>(),
+        "meta": page_meta(page.next_token),
+    })))
+}
+
+fn delivery_seq(id: &str) -> ApiResult<i64> {
+    id.strip_prefix("dlv_")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| ApiError::not_found(format!("delivery {id} does not exist (delivery ids look like dlv_42)")))
+}
+
+async fn fetch_delivery(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let seq = delivery_seq(&id)?;
+    let (delivery, attempts) = store::blocking(&app.store, move |s| Ok((s.delivery(seq)?, s.attempts(seq)?))).await?;
+    let delivery = delivery.ok_or_else(|| ApiError::not_found(format!("delivery {id} does not exist")))?;
+    let mut shown = delivery_json(&delivery);
+    shown["attemptList"] = attempts.iter().map(attempt_json).collect();
+    Ok(Json(json!({ "delivery": shown })))
+}
+
+async fn list_attempts(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let seq = delivery_seq(&id)?;
+    let (delivery, attempts) = store::blocking(&app.store, move |s| Ok((s.delivery(seq)?, s.attempts(seq)?))).await?;
+    if delivery.is_none() {
+        return Err(ApiError::not_found(format!("delivery {id} does not exist")));
+    }
+    Ok(Json(
+        json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn resend(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let seq = delivery_seq(&id)?;
+    let delivery = app.delivery.resend(seq).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "delivery": delivery_json(&delivery) })),
+    ))
+}
+
+async fn status(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(app.delivery.status().await?))
+}

@@ -1,0 +1,204 @@
+//! What event delivery keeps: subscriptions (where to send what), deliveries (one outbox
+//! entry owed to one subscription), the attempts made for each, and cursors (how far a
+//! reader of the outbox has come). The delivery room (`crate::delivery`) drives them.
+
+use tokio::sync::watch;
+
+use super::{Page, PageRequest};
+
+/// Where a subscription was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionSource {
+    /// Created through the API; changed and deleted through it.
+    Api,
+    /// A `[[subscriptions]]` entry of the configuration file; the file is its truth.
+    Config,
+}
+
+impl SubscriptionSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionSource::Api => "api",
+            SubscriptionSource::Config => "config",
+        }
+    }
+
+    pub fn parse(text: &str) -> SubscriptionSource {
+        if text == "config" {
+            SubscriptionSource::Config
+        } else {
+            SubscriptionSource::Api
+        }
+    }
+}
+
+/// An application that wants events: signed webhooks to `url` for the types it asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRecord {
+    /// `sub_...` for subscriptions made through the API; the configured id otherwise.
+    pub id: String,
+    pub url: String,
+    /// Event-type filters: exact types, or prefixes ending in `*`; empty means every type.
+    pub types: Vec<String>,
+    /// The Standard Webhooks signing secret, `whsec_<base64>`.
+    pub secret: String,
+    pub enabled: bool,
+    pub description: Option<String>,
+    pub source: SubscriptionSource,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Not delivered yet: waiting for its first attempt or for a retry.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Given up (attempts exhausted or an answer not worth retrying): the dead-letter
+    /// list, from where the API can send it again.
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        Some(match text {
+            "pending" => DeliveryStatus::Pending,
+            "delivered" => DeliveryStatus::Delivered,
+            "dead" => DeliveryStatus::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// One outbox entry owed to one subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    pub seq: i64,
+    pub subscription_id: String,
+    pub outbox_seq: i64,
+    /// The outbox entry's id: the envelope id and the `webhook-id` header.
+    pub event_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// When the next attempt is due (pending deliveries only).
+    pub next_attempt_at: Option<i64>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A pending delivery with what is needed to send it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingDelivery {
+    pub seq: i64,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// Attempts made before the current round: a delivery sent again through the API
+    /// gets a fresh round of `max-attempts`, numbered on from its earlier ones.
+    pub round_start: i64,
+    pub next_attempt_at: i64,
+    pub entry: RawOutboxEntry,
+}
+
+/// An outbox entry with its data as the JSON text it was stored as, so that it can be
+/// sent without being parsed and printed again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawOutboxEntry {
+    pub seq: i64,
+    pub id: String,
+    pub entry_type: String,
+    pub time: i64,
+    pub integration_id: Option<String>,
+    pub data: String,
+}
+
+/// One attempt to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub delivery_seq: i64,
+    /// 1 for the first attempt.
+    pub number: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    /// The receiver's HTTP status, when it answered.
+    pub status_code: Option<i64>,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+    /// What the delivery became: `delivered`, `pending` (a retry is scheduled) or `dead`.
+    pub outcome: DeliveryStatus,
+    /// When the retry is due (outcome `pending`).
+    pub next_attempt_at: Option<i64>,
+}
+
+/// Pending and dead-lettered deliveries of one subscription.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryCounts {
+    pub pending: i64,
+    pub dead: i64,
+}
+
+/// Filters and paging for listing a subscription's deliveries, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub subscription_id: String,
+    pub status: Option<DeliveryStatus>,
+    pub page: PageRequest,
+}
+
+/// The delivery half of the store. Methods block, like [`super::Store`]'s.
+pub trait DeliveryStore {
+    /// Follows the outbox: the value is the highest outbox seq committed so far, and
+    /// changes after every commit that published something.
+    fn outbox_published(&self) -> watch::Receiver<i64>;
+    /// Outbox entries after `seq`, oldest first, with their data as stored.
+    fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>>;
+
+    fn subscriptions(&self) -> anyhow::Result<Vec<SubscriptionRecord>>;
+    fn subscription(&self, id: &str) -> anyhow::Result<Option<SubscriptionRecord>>;
+    /// Creates or replaces a subscription.
+    fn save_subscription(&self, subscription: &SubscriptionRecord) -> anyhow::Result<()>;
+    /// Deletes a subscription with its deliveries and their attempts; `false` when there
+    /// was none.
+    fn delete_subscription(&self, id: &str) -> anyhow::Result<bool>;
+
+    /// How far the outbox reader `name` has come (`None` when it never ran).
+    fn cursor(&self, name: &str) -> anyhow::Result<Option<i64>>;
+    fn set_cursor(&self, name: &str, seq: i64) -> anyhow::Result<()>;
+
+    /// Creates a pending delivery for each `(subscription id, outbox seq)` and moves the
+    /// cursor `cursor` to `through`, in one transaction: every entry is fanned out once.
+    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> anyhow::Result<()>;
+    /// Pending deliveries of a subscription with a seq above `after`, oldest first.
+    fn pending_deliveries(
+        &self,
+        subscription_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<PendingDelivery>>;
+    /// Records attempts and the state each left its delivery in, in one transaction.
+    /// Attempts of deliveries that are gone (their subscription was deleted) are dropped.
+    fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> anyhow::Result<()>;
+
+    fn delivery(&self, seq: i64) -> anyhow::Result<Option<DeliveryRecord>>;
+    fn deliveries(&self, query: &DeliveryQuery) -> anyhow::Result<Page<DeliveryRecord>>;
+    /// Every attempt of a delivery, first first.
+    fn attempts(&self, delivery_seq: i64) -> anyhow::Result<Vec<AttemptRecord>>;
+    /// Makes a delivered or dead delivery pending again, due at `now`. `None` when there
+    /// is no such delivery; the record as it was when it is already pending.
+    fn requeue_delivery(&self, seq: i64, now: i64) -> anyhow::Result<Option<DeliveryRecord>>;
+    /// Pending and dead deliveries per subscription id.
+    fn delivery_counts(&self) -> anyhow::Result<Vec<(String, DeliveryCounts)>>;
+}
