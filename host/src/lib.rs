@@ -5,10 +5,13 @@
 //! - [`plugins`]: the plugins folder, installations and the registry that routes to them;
 //! - [`runtime`]: the wasmtime engine, compiled plugins, per-call sandboxes and the host
 //!   functions plugins import;
-//! - [`store`]: where events, state, conversations, users and messages are kept.
+//! - [`store`]: where events, state, conversations, users and messages are kept;
+//! - [`bot`]: the bot's side of the chat (actions, messages, conversations, events),
+//!   checked against the integrations' declarations before their plugins run.
 //!
 //! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs.
 
+pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod http;

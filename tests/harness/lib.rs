@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod fake_platform;
+
 /// The API token every test host is started with.
 pub const API_TOKEN: &str = "test-token";
 
