@@ -7,10 +7,13 @@
 //!   functions plugins import;
 //! - [`store`]: where events, state, conversations, users and messages are kept;
 //! - [`delivery`]: how what was kept reaches the user's application (signed webhooks,
-//!   a live stream, NATS JetStream).
+//!   a live stream, NATS JetStream);
+//! - [`bot`]: the bot's side of the chat (actions, messages, conversations, events),
+//!   checked against the integrations' declarations before their plugins run.
 //!
 //! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs.
 
+pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod delivery;

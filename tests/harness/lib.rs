@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod fake_platform;
 pub mod nats;
 pub mod receiver;
 

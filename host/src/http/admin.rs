@@ -50,5 +50,11 @@ async fn list_installations(State(app): State<AppState>) -> Json<Value> {
         .iter()
         .map(|f| json!({ "file": f.file, "status": "failed", "problems": [f.reason] }))
         .collect();
-    Json(json!({ "installations": installations, "failures": failures }))
+    let identity = &app.plugins.identity;
+    Json(json!({
+        "installations": installations,
+        "failures": failures,
+        // The bot the installations serve: bot API clients write as `botId` (or its user).
+        "bot": { "id": identity.bot_id, "userId": identity.bot_user_id },
+    }))
 }

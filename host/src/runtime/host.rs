@@ -115,10 +115,7 @@ impl HostState {
         HostState {
             wasi,
             http: WasiHttpCtx::new(),
-            outbound: OutboundPolicy {
-                allow_list,
-                label: label.clone(),
-            },
+            outbound: OutboundPolicy::new(allow_list, label.clone(), request_id.clone()),
             table: ResourceTable::new(),
             memory: MemoryLimiter {
                 max_bytes: max_memory_bytes,

@@ -2,6 +2,9 @@
 //! [`OutboundPolicy`], which lets a request out only when its origin is on the
 //! installation's `allowed-hosts` list. Anything else fails inside the plugin with
 //! `HTTP-request-denied`, is logged, and sends nothing.
+//!
+//! The call's deadline covers outbound requests: they run inside the call, and when the
+//! deadline passes the call is dropped with everything it started.
 
 use std::sync::Arc;
 
@@ -96,11 +99,32 @@ impl AllowList {
     }
 }
 
+/// At most this many denied requests are held per call (see [`OutboundPolicy::held`]).
+const MAX_HELD_DENIED_REQUESTS: usize = 8;
+
 /// The `wasi:http` hooks for one call: checks each request against the allow-list.
 pub struct OutboundPolicy {
     pub allow_list: AllowList,
     /// `plugin/installation` label for the log line of a denied request.
     pub label: Arc<str>,
+    /// The call's request id, for the same log line.
+    pub request_id: Arc<str>,
+    /// Denied requests, kept unsent until the call ends. Dropping one would close its
+    /// body stream, and a plugin writing its body would then see "stream closed"
+    /// instead of `HTTP-request-denied`; held, its body writes simply wait (at most
+    /// one buffered chunk each) while the response resolves to the denial.
+    held: Vec<http::Request<WasiBody>>,
+}
+
+impl OutboundPolicy {
+    pub fn new(allow_list: AllowList, label: Arc<str>, request_id: Arc<str>) -> OutboundPolicy {
+        OutboundPolicy {
+            allow_list,
+            label,
+            request_id,
+            held: Vec::new(),
+        }
+    }
 }
 
 impl WasiHttpHooks for OutboundPolicy {
@@ -126,13 +150,18 @@ impl WasiHttpHooks for OutboundPolicy {
     > {
         if !self.allow_list.allows(request.uri()) {
             tracing::warn!(
-                installation = %self.label,
+                plugin = %self.label,
+                request_id = %self.request_id,
                 method = %request.method(),
                 url = %request.uri(),
-                "outbound request denied: the host is not in this installation's allowed-hosts"
+                "outbound request denied (HttpRequestDenied): its origin is not in this installation's allowed-hosts"
             );
+            if self.held.len() < MAX_HELD_DENIED_REQUESTS {
+                self.held.push(request);
+            }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        tracing::debug!(plugin = %self.label, request_id = %self.request_id, method = %request.method(), url = %request.uri(), "outbound request");
         Box::new(async move {
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;

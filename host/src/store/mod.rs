@@ -22,6 +22,9 @@ pub use sqlite::SqliteStore;
 /// Tags: string key/value pairs, kept sorted so they compare and print predictably.
 pub type Tags = BTreeMap<String, String>;
 
+/// Changes to tags: `Some` sets a tag, `None` removes it.
+pub type TagChanges = BTreeMap<String, Option<String>>;
+
 /// An installed plugin, as remembered across restarts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstallationRecord {
@@ -246,6 +249,16 @@ pub trait Store: DeliveryStore + Send + Sync + 'static {
     fn put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<StateRecord>;
     /// Deletes a state; `false` when there was none.
     fn delete_state(&self, key: &StateKey) -> anyhow::Result<bool>;
+    /// Reads a state, or creates it with `payload` when there is none, in one
+    /// transaction. `true` when it was created.
+    fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<(StateRecord, bool)>;
+    /// Merges `patch`'s top-level fields into an existing state (a `null` field removes
+    /// that field), in one transaction. `None` when there is no such state.
+    fn patch_state(
+        &self,
+        key: &StateKey,
+        patch: &serde_json::Map<String, Value>,
+    ) -> anyhow::Result<Option<StateRecord>>;
 
     /// Finds the installation's conversation in `channel` carrying all of `tags`, or
     /// creates it (publishing `chat:channel:created`). `true` when it was created.
@@ -274,6 +287,14 @@ pub trait Store: DeliveryStore + Send + Sync + 'static {
     /// Records a message (publishing `chat:message:new`) and counts it on its conversation.
     fn insert_message(&self, message: &MessageRecord) -> anyhow::Result<()>;
     fn message(&self, id: &str) -> anyhow::Result<Option<MessageRecord>>;
+    /// Changes a message's tags (a `None` value removes the tag) and, when given, its
+    /// payload. `None` when there is no such message.
+    fn update_message(
+        &self,
+        id: &str,
+        tags: &TagChanges,
+        payload: Option<&Value>,
+    ) -> anyhow::Result<Option<MessageRecord>>;
     fn messages(&self, query: &EntityQuery) -> anyhow::Result<Page<MessageRecord>>;
 
     /// Outbox entries after `seq`, oldest first.

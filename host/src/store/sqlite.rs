@@ -347,6 +347,28 @@ fn message_row(row: &Row) -> rusqlite::Result<MessageRecord> {
     })
 }
 
+/// The state at `key`, read inside a transaction.
+fn state_row(tx: &Transaction, key: &StateKey) -> anyhow::Result<Option<StateRecord>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT id, payload, created_at, updated_at FROM states
+             WHERE installation_id = ?1 AND scope = ?2 AND owner_id = ?3 AND name = ?4",
+        )?
+        .query_row(
+            params![key.installation_id, key.scope.as_str(), key.owner_id, key.name],
+            |row| {
+                Ok(StateRecord {
+                    id: row.get(0)?,
+                    key: key.clone(),
+                    payload: parse_json(row.get(1)?),
+                    created_at: row.get(2)?,
+                    updated_at: row.get(3)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
 fn installation_row(row: &Row) -> rusqlite::Result<InstallationRecord> {
     Ok(InstallationRecord {
         id: row.get(0)?,
@@ -550,6 +572,71 @@ impl Store for SqliteStore {
                 params![key.installation_id, key.scope.as_str(), key.owner_id, key.name],
             )?;
             Ok(deleted > 0)
+        })
+    }
+
+    fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<(StateRecord, bool)> {
+        let now = now_ms();
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let created = tx.execute(
+                "INSERT INTO states (installation_id, scope, owner_id, name, id, payload, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (installation_id, scope, owner_id, name) DO NOTHING",
+                params![
+                    key.installation_id,
+                    key.scope.as_str(),
+                    key.owner_id,
+                    key.name,
+                    record_id("state"),
+                    payload.to_string(),
+                    now
+                ],
+            )? > 0;
+            let state = state_row(&tx, key)?.context("the state vanished inside its transaction")?;
+            tx.commit()?;
+            Ok((state, created))
+        })
+    }
+
+    fn patch_state(
+        &self,
+        key: &StateKey,
+        patch: &serde_json::Map<String, Value>,
+    ) -> anyhow::Result<Option<StateRecord>> {
+        let now = now_ms();
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(mut state) = state_row(&tx, key)? else {
+                return Ok(None);
+            };
+            let mut fields = match state.payload {
+                Value::Object(fields) => fields,
+                _ => serde_json::Map::new(),
+            };
+            for (name, value) in patch {
+                if value.is_null() {
+                    fields.remove(name);
+                } else {
+                    fields.insert(name.clone(), value.clone());
+                }
+            }
+            state.payload = Value::Object(fields);
+            state.updated_at = now;
+            tx.execute(
+                "UPDATE states SET payload = ?5, updated_at = ?6
+                 WHERE installation_id = ?1 AND scope = ?2 AND owner_id = ?3 AND name = ?4",
+                params![
+                    key.installation_id,
+                    key.scope.as_str(),
+                    key.owner_id,
+                    key.name,
+                    state.payload.to_string(),
+                    now
+                ],
+            )?;
+            tx.commit()?;
+            Ok(Some(state))
         })
     }
 
@@ -783,6 +870,59 @@ impl Store for SqliteStore {
         })
     }
 
+    fn update_message(
+        &self,
+        id: &str,
+        tags: &TagChanges,
+        payload: Option<&Value>,
+    ) -> anyhow::Result<Option<MessageRecord>> {
+        let now = now_ms();
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found = tx
+                .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+                .query_row([id], message_row)
+                .optional()?;
+            let Some(mut message) = found else {
+                return Ok(None);
+            };
+            for (key, value) in tags {
+                match value {
+                    Some(value) => {
+                        message.tags.insert(key.clone(), value.clone());
+                    }
+                    None => {
+                        message.tags.remove(key);
+                        tx.execute(
+                            "DELETE FROM message_tags WHERE owner_id = ?1 AND key = ?2",
+                            params![id, key],
+                        )?;
+                    }
+                }
+            }
+            let set: Tags = tags
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+                .collect();
+            insert_tags(&tx, "message", id, &set)?;
+            if let Some(payload) = payload {
+                message.payload = payload.clone();
+            }
+            message.updated_at = now;
+            tx.execute(
+                "UPDATE messages SET tags = ?2, payload = ?3, updated_at = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    serde_json::to_string(&message.tags)?,
+                    message.payload.to_string(),
+                    now
+                ],
+            )?;
+            tx.commit()?;
+            Ok(Some(message))
+        })
+    }
+
     fn messages(&self, query: &EntityQuery) -> anyhow::Result<Page<MessageRecord>> {
         let mut conditions = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
@@ -934,6 +1074,28 @@ mod tests {
     }
 
     #[test]
+    fn get_or_put_and_patch_state() {
+        let store = SqliteStore::in_memory().unwrap();
+        let key = StateKey {
+            installation_id: String::new(),
+            scope: StateScope::Bot,
+            owner_id: "bot_1".into(),
+            name: "settings".into(),
+        };
+        assert!(store.patch_state(&key, &serde_json::Map::new()).unwrap().is_none());
+        let (first, created) = store.get_or_put_state(&key, &json!({"a": 1, "b": 2})).unwrap();
+        assert!(created);
+        let (again, created) = store.get_or_put_state(&key, &json!({"other": true})).unwrap();
+        assert!(!created);
+        assert_eq!(again.id, first.id);
+        assert_eq!(again.payload, json!({"a": 1, "b": 2}));
+        let patch = json!({"b": null, "c": [3]});
+        let patched = store.patch_state(&key, patch.as_object().unwrap()).unwrap().unwrap();
+        assert_eq!(patched.payload, json!({"a": 1, "c": [3]}));
+        assert_eq!(store.state(&key).unwrap().unwrap().payload, patched.payload);
+    }
+
+    #[test]
     fn conversations_are_found_by_all_their_tags() {
         let store = SqliteStore::in_memory().unwrap();
         let tags: Tags = [("channelId".to_string(), "C1".to_string())].into();
@@ -993,5 +1155,35 @@ mod tests {
             .unwrap();
         assert_eq!(by_tag.items.len(), 1);
         assert_eq!(by_tag.items[0].payload, json!({"text": "hi"}));
+
+        let changes: TagChanges = [
+            ("messageId".to_string(), None),
+            ("threadId".to_string(), Some("t1".to_string())),
+        ]
+        .into();
+        let updated = store
+            .update_message("msg_1", &changes, Some(&json!({"text": "edited"})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.tags, [("threadId".to_string(), "t1".to_string())].into());
+        assert_eq!(
+            store.message("msg_1").unwrap().unwrap().payload,
+            json!({"text": "edited"})
+        );
+        let by_old_tag = store
+            .messages(&EntityQuery {
+                tags: [("messageId".to_string(), "m1".to_string())].into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(by_old_tag.items.is_empty(), "a removed tag no longer finds the message");
+        let by_new_tag = store
+            .messages(&EntityQuery {
+                tags: [("threadId".to_string(), "t1".to_string())].into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(by_new_tag.items.len(), 1);
+        assert!(store.update_message("msg_nope", &changes, None).unwrap().is_none());
     }
 }

@@ -1,0 +1,185 @@
+//! Conversations and users the bot asks for by tags. A conversation always belongs to
+//! one installation and one of its channels; its tags must be ones the channel
+//! declares. A user may belong to an installation (tags it declares) or to the bot
+//! itself (any tags).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{BotError, check_tags, find_installation, list_or_none, present_tags};
+use crate::plugins::{Installation, PluginHost};
+use crate::store::{self, ConversationRecord, EntityQuery, PageRequest, Tags, UserRecord};
+
+/// `getOrCreateConversation`.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationRequest {
+    pub channel: String,
+    /// `null` or empty values mean "no such tag".
+    pub tags: BTreeMap<String, Option<String>>,
+    /// Installation name or id, or integration name; `None` picks the one installation
+    /// that declares the channel.
+    pub integration: Option<String>,
+    /// Tag names that identify the conversation; `None` means all given tags.
+    pub discriminate_by_tags: Option<Vec<String>>,
+}
+
+/// `getOrCreateUser`.
+#[derive(Debug, Clone, Default)]
+pub struct UserRequest {
+    pub tags: BTreeMap<String, Option<String>>,
+    /// Installation name or id, or integration name; `None` makes a user of the bot.
+    pub integration: Option<String>,
+    pub name: Option<String>,
+    pub picture_url: Option<String>,
+    pub discriminate_by_tags: Option<Vec<String>>,
+}
+
+/// The installation that serves `channel`, by name or as the only one declaring it.
+fn channel_owner(
+    plugins: &PluginHost,
+    integration: Option<&str>,
+    channel: &str,
+) -> Result<Arc<Installation>, BotError> {
+    let snapshot = plugins.registry.snapshot();
+    let installation = match integration {
+        Some(name) => find_installation(&snapshot, name)?,
+        None => {
+            let declaring: Vec<&Arc<Installation>> = snapshot
+                .installations
+                .values()
+                .filter(|i| i.plugin.definition.channels.contains_key(channel))
+                .collect();
+            match declaring.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return Err(BotError::not_found(format!(
+                        "no installation declares channel {channel:?}"
+                    )));
+                }
+                several => {
+                    return Err(BotError::invalid(format!(
+                        "several installations declare channel {channel:?} ({}); say which with integrationName",
+                        several.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    if !installation.plugin.definition.channels.contains_key(channel) {
+        return Err(BotError::invalid(format!(
+            "integration {} has no channel {channel:?} (declared: {})",
+            installation.plugin.definition.name,
+            list_or_none(installation.plugin.definition.channels.keys().map(String::as_str))
+        )));
+    }
+    Ok(installation)
+}
+
+/// The tags to look an entity up by: all of them, or the discriminating ones.
+fn lookup_tags(tags: &Tags, discriminate: Option<&[String]>) -> Result<Tags, BotError> {
+    if tags.is_empty() {
+        return Err(BotError::invalid(
+            "give at least one tag: conversations and users are found by their tags",
+        ));
+    }
+    let Some(names) = discriminate else {
+        return Ok(tags.clone());
+    };
+    let mut lookup = Tags::new();
+    for name in names {
+        let value = tags.get(name).ok_or_else(|| {
+            BotError::invalid(format!(
+                "discriminateByTags names tag {name:?}, which tags does not set"
+            ))
+        })?;
+        lookup.insert(name.clone(), value.clone());
+    }
+    if lookup.is_empty() {
+        return Err(BotError::invalid("discriminateByTags must name at least one tag"));
+    }
+    Ok(lookup)
+}
+
+/// Finds the installation's conversation in `channel` carrying `tags`, or creates it.
+/// `true` when it was created.
+pub async fn get_or_create_conversation(
+    plugins: &PluginHost,
+    request: ConversationRequest,
+) -> Result<(ConversationRecord, bool), BotError> {
+    let installation = channel_owner(plugins, request.integration.as_deref(), &request.channel)?;
+    let declared = &installation.plugin.definition.channels[&request.channel];
+    let tags = present_tags(&request.tags);
+    check_tags(
+        &format!("conversations of channel {}", request.channel),
+        tags.keys(),
+        &declared.conversation_tags,
+    )?;
+    let lookup = lookup_tags(&tags, request.discriminate_by_tags.as_deref())?;
+    let installation_id = installation.id().to_string();
+    let integration = installation.plugin.definition.name.clone();
+    let channel = request.channel;
+    let found = store::blocking(&plugins.store, move |s| {
+        if lookup != tags {
+            let query = EntityQuery {
+                installation_id: Some(installation_id.clone()),
+                channel: Some(channel.clone()),
+                tags: lookup,
+                page: PageRequest {
+                    size: Some(1),
+                    token: None,
+                },
+                ..Default::default()
+            };
+            if let Some(found) = s.conversations(&query)?.items.into_iter().next() {
+                return Ok((found, false));
+            }
+        }
+        s.get_or_create_conversation(&installation_id, &integration, &channel, &tags)
+    })
+    .await?;
+    Ok(found)
+}
+
+/// Finds the user carrying `tags`, or creates it. `true` when it was created.
+pub async fn get_or_create_user(plugins: &PluginHost, request: UserRequest) -> Result<(UserRecord, bool), BotError> {
+    let tags = present_tags(&request.tags);
+    let installation_id = match &request.integration {
+        Some(name) => {
+            let installation = find_installation(&plugins.registry.snapshot(), name)?;
+            check_tags("users", tags.keys(), &installation.plugin.definition.user_tags)?;
+            Some(installation.id().to_string())
+        }
+        None => None,
+    };
+    let lookup = lookup_tags(&tags, request.discriminate_by_tags.as_deref())?;
+    let found = store::blocking(&plugins.store, move |s| {
+        if lookup != tags {
+            let query = EntityQuery {
+                installation_id: installation_id.clone(),
+                tags: lookup,
+                page: PageRequest {
+                    size: Some(PageRequest::MAX_SIZE),
+                    token: None,
+                },
+                ..Default::default()
+            };
+            // Users of the bot have no installation; the query cannot ask for that.
+            let found = s
+                .users(&query)?
+                .items
+                .into_iter()
+                .find(|u| u.installation_id == installation_id);
+            if let Some(found) = found {
+                return Ok((found, false));
+            }
+        }
+        s.get_or_create_user(
+            installation_id.as_deref(),
+            &tags,
+            request.name.as_deref(),
+            request.picture_url.as_deref(),
+        )
+    })
+    .await?;
+    Ok(found)
+}

@@ -1,0 +1,159 @@
+//! Why a bot call failed, in terms the bot API can answer with: a kind that maps to an
+//! HTTP status and a Botpress error type, and a message that says what was wrong.
+
+use crate::ids::record_id;
+use crate::plugins::Installation;
+use crate::runtime::CallError;
+use crate::runtime::bindings::types::{self as wit, ErrorKind};
+
+/// What kind of failure a [`BotError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotErrorKind {
+    /// The request broke a rule (a missing field, an undeclared type or tag).
+    InvalidInput,
+    /// Data broke a JSON Schema the integration declared; the message names the field.
+    InvalidData,
+    /// The request names a conversation, user or message that does not exist.
+    UnknownReference,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The plugin refused (its `forbidden` error), for example an outbound request
+    /// its installation may not make.
+    Forbidden,
+    /// Two things the request names do not belong together.
+    RelationConflict,
+    /// The installation cannot take calls now (not configured, register failed, gone,
+    /// or too many calls at once).
+    Unavailable,
+    /// The plugin crashed or answered something it must not (an output that breaks its
+    /// own schema, an undeclared tag).
+    PluginFailed,
+    /// The plugin reports that the platform behind it failed.
+    Upstream,
+    /// The plugin ran past its deadline.
+    Timeout,
+    /// The host failed; the log has the details.
+    Internal,
+}
+
+impl BotErrorKind {
+    /// The HTTP status of this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            BotErrorKind::InvalidInput | BotErrorKind::InvalidData | BotErrorKind::UnknownReference => 400,
+            BotErrorKind::Forbidden => 403,
+            BotErrorKind::NotFound => 404,
+            BotErrorKind::RelationConflict => 409,
+            BotErrorKind::PluginFailed | BotErrorKind::Internal => 500,
+            BotErrorKind::Upstream => 502,
+            BotErrorKind::Unavailable => 503,
+            BotErrorKind::Timeout => 504,
+        }
+    }
+
+    /// The Botpress API error type of this kind (what `@botpress/client` turns into its
+    /// error classes).
+    pub fn api_type(self) -> &'static str {
+        match self {
+            BotErrorKind::InvalidInput => "InvalidPayload",
+            BotErrorKind::InvalidData => "InvalidDataFormat",
+            BotErrorKind::UnknownReference => "ReferenceNotFound",
+            BotErrorKind::NotFound => "ResourceNotFound",
+            BotErrorKind::Forbidden => "Forbidden",
+            BotErrorKind::RelationConflict => "RelationConflict",
+            BotErrorKind::Unavailable => "Unavailable",
+            BotErrorKind::PluginFailed | BotErrorKind::Upstream => "Runtime",
+            BotErrorKind::Timeout => "OperationTimeout",
+            BotErrorKind::Internal => "Internal",
+        }
+    }
+}
+
+/// A failed bot call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct BotError {
+    pub kind: BotErrorKind,
+    pub message: String,
+}
+
+impl BotError {
+    pub fn new(kind: BotErrorKind, message: impl Into<String>) -> BotError {
+        BotError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> BotError {
+        BotError::new(BotErrorKind::InvalidInput, message)
+    }
+
+    pub fn invalid_data(message: impl Into<String>) -> BotError {
+        BotError::new(BotErrorKind::InvalidData, message)
+    }
+
+    pub fn unknown_reference(message: impl Into<String>) -> BotError {
+        BotError::new(BotErrorKind::UnknownReference, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> BotError {
+        BotError::new(BotErrorKind::NotFound, message)
+    }
+
+    pub fn plugin_failed(message: impl Into<String>) -> BotError {
+        BotError::new(BotErrorKind::PluginFailed, message)
+    }
+
+    /// A host failure: logged in full under a fresh error id, which the message names.
+    pub fn internal(error: anyhow::Error) -> BotError {
+        let id = record_id("err");
+        tracing::error!(error_id = %id, error = %format!("{error:#}"), "internal error in a bot call");
+        BotError::new(
+            BotErrorKind::Internal,
+            format!("internal error; the host log has the details under {id}"),
+        )
+    }
+
+    /// The plugin answered `what` with an `error`.
+    pub fn from_plugin(installation: &Installation, what: &str, error: wit::Error) -> BotError {
+        let kind = match error.kind {
+            ErrorKind::InvalidInput => BotErrorKind::InvalidInput,
+            ErrorKind::NotFound => BotErrorKind::NotFound,
+            ErrorKind::Forbidden => BotErrorKind::Forbidden,
+            ErrorKind::Upstream => BotErrorKind::Upstream,
+            ErrorKind::Internal => BotErrorKind::PluginFailed,
+        };
+        BotError::new(
+            kind,
+            format!("{} failed to {what}: {}", describe(installation), error.message),
+        )
+    }
+
+    /// The call into the plugin produced no answer.
+    pub fn from_call(installation: &Installation, what: &str, failure: CallError) -> BotError {
+        let kind = match failure {
+            CallError::Deadline(_) => BotErrorKind::Timeout,
+            CallError::Busy => BotErrorKind::Unavailable,
+            _ => BotErrorKind::PluginFailed,
+        };
+        BotError::new(kind, format!("{} could not {what}: {failure}", describe(installation)))
+    }
+}
+
+impl From<anyhow::Error> for BotError {
+    fn from(error: anyhow::Error) -> BotError {
+        BotError::internal(error)
+    }
+}
+
+/// `installation chat (integration chat 0.1.0)`, for messages.
+pub fn describe(installation: &Installation) -> String {
+    let definition = &installation.plugin.definition;
+    format!(
+        "installation {} (integration {} {})",
+        installation.name(),
+        definition.name,
+        definition.version
+    )
+}

@@ -1,0 +1,99 @@
+//! Messages: `listMessages`, `getMessage`, `createMessage` (delivered through the
+//! integration's `handle-message`) and `updateMessage`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, RawQuery, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{body, entity_query, page_meta};
+use crate::bot::{self, OutgoingMessage};
+use crate::http::errors::ApiResult;
+use crate::http::{ApiError, AppState, shapes};
+use crate::ids::record_id;
+use crate::store::{self, Tags};
+
+pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+    let query = entity_query(raw.as_deref())?;
+    let page = store::blocking(&app.store, move |s| s.messages(&query)).await?;
+    Ok(Json(json!({
+        "messages": page.items.iter().map(shapes::message).collect::<Vec<_>>(),
+        "meta": page_meta(page.next_token),
+    })))
+}
+
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let lookup = id.clone();
+    let message = store::blocking(&app.store, move |s| s.message(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("message {id} does not exist")))?;
+    Ok(Json(json!({ "message": shapes::message(&message) })))
+}
+
+/// Body of `createMessage`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBody {
+    payload: Value,
+    user_id: String,
+    conversation_id: String,
+    #[serde(rename = "type")]
+    message_type: String,
+    #[serde(default)]
+    tags: Tags,
+    schedule: Option<Value>,
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    request: Result<Json<CreateBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let request = body("createMessage", request)?;
+    if request.schedule.as_ref().is_some_and(|s| !s.is_null()) {
+        return Err(ApiError::bad_request(
+            "schedule is not supported by sluice: create the message when it is due",
+        ));
+    }
+    let request_id = record_id("req");
+    let message = bot::send_message(
+        &app.plugins,
+        OutgoingMessage {
+            conversation_id: request.conversation_id,
+            user_id: request.user_id,
+            message_type: request.message_type,
+            payload: request.payload,
+            tags: request.tags,
+        },
+        &request_id,
+    )
+    .await
+    .map_err(|error| ApiError::from(error).with_id(request_id))?;
+    Ok(Json(json!({ "message": shapes::message(&message) })))
+}
+
+/// Body of `updateMessage`.
+#[derive(Debug, Deserialize)]
+pub struct UpdateBody {
+    #[serde(default)]
+    tags: BTreeMap<String, Option<String>>,
+    payload: Option<Value>,
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    request: Result<Json<UpdateBody>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let request = body("updateMessage", request)?;
+    // An empty value removes the tag, as `null` does.
+    let tags = request
+        .tags
+        .into_iter()
+        .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
+        .collect();
+    let message = bot::update_message(&app.plugins, &id, tags, request.payload).await?;
+    Ok(Json(json!({ "message": shapes::message(&message) })))
+}

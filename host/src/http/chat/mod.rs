@@ -1,0 +1,101 @@
+//! The bot API under `/v1/chat`, wire-compatible with the Botpress chat API as the npm
+//! package `@botpress/client` uses it: same paths, methods, JSON bodies, query strings
+//! (`tags.<name>=<value>`, as its `qs` encoder writes them) and error shape. One module
+//! per resource; the rules behind the writes live in [`crate::bot`].
+//!
+//! Headers: `Authorization: Bearer <token>` (checked for all of `/v1`); `x-bot-id` is
+//! accepted (sluice hosts one bot); `x-integration-id` names the installation a
+//! request acts for when the body does not (`integrationName`).
+
+mod actions;
+mod conversations;
+mod events;
+mod messages;
+mod query;
+mod states;
+mod users;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::bot::BotError;
+
+pub use query::entity_query;
+pub use states::state_key;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/events", get(events::list).post(events::create))
+        .route("/v1/chat/events/{id}", get(events::get))
+        .route("/v1/chat/conversations", get(conversations::list))
+        .route(
+            "/v1/chat/conversations/get-or-create",
+            post(conversations::get_or_create),
+        )
+        .route("/v1/chat/conversations/{id}", get(conversations::get))
+        .route("/v1/chat/users", get(users::list))
+        .route("/v1/chat/users/get-or-create", post(users::get_or_create))
+        .route("/v1/chat/users/{id}", get(users::get))
+        .route("/v1/chat/messages", get(messages::list).post(messages::create))
+        .route("/v1/chat/messages/{id}", get(messages::get).put(messages::update))
+        .route(
+            "/v1/chat/states/{scope}/{id}/{name}",
+            get(states::get)
+                .post(states::set)
+                .patch(states::patch)
+                .delete(states::delete),
+        )
+        .route(
+            "/v1/chat/states/{scope}/{id}/{name}/get-or-set",
+            post(states::get_or_set),
+        )
+        .route("/v1/chat/actions", post(actions::call))
+}
+
+/// The `meta` of a list answer: `nextToken` only when there is a next page.
+pub fn page_meta(next_token: Option<String>) -> Value {
+    match next_token {
+        Some(token) => json!({ "nextToken": token }),
+        None => json!({}),
+    }
+}
+
+/// A JSON body, or a 400 that names the operation and what is wrong with the body
+/// (serde names the missing or mistyped field).
+fn body<T>(operation: &str, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(body)| body).map_err(|rejection| {
+        let status = rejection.status();
+        let message = format!("the body is not a valid {operation} request: {}", rejection.body_text());
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            ApiError::new(
+                status,
+                "UnsupportedMediaType",
+                format!("{message}; send Content-Type: application/json"),
+            )
+        } else {
+            ApiError::bad_request(message)
+        }
+    })
+}
+
+/// The installation named by the `x-integration-id` header, if any.
+fn integration_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-integration-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+}
+
+impl From<BotError> for ApiError {
+    fn from(error: BotError) -> ApiError {
+        let status = StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, error.kind.api_type(), error.message)
+    }
+}

@@ -1,0 +1,65 @@
+//! Query strings of the list routes. `@botpress/client` encodes objects with dots
+//! (`tags.channelId=C1`); bracket keys (`tags[channelId]=C1`) are read too.
+
+use axum::http::StatusCode;
+
+use crate::http::ApiError;
+use crate::http::errors::ApiResult;
+use crate::store::{EntityQuery, Tags};
+
+fn invalid_query(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
+}
+
+/// The tag name in a `tags.<name>` or `tags[<name>]` key.
+fn tag_name(key: &str) -> Option<&str> {
+    key.strip_prefix("tags.")
+        .or_else(|| key.strip_prefix("tags[").and_then(|rest| rest.strip_suffix(']')))
+        .filter(|name| !name.is_empty())
+}
+
+/// The query of `listConversations`, `listUsers` and `listMessages`.
+pub fn entity_query(raw: Option<&str>) -> ApiResult<EntityQuery> {
+    let mut query = EntityQuery::default();
+    let mut tags = Tags::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "nextToken" => query.page.token = Some(value),
+            "pageSize" => {
+                query.page.size = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid_query(format!("pageSize {value:?} is not a number")))?,
+                )
+            }
+            "conversationId" => query.conversation_id = Some(value),
+            "channel" => query.channel = Some(value),
+            "integrationName" => query.integration = Some(value),
+            other => {
+                if let Some(name) = tag_name(other) {
+                    tags.insert(name.to_string(), value);
+                }
+            }
+        }
+    }
+    query.tags = tags;
+    Ok(query)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entity_queries_read_dotted_and_bracketed_tags() {
+        let query = super::entity_query(Some(
+            "conversationId=conv_1&tags.channelId=C1&tags%5Bkind%5D=dm&tags.a%20b=x%20y&pageSize=5",
+        ))
+        .unwrap();
+        assert_eq!(query.conversation_id.as_deref(), Some("conv_1"));
+        assert_eq!(query.tags.get("channelId").map(String::as_str), Some("C1"));
+        assert_eq!(query.tags.get("kind").map(String::as_str), Some("dm"));
+        assert_eq!(query.tags.get("a b").map(String::as_str), Some("x y"));
+        assert_eq!(query.page.size, Some(5));
+        assert!(super::entity_query(Some("pageSize=lots")).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! Outbound HTTP from plugins (`wasi:http/outgoing-handler`): only the hosts in the
+//! installation's `allowed-hosts` are reached, anything else fails inside the plugin
+//! with `HttpRequestDenied` and sends nothing, and the call's deadline covers slow
+//! outbound calls. Driven through the courier test plugin's `fetch` action.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice_tests::fake_platform::FakePlatform;
+use sluice_tests::{Answer, Host, guest};
+
+fn courier(sidecar: Option<&str>) -> Host {
+    Host::builder()
+        .plugin("courier", guest("courier"), sidecar)
+        .plugin("webhook", guest("webhook"), None)
+        .start()
+}
+
+fn fetch(host: &Host, input: Value) -> Answer {
+    host.api_post("/v1/chat/actions", &json!({ "type": "courier:fetch", "input": input }))
+}
+
+#[test]
+fn an_allowed_host_is_reached_with_the_request_the_plugin_made() {
+    let platform = FakePlatform::start();
+    let host = courier(Some(&format!("allowed-hosts = [{:?}]\n", platform.base)));
+    let answer = fetch(
+        &host,
+        json!({ "url": format!("{}/api/ping?x=1", platform.base), "method": "POST", "body": "{\"hello\":\"there\"}" }),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["output"]["status"], 200);
+    assert_eq!(answer.json()["output"]["body"], "{\"ok\":true}");
+    let requests = platform.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(requests[0].path, "/api/ping?x=1");
+    assert_eq!(requests[0].body, json!({"hello": "there"}));
+}
+
+#[test]
+fn a_host_that_is_not_allowed_is_refused_inside_the_plugin_and_nothing_is_sent() {
+    let platform = FakePlatform::start();
+    let other_port = platform.base.rsplit(':').next().unwrap().parse::<u16>().unwrap() ^ 1;
+    for sidecar in [
+        None,
+        Some("allowed-hosts = [\"https://slack.com\"]\n".to_string()),
+        Some(format!(
+            "allowed-hosts = [\"http://127.0.0.1:{other_port}\", \"http://localhost:*\"]\n"
+        )),
+    ] {
+        let host = courier(sidecar.as_deref());
+        for method in ["GET", "POST"] {
+            let answer = fetch(
+                &host,
+                json!({ "url": format!("{}/api/secret", platform.base), "method": method, "body": "{\"leak\":1}" }),
+            );
+            assert_eq!(answer.status, 403, "[{sidecar:?} {method}] {}", answer.body);
+            let error = answer.json();
+            assert_eq!(error["type"], "Forbidden");
+            let message = error["message"].as_str().unwrap();
+            assert!(
+                message.contains("HttpRequestDenied"),
+                "the plugin's error is surfaced: {message}"
+            );
+            assert!(message.contains("courier"), "names the installation: {message}");
+        }
+        assert!(
+            host.output
+                .wait_for("outbound request denied", Duration::from_secs(5))
+                .is_some(),
+            "a log line says what was refused:\n{}",
+            host.output.text()
+        );
+        let line = host.output.wait_for("outbound request denied", Duration::ZERO).unwrap();
+        assert!(line.contains("/api/secret"), "{line}");
+        assert_eq!(
+            host.post(&host.webhook_url("webhook"), "{}").status,
+            200,
+            "the host serves on"
+        );
+    }
+    assert!(
+        platform.requests().is_empty(),
+        "nothing reached the platform: {:?}",
+        platform.requests()
+    );
+}
+
+#[test]
+fn the_deadline_covers_a_slow_outbound_call() {
+    let platform = FakePlatform::start();
+    platform.answer_after(Duration::from_secs(20));
+    let host = courier(Some(&format!(
+        "allowed-hosts = [{:?}]\n[limits]\ntimeout-ms = 1000\n",
+        platform.base
+    )));
+    let answer = fetch(&host, json!({ "url": format!("{}/api/slow", platform.base) }));
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "OperationTimeout");
+    assert!(
+        answer.json()["message"].as_str().unwrap().contains("1000 ms"),
+        "names the deadline: {}",
+        answer.body
+    );
+    assert_eq!(
+        platform.wait_for_calls("slow", 1, Duration::from_secs(10)).len(),
+        1,
+        "the request went out; the deadline ended the wait for its answer"
+    );
+
+    platform.answer_after(Duration::ZERO);
+    let echo = host.api_post(
+        "/v1/chat/actions",
+        &json!({ "type": "courier:echo", "input": { "text": "still here" } }),
+    );
+    assert_eq!(echo.status, 200, "the installation serves on: {}", echo.body);
+}

@@ -1,0 +1,134 @@
+//! The Shopify example (guest-examples/shop) through the real binary: signed
+//! `orders/create` calls become `shop:newOrderCreated` events with the guide's schema
+//! and the full body; other topics are acknowledged without an event; unsigned or
+//! badly signed calls are refused with 401 and record nothing.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sluice_tests::{Answer, Host, guest};
+
+const SECRET: &str = "shopify-webhook-secret";
+
+fn host() -> Host {
+    Host::builder()
+        .plugin(
+            "shop",
+            guest("shop"),
+            Some(&format!(
+                "[configuration]\nshopName = \"acme-store\"\nwebhookSecret = {SECRET:?}\n"
+            )),
+        )
+        .start()
+}
+
+fn sign(secret: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn order() -> Value {
+    json!({
+        "id": 820982911946154508u64,
+        "confirmation_number": "ABC123XYZ",
+        "created_at": "2024-07-01T10:00:00-04:00",
+        "currency": "EUR",
+        "current_subtotal_price": "100.00",
+        "current_total_discounts": "5.00",
+        "current_total_price": "115.00",
+        "current_total_tax": "20.00",
+        "customer_locale": "fr",
+        "order_status_url": "https://acme.example/orders/1/status",
+        "line_items": [{ "title": "Kettle", "quantity": 1 }],
+        "note": null
+    })
+}
+
+fn deliver(host: &Host, topic: &str, body: &str, signature: Option<&str>) -> Answer {
+    let mut request = host
+        .client()
+        .post(host.webhook_url("shop"))
+        .header("content-type", "application/json")
+        .header("x-shopify-topic", topic)
+        .header("x-shopify-shop-domain", "acme-store.myshopify.com")
+        .body(body.to_string());
+    if let Some(signature) = signature {
+        request = request.header("x-shopify-hmac-sha256", signature);
+    }
+    host.send(request)
+}
+
+#[test]
+fn a_signed_new_order_becomes_an_event_with_the_full_body() {
+    let host = host();
+    let body = order().to_string();
+    let answer = deliver(&host, "orders/create", &body, Some(&sign(SECRET, &body)));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let events = host.events(Some("shop:newOrderCreated"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let payload = &events[0]["payload"];
+    assert_eq!(payload["order_id"], 820982911946154508u64);
+    assert_eq!(payload["shopName"], "acme-store");
+    assert_eq!(payload["confirmation_number"], "ABC123XYZ");
+    assert_eq!(payload["created_at"], "2024-07-01T10:00:00-04:00");
+    assert_eq!(payload["currency"], "EUR");
+    assert_eq!(payload["current_total_price"], "115.00");
+    assert_eq!(payload["customer_locale"], "fr");
+    assert_eq!(payload["order_status_url"], "https://acme.example/orders/1/status");
+    assert_eq!(payload["fullBody"], order(), "the whole order is kept");
+    assert_eq!(answer.json()["eventId"], events[0]["id"]);
+}
+
+#[test]
+fn other_topics_are_acknowledged_without_an_event() {
+    let host = host();
+    let body = order().to_string();
+    for topic in ["orders/updated", "products/create", "orders/delete"] {
+        let answer = deliver(&host, topic, &body, Some(&sign(SECRET, &body)));
+        assert_eq!(answer.status, 200, "[{topic}] {}", answer.body);
+    }
+    assert!(host.events(None).is_empty(), "no topic but orders/create fires");
+}
+
+#[test]
+fn unsigned_or_badly_signed_calls_are_refused_and_record_nothing() {
+    let host = host();
+    let body = order().to_string();
+    let tampered = body.replace("115.00", "1.00");
+    for (what, body, signature) in [
+        ("no signature", body.clone(), None),
+        ("other secret", body.clone(), Some(sign("guess", &body))),
+        ("tampered body", tampered, Some(sign(SECRET, &body))),
+        ("not base64", body.clone(), Some("%%%".to_string())),
+        ("hex instead of base64", body.clone(), Some("00ff".repeat(16))),
+    ] {
+        let answer = deliver(&host, "orders/create", &body, signature.as_deref());
+        assert_eq!(answer.status, 401, "[{what}] {}", answer.body);
+    }
+    assert!(host.events(None).is_empty());
+}
+
+#[test]
+fn an_order_without_its_required_fields_is_a_400_naming_the_field() {
+    let host = host();
+    let mut incomplete = order();
+    incomplete.as_object_mut().unwrap().remove("confirmation_number");
+    let body = incomplete.to_string();
+    let answer = deliver(&host, "orders/create", &body, Some(&sign(SECRET, &body)));
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("confirmation_number"), "{}", answer.body);
+    assert!(host.events(None).is_empty());
+}
+
+#[test]
+fn the_shop_needs_its_secret() {
+    let host = Host::builder()
+        .plugin("shop", guest("shop"), Some("[configuration]\nshopName = \"acme\"\n"))
+        .start();
+    assert_eq!(host.installation("shop")["status"], "needs-configuration");
+    let answer = deliver(&host, "orders/create", "{}", Some(&sign("", "{}")));
+    assert_eq!(answer.status, 503);
+    assert!(answer.body.contains("webhookSecret"), "{}", answer.body);
+}
