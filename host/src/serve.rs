@@ -99,6 +99,9 @@ fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    // Listen for stop signals from the start, so one that arrives while plugins load
+    // still ends in a clean stop rather than the default kill.
+    let stop = stop_signal()?;
     let config = match &options.config {
         Some(path) => HostConfig::load(path)?,
         None => HostConfig::default(),
@@ -187,7 +190,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => return result.context("the HTTP server failed"),
-        signal = stop_signal() => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
+        signal = stop => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
     }
     let _ = stop_tx.send(());
     // Live streams end and webhook attempts in flight finish while requests drain.
@@ -206,21 +209,17 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves with the name of the first stop signal received.
-async fn stop_signal() -> &'static str {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    };
-    #[cfg(unix)]
-    {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("cannot listen for SIGTERM");
+/// Registers the stop signals now; the future resolves with the name of the first one
+/// received.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for SIGINT")?;
+    Ok(async move {
         tokio::select! {
-            name = ctrl_c => name,
+            _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
         }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await
+    })
 }
