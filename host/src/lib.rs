@@ -7,14 +7,17 @@
 //!   functions plugins import;
 //! - [`store`]: where events, state, conversations, users and messages are kept.
 //!
-//! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs.
+//! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs, with
+//! [`inspect`] (check a plugin file) and [`scaffold`] (`sluice new`) beside it.
 
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod inspect;
 pub mod plugins;
 pub mod runtime;
+pub mod scaffold;
 pub mod serve;
 pub mod store;
 pub mod time;

@@ -12,7 +12,7 @@ use crate::cli::ServeArgs;
 use crate::config::HostConfig;
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
-use crate::plugins::{HostIdentity, PluginHost};
+use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
 use crate::runtime::Runtime;
 use crate::store::{SharedStore, SqliteStore, Tags};
 
@@ -28,6 +28,8 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     pub api_token: Option<String>,
     pub config: Option<PathBuf>,
+    /// Compiled-code cache folder; `None` means `<data>/cache`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -39,6 +41,7 @@ impl From<ServeArgs> for ServeOptions {
             public_url: args.public_url,
             api_token: args.api_token,
             config: args.config,
+            cache_dir: args.cache,
         }
     }
 }
@@ -116,7 +119,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{address}"));
     let identity = identity(&store, public_url)?;
 
-    let runtime = Arc::new(Runtime::new(Some(options.data_dir.join("cache")))?);
+    let cache_dir = options
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("cache"));
+    let runtime = Arc::new(Runtime::new(Some(cache_dir))?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),
@@ -125,6 +132,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         &options.data_dir,
     )?);
     plugins.sync().await?;
+    // Hot reload: from here on, changes to the plugins folder are applied while serving.
+    let _watcher = FolderWatcher::start(plugins.clone())?;
 
     let snapshot = plugins.registry.snapshot();
     println!(
