@@ -273,15 +273,21 @@ impl Output {
 
     /// Waits until a line containing every one of `needles` was printed after `mark`.
     pub fn wait_for_since(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<String> {
+        self.wait_for_line(mark, needles, timeout).map(|(_, line)| line)
+    }
+
+    /// Like [`Output::wait_for_since`], with the line's index (a mark just before it).
+    pub fn wait_for_line(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<(usize, String)> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lock().unwrap();
         loop {
             let found = lines
                 .iter()
+                .enumerate()
                 .skip(mark)
-                .find(|l| needles.iter().all(|needle| l.contains(needle)));
-            if let Some(line) = found {
-                return Some(line.clone());
+                .find(|(_, l)| needles.iter().all(|needle| l.contains(needle)));
+            if let Some((index, line)) = found {
+                return Some((index, line.clone()));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -449,18 +455,23 @@ impl Host {
         std::fs::remove_file(self.plugins.join(format!("{name}.wasm"))).unwrap();
     }
 
-    /// Waits for the log line saying installation `name` was installed or replaced after
-    /// `mark`, and returns the webhook URL it names. Panics with the output on timeout.
-    pub fn wait_for_installed(&self, mark: usize, name: &str, timeout: Duration) -> String {
-        let file = format!("file={name}.wasm");
-        let line = self
+    /// Waits until a reload that logged a line with every one of `needles` (after `mark`)
+    /// is done and its result is what the host serves; returns that line.
+    pub fn wait_for_reload(&self, mark: usize, needles: &[&str], timeout: Duration) -> String {
+        let (index, line) = self
             .output
-            .wait_for_since(mark, &["plugin installed", &file], timeout)
-            .or_else(|| {
-                self.output
-                    .wait_for_since(mark, &["plugin replaced", &file], Duration::ZERO)
-            })
-            .unwrap_or_else(|| panic!("{name}.wasm was not loaded; the host printed:\n{}", self.output.text()));
+            .wait_for_line(mark, needles, timeout)
+            .unwrap_or_else(|| panic!("no line with {needles:?}; the host printed:\n{}", self.output.text()));
+        self.output
+            .wait_for_since(index, &["reload done"], timeout)
+            .unwrap_or_else(|| panic!("the reload did not finish; the host printed:\n{}", self.output.text()));
+        line
+    }
+
+    /// Waits until installation `name` was installed by a reload after `mark`, and returns
+    /// the webhook URL its log line names. Panics with the output on timeout.
+    pub fn wait_for_installed(&self, mark: usize, name: &str, timeout: Duration) -> String {
+        let line = self.wait_for_reload(mark, &["plugin installed", &format!("file={name}.wasm")], timeout);
         webhook_url_in(&line).unwrap_or_else(|| panic!("no webhook URL in {line:?}"))
     }
 
@@ -640,7 +651,7 @@ fn sources_hash(paths: &[PathBuf]) -> String {
 
 /// Holds an exclusive lock on `path` (flock) until dropped, so parallel test processes
 /// build a guest once.
-struct FileLock(std::fs::File);
+struct FileLock(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
 
 impl FileLock {
     fn acquire(path: &Path) -> FileLock {

@@ -107,12 +107,13 @@ impl PluginHost {
     /// Unchanged installations keep serving untouched; a file that fails to load leaves
     /// its earlier version serving.
     pub async fn sync(&self) -> anyhow::Result<SyncReport> {
-        self.sync_except(&HashSet::new()).await
+        self.sync_except(&|_: &Path| false).await
     }
 
-    /// Like [`PluginHost::sync`], but leaves the plugin files in `unsettled` (files still
-    /// being written) as they are: their current version, if any, keeps serving.
-    pub async fn sync_except(&self, unsettled: &HashSet<PathBuf>) -> anyhow::Result<SyncReport> {
+    /// Like [`PluginHost::sync`], but leaves the plugin files for which `unsettled` is true
+    /// (files still being written) as they are: their current version, if any, keeps
+    /// serving. It is asked just before each file is read.
+    pub async fn sync_except(&self, unsettled: &(dyn Fn(&Path) -> bool + Sync)) -> anyhow::Result<SyncReport> {
         let _one_at_a_time = self.sync_lock.lock().await;
         let current = self.registry.snapshot();
         let records: HashMap<String, InstallationRecord> = store::blocking(&self.store, |s| s.installations())
@@ -135,7 +136,7 @@ impl PluginHost {
             };
             present.insert(name.clone());
             let previous = current.installations.get(&name).cloned();
-            if unsettled.contains(&file) {
+            if unsettled(&file) {
                 if let Some(previous) = previous {
                     installations.insert(name, previous);
                 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -55,41 +55,44 @@ fn plugin_of(path: &Path) -> PathBuf {
     path.with_extension("wasm")
 }
 
-/// What the watcher knows between reloads.
+/// Plugin and sidecar files written to and not closed yet. The watcher's own thread
+/// keeps it current as events arrive, so a reload that is already running sees a file
+/// that started being copied in after the reload began.
 #[derive(Default)]
-struct FolderState {
-    /// Files written to and not closed yet.
-    being_written: HashSet<PathBuf>,
-    /// Files changed since the last reload.
-    changed: HashSet<PathBuf>,
-}
+struct BeingWritten(Mutex<HashSet<PathBuf>>);
 
-impl FolderState {
-    fn note(&mut self, event: notify::Event) {
-        for path in event.paths {
-            if !is_plugin_file(&path) {
-                continue;
-            }
+impl BeingWritten {
+    fn note(&self, event: &notify::Event) {
+        let mut files = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for path in event.paths.iter().filter(|p| is_plugin_file(p)) {
             match event.kind {
                 EventKind::Create(CreateKind::File | CreateKind::Any)
                 | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
                     if REPORTS_CLOSE_WRITE {
-                        self.being_written.insert(path.clone());
+                        files.insert(path.clone());
                     }
                 }
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                    self.being_written.remove(&path);
-                }
-                // Removed, renamed away or renamed into place (write-then-rename):
+                // Closed, removed, renamed away or renamed into place (write-then-rename):
                 // nobody is writing to this name any more.
-                EventKind::Remove(RemoveKind::File | RemoveKind::Any) | EventKind::Modify(ModifyKind::Name(_)) => {
-                    self.being_written.remove(&path);
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Remove(RemoveKind::File | RemoveKind::Any)
+                | EventKind::Modify(ModifyKind::Name(_)) => {
+                    files.remove(path);
                 }
                 // Attributes and anything else: complete as far as we can tell.
                 _ => {}
             }
-            self.changed.insert(path);
         }
+    }
+
+    fn snapshot(&self) -> HashSet<PathBuf> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Whether the plugin file or its sidecar is still being written.
+    fn holds(&self, plugin_file: &Path) -> bool {
+        let files = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        files.contains(plugin_file) || files.contains(&plugin_file.with_extension("toml"))
     }
 }
 
@@ -98,7 +101,12 @@ impl FolderWatcher {
     /// current tokio runtime.
     pub fn start(host: Arc<PluginHost>) -> anyhow::Result<FolderWatcher> {
         let (events_tx, events) = mpsc::unbounded_channel();
+        let being_written = Arc::new(BeingWritten::default());
+        let noted = being_written.clone();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = &event {
+                noted.note(event);
+            }
             let _ = events_tx.send(event);
         })
         .context("cannot watch the plugins folder")?;
@@ -107,7 +115,7 @@ impl FolderWatcher {
             .watch(&folder, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch the plugins folder {}", folder.display()))?;
         tracing::info!(folder = %folder.display(), "watching the plugins folder: added, replaced and removed plugins are applied while serving");
-        let task = tokio::spawn(reload_loop(host, events));
+        let task = tokio::spawn(reload_loop(host, events, being_written));
         Ok(FolderWatcher {
             _watcher: watcher,
             task,
@@ -115,17 +123,22 @@ impl FolderWatcher {
     }
 }
 
-async fn reload_loop(host: Arc<PluginHost>, mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>) {
-    let mut state = FolderState::default();
-    let mut waiting_on: HashSet<PathBuf> = HashSet::new();
+async fn reload_loop(
+    host: Arc<PluginHost>,
+    mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    being_written: Arc<BeingWritten>,
+) {
+    // Files changed since the last reload, and files already reported as being written.
+    let mut changed: HashSet<PathBuf> = HashSet::new();
+    let mut reported: HashSet<PathBuf> = HashSet::new();
     loop {
         // The first event of a burst, then every event until the folder is quiet.
         let Some(first) = events.recv().await else { return };
         let mut next = Some(first);
         while let Some(event) = next {
             match event {
-                Ok(event) => state.note(event),
-                Err(error) => tracing::warn!(error = %error, "plugins folder watcher error; reloading to be safe"),
+                Ok(event) => changed.extend(event.paths.into_iter().filter(|p| is_plugin_file(p))),
+                Err(error) => tracing::warn!(error = %error, "plugins folder watcher error"),
             }
             next = match tokio::time::timeout(DEBOUNCE, events.recv()).await {
                 Ok(Some(event)) => Some(event),
@@ -133,31 +146,26 @@ async fn reload_loop(host: Arc<PluginHost>, mut events: mpsc::UnboundedReceiver<
                 Err(_quiet) => None,
             };
         }
-        if state.changed.is_empty() {
-            continue;
-        }
 
-        let skipped: HashSet<PathBuf> = state.being_written.iter().map(|p| plugin_of(p)).collect();
-        for file in &state.being_written {
-            if waiting_on.insert(file.clone()) {
+        let writing = being_written.snapshot();
+        for file in &writing {
+            if reported.insert(file.clone()) {
                 tracing::info!(file = %file_name(file), "plugin file is still being written; it is loaded once the writer closes it");
             }
         }
-        waiting_on.retain(|file| state.being_written.contains(file));
-        let changed: HashSet<PathBuf> = state
-            .changed
+        reported.retain(|file| writing.contains(file));
+        let ready: Vec<String> = changed
             .iter()
-            .filter(|p| !skipped.contains(&plugin_of(p)))
-            .cloned()
+            .filter(|p| !being_written.holds(&plugin_of(p)))
+            .map(|p| file_name(p))
             .collect();
-        if changed.is_empty() {
+        if ready.is_empty() {
             continue;
         }
-        state.changed.retain(|p| skipped.contains(&plugin_of(p)));
-        let mut names: Vec<String> = changed.iter().map(|p| file_name(p)).collect();
-        names.sort();
-        tracing::info!(files = %names.join(", "), "plugins folder changed; reloading");
-        match host.sync_except(&skipped).await {
+        changed.retain(|p| being_written.holds(&plugin_of(p)));
+        tracing::info!(files = %ready.join(", "), "plugins folder changed; reloading");
+        let unsettled = |file: &Path| being_written.holds(file);
+        match host.sync_except(&unsettled).await {
             Ok(report) => tracing::info!(
                 installed = ?report.installed,
                 updated = ?report.updated,
@@ -195,26 +203,31 @@ mod tests {
 
     #[test]
     fn a_file_is_being_written_until_closed() {
-        let mut state = FolderState::default();
+        let files = BeingWritten::default();
         let file = PathBuf::from("/p/new.wasm");
-        state.note(notify::Event::new(EventKind::Create(CreateKind::File)).add_path(file.clone()));
-        state.note(
-            notify::Event::new(EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)))
+        files.note(&notify::Event::new(EventKind::Create(CreateKind::File)).add_path(file.clone()));
+        files.note(
+            &notify::Event::new(EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)))
                 .add_path(file.clone()),
         );
-        assert_eq!(state.being_written.contains(&file), REPORTS_CLOSE_WRITE);
-        state.note(notify::Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write))).add_path(file.clone()));
-        assert!(!state.being_written.contains(&file));
-        assert!(state.changed.contains(&file));
+        assert_eq!(files.holds(&file), REPORTS_CLOSE_WRITE);
+        files.note(&notify::Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write))).add_path(file.clone()));
+        assert!(!files.holds(&file));
+    }
+
+    #[test]
+    fn a_sidecar_being_written_holds_its_plugin_back() {
+        let files = BeingWritten::default();
+        files.note(&notify::Event::new(EventKind::Create(CreateKind::File)).add_path("/p/shop.toml".into()));
+        assert_eq!(files.holds(Path::new("/p/shop.wasm")), REPORTS_CLOSE_WRITE);
     }
 
     #[test]
     fn a_file_renamed_into_place_is_complete() {
-        let mut state = FolderState::default();
+        let files = BeingWritten::default();
         let file = PathBuf::from("/p/new.wasm");
-        state.note(notify::Event::new(EventKind::Create(CreateKind::File)).add_path("/p/.new.wasm.part".into()));
-        state.note(notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To))).add_path(file.clone()));
-        assert!(state.being_written.is_empty());
-        assert_eq!(state.changed, HashSet::from([file]));
+        files.note(&notify::Event::new(EventKind::Create(CreateKind::File)).add_path("/p/.new.wasm.part".into()));
+        files.note(&notify::Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To))).add_path(file.clone()));
+        assert!(files.snapshot().is_empty());
     }
 }
