@@ -12,10 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup >/dev/null
 runs="${RUNS:-5}"
+profile="${PROFILE:-release}"   # PROFILE=debug measures the dev build (dependencies are optimised there too)
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 
-echo "building sluice (release) and the three plugins..." >&2
-cargo build --release -p sluice -q
+echo "building sluice ($profile) and the three plugins..." >&2
+if [ "$profile" = release ]; then cargo build --release -p sluice -q; else cargo build -p sluice -q; fi
 cargo build --release --target wasm32-wasip2 --manifest-path guest-examples/Cargo.toml \
     --target-dir "$target/guests" -p webhook -q
 work="$(mktemp -d)"
@@ -33,7 +34,7 @@ start_ms() {
     local data="$1" log="$work/log"
     local t0 t1
     t0=$(date +%s%N)
-    "$target/release/sluice" serve --plugins "$work/plugins" --data "$data" --listen 127.0.0.1:0 \
+    "$target/$profile/sluice" serve --plugins "$work/plugins" --data "$data" --listen 127.0.0.1:0 \
         --api-token bench >"$log" 2>&1 &
     local pid=$!
     until grep -q "listening on" "$log"; do

@@ -18,8 +18,9 @@ use serde_json::Value;
 /// The API token every test host is started with.
 pub const API_TOKEN: &str = "test-token";
 
-/// How long a host may take to start (it may compile plugins cold).
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a host may take to start (it may compile plugins cold: a Python or
+/// JavaScript component takes a minute of CPU on a busy two-core machine).
+const START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
