@@ -1,7 +1,7 @@
 //! The real `@botpress/client` npm package against a running sluice: a bot written for
 //! the Botpress chat API works here by changing its base URL. The Node script
 //! (tests/clients/botpress/check.mjs) checks every answer; this test checks what it
-//! left on the fake platform. `scripts/setup` installs the package (`npm ci`).
+//! left on the fake platform. `scripts/setup` installs the package (`npm install`, locked versions).
 
 use std::process::Command;
 
@@ -14,7 +14,7 @@ fn the_botpress_client_talks_to_sluice() {
     let client_dir = repo_root().join("tests/clients/botpress");
     assert!(
         client_dir.join("node_modules/@botpress/client/package.json").exists(),
-        "the @botpress/client package is not installed in {}: run scripts/setup (it runs npm ci there)",
+        "the @botpress/client package is not installed in {}: run scripts/setup (it runs npm install there)",
         client_dir.display()
     );
     let platform = FakePlatform::start();

@@ -3,11 +3,14 @@
 //! (see `webhook_builds`), so all languages behave the same.
 
 use serde_json::json;
-use sluice_tests::{Host, guest};
+use sluice_tests::{Host, webhook_build};
 
-/// Every build of the webhook example: (language, component).
+/// Every build of the webhook example, each built from source: (language, component).
 fn webhook_builds() -> Vec<(&'static str, std::path::PathBuf)> {
-    vec![("rust", guest("webhook"))]
+    ["rust", "python", "js"]
+        .into_iter()
+        .map(|language| (language, webhook_build(language)))
+        .collect()
 }
 
 fn host_with(build: &std::path::Path, sidecar: Option<&str>) -> Host {

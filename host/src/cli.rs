@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::scaffold::{Language, new_project};
 use crate::serve::{ServeOptions, serve};
 
 /// A small, fast WebAssembly plugin host for chatbot and platform integrations.
@@ -19,6 +20,31 @@ pub struct Cli {
 pub enum Command {
     /// Serve every plugin (*.wasm) in the plugins folder, each at its own webhook URL.
     Serve(ServeArgs),
+    /// Check a plugin against this host's contract and print its definition.
+    Inspect(InspectArgs),
+    /// Create a plugin project that builds into a working component.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The plugin component (.wasm).
+    pub file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name (lower-case letters, digits, - and _); also its integration name.
+    pub name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum)]
+    pub lang: Language,
+    /// Folder to create (default: ./NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +69,10 @@ pub struct ServeArgs {
     /// Host configuration file (TOML).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Folder for compiled plugin code, reused across restarts (and hosts sharing it).
+    /// Default: <data>/cache.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -69,6 +99,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(ServeOptions::from(args)).await,
+            Command::Inspect(args) => crate::inspect::inspect(&args.file, args.json).await,
+            Command::New(args) => new_project(&args.name, args.lang, args.dir),
         }
     });
     match outcome {

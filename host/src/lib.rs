@@ -11,7 +11,8 @@
 //! - [`bot`]: the bot's side of the chat (actions, messages, conversations, events),
 //!   checked against the integrations' declarations before their plugins run.
 //!
-//! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs.
+//! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs, with
+//! [`inspect`] (check a plugin file) and [`scaffold`] (`sluice new`) beside it.
 
 pub mod bot;
 pub mod cli;
@@ -19,8 +20,10 @@ pub mod config;
 pub mod delivery;
 pub mod http;
 pub mod ids;
+pub mod inspect;
 pub mod plugins;
 pub mod runtime;
+pub mod scaffold;
 pub mod serve;
 pub mod store;
 pub mod time;

@@ -13,7 +13,7 @@ use crate::config::HostConfig;
 use crate::delivery::Delivery;
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
-use crate::plugins::{HostIdentity, PluginHost};
+use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
 use crate::runtime::Runtime;
 use crate::store::{SharedStore, SqliteStore, Tags};
 
@@ -31,6 +31,8 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     pub api_token: Option<String>,
     pub config: Option<PathBuf>,
+    /// Compiled-code cache folder; `None` means `<data>/cache`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -42,6 +44,7 @@ impl From<ServeArgs> for ServeOptions {
             public_url: args.public_url,
             api_token: args.api_token,
             config: args.config,
+            cache_dir: args.cache,
         }
     }
 }
@@ -133,7 +136,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     .await
     .context("cannot start event delivery")?;
 
-    let runtime = Arc::new(Runtime::new(Some(options.data_dir.join("cache")))?);
+    let cache_dir = options
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("cache"));
+    let runtime = Arc::new(Runtime::new(Some(cache_dir))?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),
@@ -142,6 +149,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         &options.data_dir,
     )?);
     plugins.sync().await?;
+    // Hot reload: from here on, changes to the plugins folder are applied while serving.
+    let _watcher = FolderWatcher::start(plugins.clone())?;
 
     let snapshot = plugins.registry.snapshot();
     println!(

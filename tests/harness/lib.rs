@@ -22,8 +22,9 @@ pub mod receiver;
 /// The API token every test host is started with.
 pub const API_TOKEN: &str = "test-token";
 
-/// How long a host may take to start (it may compile plugins cold).
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a host may take to start (it may compile plugins cold: a Python or
+/// JavaScript component takes a minute of CPU on a busy two-core machine).
+const START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -92,6 +93,53 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// Polls `condition` (every 10 ms) until it holds or `timeout` passes; whether it held.
+/// For state only visible by asking (an HTTP answer), where no log line tells.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The `webhook_url=...` field of a log line.
+pub fn webhook_url_in(line: &str) -> Option<String> {
+    let start = line.find("webhook_url=")? + "webhook_url=".len();
+    let url: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    Some(url.trim_matches('"').to_string())
+}
+
+/// What a `sluice` command (other than serve) did.
+#[derive(Debug)]
+pub struct CommandOutput {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `sluice ARGS` to completion in `dir`.
+pub fn sluice_command(dir: &Path, args: &[&str]) -> CommandOutput {
+    let output = Command::new(sluice_binary())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run sluice");
+    CommandOutput {
+        success: output.status.success(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// An HTTP answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -124,6 +172,7 @@ pub struct HostBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     config: Option<String>,
+    own_code_cache: bool,
 }
 
 impl HostBuilder {
@@ -140,6 +189,15 @@ impl HostBuilder {
     /// Extra arguments to `sluice serve`.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Keeps compiled code in the host's own data folder (`<data>/cache`). By default
+    /// every test host shares one cache folder in the target folder, so a plugin is
+    /// compiled once per test run rather than once per test (Python and JavaScript
+    /// components take seconds to compile).
+    pub fn own_code_cache(mut self) -> Self {
+        self.own_code_cache = true;
         self
     }
 
@@ -172,11 +230,16 @@ impl HostBuilder {
             self.args.push("--config".into());
             self.args.push(path.to_string_lossy().into_owned());
         }
+        let mut args = self.args;
+        if !self.own_code_cache {
+            args.push("--cache".into());
+            args.push(target_dir().join("test-code-cache").to_string_lossy().into_owned());
+        }
         let mut host = Host {
             dir,
             plugins,
             data,
-            args: self.args,
+            args,
             env: self.env,
             child: None,
             base: String::new(),
@@ -220,6 +283,49 @@ impl Output {
         }
     }
 
+    /// How many lines were printed so far: pass it to [`Output::wait_for_since`] to wait
+    /// for a line printed after this point.
+    pub fn mark(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Waits until a line containing every one of `needles` was printed after `mark`.
+    pub fn wait_for_since(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<String> {
+        self.wait_for_line(mark, needles, timeout).map(|(_, line)| line)
+    }
+
+    /// Like [`Output::wait_for_since`], with the line's index (a mark just before it).
+    pub fn wait_for_line(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<(usize, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            let found = lines
+                .iter()
+                .enumerate()
+                .skip(mark)
+                .find(|(_, l)| needles.iter().all(|needle| l.contains(needle)));
+            if let Some((index, line)) = found {
+                return Some((index, line.clone()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self.changed.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Every line containing `needle` printed after `mark`.
+    pub fn lines_since(&self, mark: usize, needle: &str) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .skip(mark)
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
     pub fn text(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
@@ -251,6 +357,7 @@ impl Host {
             args: Vec::new(),
             env: Vec::new(),
             config: None,
+            own_code_cache: false,
         }
     }
 
@@ -338,6 +445,53 @@ impl Host {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the host is still running");
         self.launch();
+    }
+
+    /// Drops `wasm` into the running host's plugins folder as `<name>.wasm`, the safe way:
+    /// written under a hidden temporary name, then renamed into place.
+    pub fn drop_plugin(&self, name: &str, wasm: &Path) {
+        let temporary = self.plugins.join(format!(".{name}.wasm.partial"));
+        std::fs::copy(wasm, &temporary).unwrap_or_else(|e| panic!("cannot copy {}: {e}", wasm.display()));
+        std::fs::rename(&temporary, self.plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+
+    /// Drops raw bytes into the plugins folder as `<name>.wasm` (write-then-rename).
+    pub fn drop_plugin_bytes(&self, name: &str, bytes: &[u8]) {
+        let temporary = self.plugins.join(format!(".{name}.wasm.partial"));
+        std::fs::write(&temporary, bytes).unwrap();
+        std::fs::rename(&temporary, self.plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+
+    /// Writes the sidecar `<name>.toml` (write-then-rename).
+    pub fn write_sidecar(&self, name: &str, text: &str) {
+        let temporary = self.plugins.join(format!(".{name}.toml.partial"));
+        std::fs::write(&temporary, text).unwrap();
+        std::fs::rename(&temporary, self.plugins.join(format!("{name}.toml"))).unwrap();
+    }
+
+    /// Removes `<name>.wasm` from the plugins folder.
+    pub fn remove_plugin(&self, name: &str) {
+        std::fs::remove_file(self.plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+
+    /// Waits until a reload that logged a line with every one of `needles` (after `mark`)
+    /// is done and its result is what the host serves; returns that line.
+    pub fn wait_for_reload(&self, mark: usize, needles: &[&str], timeout: Duration) -> String {
+        let (index, line) = self
+            .output
+            .wait_for_line(mark, needles, timeout)
+            .unwrap_or_else(|| panic!("no line with {needles:?}; the host printed:\n{}", self.output.text()));
+        self.output
+            .wait_for_since(index, &["reload done"], timeout)
+            .unwrap_or_else(|| panic!("the reload did not finish; the host printed:\n{}", self.output.text()));
+        line
+    }
+
+    /// Waits until installation `name` was installed by a reload after `mark`, and returns
+    /// the webhook URL its log line names. Panics with the output on timeout.
+    pub fn wait_for_installed(&self, mark: usize, name: &str, timeout: Duration) -> String {
+        let line = self.wait_for_reload(mark, &["plugin installed", &format!("file={name}.wasm")], timeout);
+        webhook_url_in(&line).unwrap_or_else(|| panic!("no webhook URL in {line:?}"))
     }
 
     /// Whether the process is still running.
@@ -434,5 +588,147 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The plugin toolchains scripts/setup installs in guest-tools/ (componentize-py in
+/// `.venv`, componentize-js in `node_modules`).
+pub fn guest_tool(name: &str) -> PathBuf {
+    let tools = repo_root().join("guest-tools");
+    let path = match name {
+        "componentize-py" => tools.join(".venv/bin/componentize-py"),
+        "componentize-js" => tools.join("node_modules/.bin/componentize-js"),
+        other => panic!("no guest tool {other}"),
+    };
+    assert!(path.exists(), "{} is missing: run scripts/setup", path.display());
+    path
+}
+
+/// The contract folder guests are built against.
+pub fn wit_dir() -> PathBuf {
+    repo_root().join("wit")
+}
+
+/// Builds a Python plugin: `componentize-py -d WIT -w integration componentize MODULE`
+/// in `dir`, writing `out`.
+pub fn build_python_plugin(dir: &Path, module: &str, wit: &Path, out: &Path) {
+    run(
+        Command::new(guest_tool("componentize-py"))
+            .current_dir(dir)
+            .arg("-d")
+            .arg(wit)
+            .args(["-w", "integration", "componentize", module, "-o"])
+            .arg(out),
+        &format!("componentize-py on {}", dir.display()),
+    );
+}
+
+/// Builds a JavaScript plugin: `componentize-js ENTRY --wit WIT --world-name integration`
+/// in `dir` (without wasi:http, which these plugins do not use), writing `out`.
+pub fn build_js_plugin(dir: &Path, entry: &str, wit: &Path, out: &Path) {
+    run(
+        Command::new(guest_tool("componentize-js"))
+            .current_dir(dir)
+            .arg(entry)
+            .arg("--wit")
+            .arg(wit)
+            .args(["--world-name", "integration", "-d", "http", "fetch-event", "-o"])
+            .arg(out),
+        &format!("componentize-js on {}", dir.display()),
+    );
+}
+
+/// A hash of every file under `paths` (names and contents), to tell whether a build is
+/// still up to date.
+fn sources_hash(paths: &[PathBuf]) -> String {
+    use sha2::{Digest, Sha256};
+    fn walk(path: &Path, files: &mut Vec<PathBuf>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap().flatten() {
+                let name = entry.file_name();
+                if name == "__pycache__" || name == "node_modules" || name == ".venv" {
+                    continue;
+                }
+                walk(&entry.path(), files);
+            }
+        } else if path.is_file() {
+            files.push(path.to_path_buf());
+        }
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        walk(path, &mut files);
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&file).unwrap());
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// Holds an exclusive lock on `path` (flock) until dropped, so parallel test processes
+/// build a guest once.
+struct FileLock(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
+
+impl FileLock {
+    fn acquire(path: &Path) -> FileLock {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        // SAFETY: flock(2) on a descriptor this struct owns.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "cannot lock {}", path.display());
+        FileLock(file)
+    }
+}
+
+/// Builds `<target>/guests/<language>/<name>.wasm` with `build` unless a build of the same
+/// sources (`inputs`) is already there. Python and JavaScript builds take tens of seconds,
+/// and every test runs in its own process, so the result is kept across processes.
+fn cached_build(language: &str, name: &str, inputs: &[PathBuf], build: impl FnOnce(&Path)) -> PathBuf {
+    let dir = target_dir().join("guests").join(language);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{name}.wasm"));
+    let stamp = dir.join(format!("{name}.sources"));
+    let _lock = FileLock::acquire(&dir.join(format!("{name}.lock")));
+    let hash = sources_hash(inputs);
+    if out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == hash) {
+        return out;
+    }
+    let partial = dir.join(format!("{name}.partial.wasm"));
+    build(&partial);
+    std::fs::rename(&partial, &out).unwrap();
+    std::fs::write(&stamp, hash).unwrap();
+    out
+}
+
+/// The webhook example (guest-examples/webhook*) built from source in `language`
+/// (`rust`, `python` or `js`).
+pub fn webhook_build(language: &str) -> PathBuf {
+    let examples = repo_root().join("guest-examples");
+    let tools = repo_root().join("guest-tools");
+    match language {
+        "rust" => guest("webhook"),
+        "python" => {
+            let dir = examples.join("webhook-python");
+            let inputs = [dir.clone(), wit_dir(), tools.join("requirements.txt")];
+            cached_build("python", "webhook", &inputs, |out| {
+                build_python_plugin(&dir, "app", &wit_dir(), out)
+            })
+        }
+        "js" => {
+            let dir = examples.join("webhook-js");
+            let inputs = [dir.clone(), wit_dir(), tools.join("package-lock.json")];
+            cached_build("js", "webhook", &inputs, |out| {
+                build_js_plugin(&dir, "webhook.js", &wit_dir(), out)
+            })
+        }
+        other => panic!("no webhook build in {other}"),
     }
 }

@@ -6,11 +6,14 @@
 //! ones, and removes installations whose file is gone (calling `unregister` from a copy
 //! kept in the data folder). The [`Registry`] is what request handlers read: an atomic
 //! snapshot, so a request that started on one version of a plugin finishes on it.
+//! [`FolderWatcher`] applies changes to the folder while serving (hot reload).
 
 pub mod installation;
 pub mod registry;
 pub mod sync;
+pub mod watch;
 
 pub use installation::{HostIdentity, Installation, InstallationStatus};
 pub use registry::{LoadFailure, Registry, Snapshot};
 pub use sync::{PluginHost, SyncReport};
+pub use watch::FolderWatcher;

@@ -107,6 +107,13 @@ impl PluginHost {
     /// Unchanged installations keep serving untouched; a file that fails to load leaves
     /// its earlier version serving.
     pub async fn sync(&self) -> anyhow::Result<SyncReport> {
+        self.sync_except(&|_: &Path| false).await
+    }
+
+    /// Like [`PluginHost::sync`], but leaves the plugin files for which `unsettled` is true
+    /// (files still being written) as they are: their current version, if any, keeps
+    /// serving. It is asked just before each file is read.
+    pub async fn sync_except(&self, unsettled: &(dyn Fn(&Path) -> bool + Sync)) -> anyhow::Result<SyncReport> {
         let _one_at_a_time = self.sync_lock.lock().await;
         let current = self.registry.snapshot();
         let records: HashMap<String, InstallationRecord> = store::blocking(&self.store, |s| s.installations())
@@ -129,6 +136,12 @@ impl PluginHost {
             };
             present.insert(name.clone());
             let previous = current.installations.get(&name).cloned();
+            if unsettled(&file) {
+                if let Some(previous) = previous {
+                    installations.insert(name, previous);
+                }
+                continue;
+            }
             match self.load_one(&file, &name, previous.as_ref(), records.get(&name)).await {
                 Ok(Some(installation)) => {
                     if previous.is_some() {
@@ -209,6 +222,11 @@ impl PluginHost {
         }
 
         let now = now_ms();
+        let event = match (previous, record) {
+            (Some(_), _) => "plugin replaced",
+            (None, Some(_)) => "plugin loaded",
+            (None, None) => "plugin installed",
+        };
         let mut record = match record {
             Some(record) => InstallationRecord {
                 plugin_hash: hash.clone(),
@@ -243,8 +261,10 @@ impl PluginHost {
         }
         let saved = record.clone();
         store::blocking(&self.store, move |s| s.save_installation(&saved)).await?;
-        tracing::info!(installation = %name, plugin = %installation.plugin.definition.name, version = %installation.plugin.definition.version,
-            status = installation.status.as_str(), webhook_url = %installation.webhook_url(), "plugin loaded");
+        let plugin = &installation.plugin;
+        tracing::info!(installation = %name, file = %file_label(file), plugin = %plugin.definition.name, version = %plugin.definition.version,
+            status = installation.status.as_str(), code = %plugin.code_source.as_str(), webhook_url = %installation.webhook_url(),
+            "{event}");
         for problem in &installation.problems {
             tracing::warn!(installation = %name, "{problem}");
         }

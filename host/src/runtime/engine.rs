@@ -40,6 +40,16 @@ pub enum CodeSource {
     Cache,
 }
 
+impl CodeSource {
+    /// How logs and the admin API name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeSource::Compiled => "compiled",
+            CodeSource::Cache => "cache",
+        }
+    }
+}
+
 impl Runtime {
     /// Builds the engine. With a `cache_dir`, compiled code is kept there, keyed by the
     /// plugin's SHA-256 and the engine's settings, and reused on the next start.
@@ -103,25 +113,32 @@ impl Runtime {
 
     /// Compiles a component, or loads its compiled code from the cache. Blocking and
     /// CPU-heavy: call it from a blocking thread.
+    ///
+    /// A cache entry is the SHA-256 of the compiled code followed by the code; an entry
+    /// whose digest does not match (a torn or tampered file) is compiled again and
+    /// replaced, so only code this engine wrote is ever loaded.
     pub fn compile(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<(Component, CodeSource)> {
         let cached = self.cache_path(content_hash);
         if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
-            // SAFETY: the file was written by `Component::serialize` of an engine with the
-            // same settings (both are in its name), in a folder only sluice writes to;
-            // wasmtime checks its header and engine compatibility before using it.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
+            match self.load_cached(path) {
                 Ok(component) => return Ok((component, CodeSource::Cache)),
                 Err(error) => {
-                    tracing::warn!(path = %path.display(), error = %error, "compiled-code cache entry is unusable; compiling again");
+                    tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "compiled-code cache entry is unusable; compiling again");
                 }
             }
         }
+        let started = std::time::Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(|error| anyhow::anyhow!("{error:#}"))?;
+        tracing::debug!(plugin_sha256 = %content_hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled");
         if let Some(path) = cached {
             let write = || -> anyhow::Result<()> {
                 let code = component.serialize()?;
-                let temporary = path.with_extension("tmp");
-                std::fs::write(&temporary, code)?;
+                let mut entry = Sha256::digest(&code).to_vec();
+                entry.extend_from_slice(&code);
+                // A name of its own: hosts sharing a cache folder may write the same entry.
+                let temporary =
+                    path.with_extension(format!("{}.{}.tmp", std::process::id(), crate::ids::secret_token(4)));
+                std::fs::write(&temporary, entry)?;
                 std::fs::rename(&temporary, &path)?;
                 Ok(())
             };
@@ -130,6 +147,21 @@ impl Runtime {
             }
         }
         Ok((component, CodeSource::Compiled))
+    }
+
+    /// Reads a cache entry and checks its digest before handing the code to wasmtime.
+    fn load_cached(&self, path: &std::path::Path) -> anyhow::Result<Component> {
+        let entry = std::fs::read(path)?;
+        anyhow::ensure!(entry.len() > 32, "the entry is too short");
+        let (digest, code) = entry.split_at(32);
+        anyhow::ensure!(
+            Sha256::digest(code).as_slice() == digest,
+            "its digest does not match its contents"
+        );
+        // SAFETY: the code was written by `Component::serialize` of an engine with the same
+        // settings (both are in the file name) and is byte for byte what was written (the
+        // digest above); wasmtime also checks its header and engine compatibility.
+        unsafe { Component::deserialize(&self.engine, code) }.map_err(|error| anyhow::anyhow!("{error:#}"))
     }
 }
 

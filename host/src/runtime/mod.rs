@@ -7,6 +7,7 @@
 //! [`outbound`]'s allow-list.
 
 pub mod bindings;
+pub mod contract;
 pub mod definition;
 pub mod engine;
 pub mod host;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use wasmtime::component::Component;
 
 use super::bindings::IntegrationPre;
 use super::definition::PluginDefinition;
@@ -47,18 +48,22 @@ impl Runtime {
                 .await
                 .context("the compiler thread failed")?
                 .context("not a valid WebAssembly component")?;
+        self.prepare(&component, hash, bytes.len(), code_source).await
+    }
 
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
-            anyhow::anyhow!("{error:#}").context("the component needs imports sluice does not provide (is it built against wit/ of sluice:integration@0.1.0?)")
-        })?;
-        let pre = IntegrationPre::new(instance_pre).map_err(|error| {
-            anyhow::anyhow!("{error:#}")
-                .context("the component does not export the sluice:integration/plugin@0.1.0 interface")
-        })?;
-
+    /// Checks a compiled component against the contract, links it and reads its
+    /// definition.
+    pub async fn prepare(
+        &self,
+        component: &Component,
+        hash: String,
+        size: usize,
+        code_source: CodeSource,
+    ) -> anyhow::Result<Arc<CompiledPlugin>> {
+        let pre = self.check_contract(component)?;
         let probe = CompiledPlugin {
             hash: hash.clone(),
-            size: bytes.len(),
+            size,
             pre: pre.clone(),
             definition: Arc::new(PluginDefinition::empty()),
             code_source,
@@ -73,7 +78,7 @@ impl Runtime {
         let definition = PluginDefinition::from_wit(definition).context("the plugin's definition is not valid")?;
         Ok(Arc::new(CompiledPlugin {
             hash,
-            size: bytes.len(),
+            size,
             pre,
             definition: Arc::new(definition),
             code_source,

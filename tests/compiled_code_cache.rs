@@ -1,0 +1,103 @@
+//! The compiled-code cache: a restart with unchanged plugins compiles nothing, a changed
+//! plugin is compiled again, and a damaged cache entry is never used.
+
+use std::time::Duration;
+
+use sluice_tests::{Host, guest};
+
+const START: Duration = Duration::from_secs(120);
+
+/// Where each installation's code came from, as the log line of its load says.
+fn code_sources(host: &Host, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| {
+            let line = host
+                .output
+                .wait_for_since(0, &["code=", &format!("file={name}.wasm")], START)
+                .unwrap_or_else(|| panic!("{name} was not loaded:\n{}", host.output.text()));
+            let code = line
+                .split("code=")
+                .nth(1)
+                .expect("the line says where the code came from");
+            let code = code.split_whitespace().next().unwrap().to_string();
+            assert_eq!(
+                host.installation(name)["plugin"]["code"],
+                code.as_str(),
+                "the admin API agrees"
+            );
+            code
+        })
+        .collect()
+}
+
+fn three_plugins() -> Host {
+    Host::builder()
+        .plugin("webhook", guest("webhook"), None)
+        .plugin("probe", guest("probe"), Some("[configuration]\nname = \"p\"\n"))
+        .plugin("trap", guest("trap"), None)
+        .own_code_cache()
+        .start()
+}
+
+const NAMES: [&str; 3] = ["webhook", "probe", "trap"];
+
+#[test]
+fn a_restart_with_unchanged_plugins_compiles_nothing() {
+    let mut host = three_plugins();
+    assert_eq!(code_sources(&host, &NAMES), ["compiled"; 3], "first start compiles");
+
+    host.restart();
+    assert_eq!(
+        code_sources(&host, &NAMES),
+        ["cache"; 3],
+        "a warm start loads every plugin from the cache"
+    );
+    assert_eq!(
+        host.post(&host.webhook_url("webhook"), "{}").status,
+        200,
+        "cached code runs"
+    );
+
+    // A plugin changed while the host is stopped is compiled again at the next start; the
+    // others still come from the cache. (Changed while serving, hot reload would compile it.)
+    host.stop();
+    std::fs::copy(guest("spin"), host.plugins.join("trap.wasm")).unwrap();
+    host.start_again();
+    assert_eq!(code_sources(&host, &NAMES), ["cache", "cache", "compiled"]);
+}
+
+#[test]
+fn a_damaged_cache_entry_is_compiled_again_not_used() {
+    let mut host = Host::builder()
+        .plugin("webhook", guest("webhook"), None)
+        .own_code_cache()
+        .start();
+    assert_eq!(code_sources(&host, &["webhook"]), ["compiled"]);
+    host.stop();
+
+    let cache = host.data.join("cache");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "one entry per plugin and engine: {entries:?}");
+    // Flip one byte in the middle of the compiled code: the header stays valid.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entries[0], bytes).unwrap();
+
+    host.start_again();
+    host.output
+        .wait_for("compiled-code cache entry is unusable", START)
+        .expect("the damaged entry is reported");
+    assert_eq!(code_sources(&host, &["webhook"]), ["compiled"]);
+    assert_eq!(host.post(&host.webhook_url("webhook"), "{}").status, 200);
+
+    // ... and replaced by a good one.
+    host.restart();
+    assert_eq!(code_sources(&host, &["webhook"]), ["cache"]);
+}

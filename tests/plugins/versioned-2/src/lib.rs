@@ -1,0 +1,3 @@
+//! Version 2 of the versioned test plugin: see tests/plugins/versioned.rs.
+
+include!("../../versioned.rs");
