@@ -121,6 +121,9 @@ pub struct HostConfig {
     pub api_token: Option<String>,
     /// Base URL outside platforms use to reach this host (webhook URLs start with it).
     pub public_url: Option<String>,
+    /// Trigger workers, retries and limits (the `[triggers]` table).
+    #[serde(default)]
+    pub triggers: crate::jobs::TriggerSettings,
 }
 
 impl HostConfig {

@@ -5,7 +5,8 @@
 //! - [`plugins`]: the plugins folder, installations and the registry that routes to them;
 //! - [`runtime`]: the wasmtime engine, compiled plugins, per-call sandboxes and the host
 //!   functions plugins import;
-//! - [`store`]: where events, state, conversations, users and messages are kept.
+//! - [`store`]: where events, state, conversations, users and messages are kept;
+//! - [`jobs`]: triggers, the durable queue of their events, the workers and schedules.
 //!
 //! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs.
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod jobs;
 pub mod plugins;
 pub mod runtime;
 pub mod serve;

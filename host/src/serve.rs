@@ -12,6 +12,7 @@ use crate::cli::ServeArgs;
 use crate::config::HostConfig;
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
+use crate::jobs::Jobs;
 use crate::plugins::{HostIdentity, PluginHost};
 use crate::runtime::Runtime;
 use crate::store::{SharedStore, SqliteStore, Tags};
@@ -125,6 +126,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         &options.data_dir,
     )?);
     plugins.sync().await?;
+    let jobs = Jobs::start(
+        store.clone(),
+        plugins.clone(),
+        &options.data_dir,
+        config.triggers.clone(),
+    )
+    .await?;
 
     let snapshot = plugins.registry.snapshot();
     println!(
@@ -164,6 +172,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         plugins,
         store,
         api_token,
+        jobs: jobs.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async {
@@ -182,6 +191,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             "requests still running after the drain timeout; exiting anyway"
         ),
     }
+    jobs.shutdown(DRAIN_TIMEOUT).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The HTTP surfaces, one module each:
 //! - [`webhooks`]: `ANY /webhooks/{id}[/{*path}]`, the installations' webhook URLs;
 //! - [`chat`]: the bot API under `/v1/chat`, in the shapes of the Botpress chat API;
-//! - [`admin`]: `/v1/admin`, what the host is running.
+//! - [`admin`]: `/v1/admin`, what the host is running;
+//! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod chat;
 pub mod errors;
 pub mod shapes;
+pub mod triggers;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::any;
 
+use crate::jobs::Jobs;
 use crate::plugins::PluginHost;
 use crate::store::SharedStore;
 
@@ -29,6 +32,8 @@ pub struct App {
     pub store: SharedStore,
     /// The bearer token the bot and admin APIs require.
     pub api_token: String,
+    /// Triggers, their queue and workers.
+    pub jobs: Arc<Jobs>,
 }
 
 /// Shared handle to [`App`], the router's state.
@@ -48,6 +53,7 @@ pub fn router(app: AppState) -> Router {
         .route("/webhooks/{webhook_id}", any(webhooks::receive))
         .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))
         .merge(protected)
+        .merge(triggers::routes(app.clone()))
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
         .with_state(app)
 }
