@@ -119,6 +119,7 @@ pub struct HostBuilder {
     plugins: Vec<PluginFile>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    config: Option<String>,
 }
 
 impl HostBuilder {
@@ -143,11 +144,24 @@ impl HostBuilder {
         self
     }
 
+    /// Starts the host with `--config` pointing at a file holding `toml`.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.into());
+        self
+    }
+
     pub fn start(self) -> Host {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let plugins = dir.path().join("plugins");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&plugins).unwrap();
+        let mut args = self.args;
+        if let Some(config) = &self.config {
+            let path = dir.path().join("sluice.toml");
+            std::fs::write(&path, config).unwrap();
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
         for plugin in &self.plugins {
             std::fs::copy(&plugin.wasm, plugins.join(format!("{}.wasm", plugin.name)))
                 .unwrap_or_else(|e| panic!("cannot copy {}: {e}", plugin.wasm.display()));
@@ -159,7 +173,7 @@ impl HostBuilder {
             dir,
             plugins,
             data,
-            args: self.args,
+            args,
             env: self.env,
             child: None,
             base: String::new(),
@@ -233,6 +247,7 @@ impl Host {
             plugins: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
+            config: None,
         }
     }
 
@@ -410,6 +425,60 @@ impl Host {
                 None => return events,
             }
         }
+    }
+}
+
+/// Polls `check` every 20 ms until it answers `Some`, and returns that; panics after
+/// `timeout` saying what never happened.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Triggers (the ChatBotKit-compatible trigger API).
+impl Host {
+    /// Creates a trigger (with the API token) and returns it; panics unless 200.
+    pub fn create_trigger(&self, body: &Value) -> Value {
+        let answer = self.api_post("/api/v1/integration/trigger/create", body);
+        assert_eq!(answer.status, 200, "creating a trigger: {}", answer.body);
+        answer.json()
+    }
+
+    /// The event URL of a trigger.
+    pub fn trigger_event_url(&self, trigger_id: &str) -> String {
+        self.url(&format!("/api/v1/integration/trigger/{trigger_id}/event"))
+    }
+
+    /// The trigger's queued event `event_id` (sluice's events API), once it reached
+    /// `status`.
+    pub fn trigger_event_in(&self, trigger_id: &str, event_id: &str, status: &str) -> Value {
+        eventually(
+            &format!("event {event_id} to be {status}"),
+            Duration::from_secs(60),
+            || {
+                let answer = self.api_get(&format!("/v1/integration/trigger/{trigger_id}/events/{event_id}"));
+                assert_eq!(answer.status, 200, "{}", answer.body);
+                let event = answer.json()["event"].clone();
+                (event["status"] == status).then_some(event)
+            },
+        )
+    }
+
+    /// The bot API events of `event_type` whose payload's `eventId` is `event_id`.
+    pub fn events_of(&self, event_type: &str, event_id: &str) -> Vec<Value> {
+        self.events(Some(event_type))
+            .into_iter()
+            .filter(|e| e["payload"]["eventId"] == event_id)
+            .collect()
     }
 }
 
