@@ -129,6 +129,9 @@ pub struct HostConfig {
     pub subscriptions: Vec<crate::delivery::config::SubscriptionConfig>,
     /// Publish every event to NATS JetStream (`[nats]`).
     pub nats: Option<crate::delivery::config::NatsConfig>,
+    /// Trigger workers, retries and limits (the `[triggers]` table).
+    #[serde(default)]
+    pub triggers: crate::jobs::TriggerSettings,
 }
 
 impl HostConfig {

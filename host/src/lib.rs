@@ -10,6 +10,7 @@
 //!   a live stream, NATS JetStream);
 //! - [`bot`]: the bot's side of the chat (actions, messages, conversations, events),
 //!   checked against the integrations' declarations before their plugins run.
+//! - [`jobs`]: triggers, the durable queue of their events, the workers and schedules.
 //!
 //! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs, with
 //! [`inspect`] (check a plugin file) and [`scaffold`] (`sluice new`) beside it.
@@ -21,6 +22,7 @@ pub mod delivery;
 pub mod http;
 pub mod ids;
 pub mod inspect;
+pub mod jobs;
 pub mod plugins;
 pub mod runtime;
 pub mod scaffold;

@@ -13,6 +13,7 @@ use crate::config::HostConfig;
 use crate::delivery::Delivery;
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
+use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
 use crate::runtime::Runtime;
 use crate::store::{SharedStore, SqliteStore, Tags};
@@ -151,6 +152,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     plugins.sync().await?;
     // Hot reload: from here on, changes to the plugins folder are applied while serving.
     let _watcher = FolderWatcher::start(plugins.clone())?;
+    let jobs = Jobs::start(
+        store.clone(),
+        plugins.clone(),
+        &options.data_dir,
+        config.triggers.clone(),
+    )
+    .await?;
 
     let snapshot = plugins.registry.snapshot();
     println!(
@@ -191,6 +199,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         store,
         api_token,
         delivery: delivery.clone(),
+        jobs: jobs.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async {
@@ -214,6 +223,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             "requests still running after the drain timeout; exiting anyway"
         ),
     }
+    jobs.shutdown(DRAIN_TIMEOUT).await;
     tracing::info!("stopped");
     Ok(())
 }

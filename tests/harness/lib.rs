@@ -585,6 +585,60 @@ impl Host {
     }
 }
 
+/// Polls `check` every 20 ms until it answers `Some`, and returns that; panics after
+/// `timeout` saying what never happened.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Triggers (the ChatBotKit-compatible trigger API).
+impl Host {
+    /// Creates a trigger (with the API token) and returns it; panics unless 200.
+    pub fn create_trigger(&self, body: &Value) -> Value {
+        let answer = self.api_post("/api/v1/integration/trigger/create", body);
+        assert_eq!(answer.status, 200, "creating a trigger: {}", answer.body);
+        answer.json()
+    }
+
+    /// The event URL of a trigger.
+    pub fn trigger_event_url(&self, trigger_id: &str) -> String {
+        self.url(&format!("/api/v1/integration/trigger/{trigger_id}/event"))
+    }
+
+    /// The trigger's queued event `event_id` (sluice's events API), once it reached
+    /// `status`.
+    pub fn trigger_event_in(&self, trigger_id: &str, event_id: &str, status: &str) -> Value {
+        eventually(
+            &format!("event {event_id} to be {status}"),
+            Duration::from_secs(60),
+            || {
+                let answer = self.api_get(&format!("/v1/integration/trigger/{trigger_id}/events/{event_id}"));
+                assert_eq!(answer.status, 200, "{}", answer.body);
+                let event = answer.json()["event"].clone();
+                (event["status"] == status).then_some(event)
+            },
+        )
+    }
+
+    /// The bot API events of `event_type` whose payload's `eventId` is `event_id`.
+    pub fn events_of(&self, event_type: &str, event_id: &str) -> Vec<Value> {
+        self.events(Some(event_type))
+            .into_iter()
+            .filter(|e| e["payload"]["eventId"] == event_id)
+            .collect()
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill();

@@ -5,6 +5,7 @@
 //! - [`subscriptions`]: `/v1/subscriptions`, `/v1/deliveries`, `/v1/delivery`: webhook
 //!   subscriptions, their deliveries and attempts;
 //! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events.
+//! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
@@ -16,6 +17,7 @@ pub mod errors;
 pub mod shapes;
 pub mod stream;
 pub mod subscriptions;
+pub mod triggers;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use axum::Router;
 use axum::routing::any;
 
 use crate::delivery::Delivery;
+use crate::jobs::Jobs;
 use crate::plugins::PluginHost;
 use crate::store::SharedStore;
 
@@ -37,6 +40,8 @@ pub struct App {
     pub api_token: String,
     /// Event delivery: subscriptions, webhooks, the stream.
     pub delivery: Arc<Delivery>,
+    /// Triggers, their queue and workers.
+    pub jobs: Arc<Jobs>,
 }
 
 /// Shared handle to [`App`], the router's state.
@@ -57,6 +62,7 @@ pub fn router(app: AppState) -> Router {
         .route("/webhooks/{webhook_id}", any(webhooks::receive))
         .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))
         .merge(protected)
+        .merge(triggers::routes(app.clone()))
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
         .with_state(app)
 }

@@ -86,6 +86,15 @@ impl Installation {
         }
     }
 
+    /// The context of a trigger event: operation `trigger-event`, with the event's
+    /// trigger, conversation and contact.
+    pub fn trigger_context(&self, trigger: wit::TriggerInfo) -> wit::Context {
+        wit::Context {
+            trigger: Some(trigger),
+            ..self.context(wit::Operation::TriggerEvent)
+        }
+    }
+
     /// Runs `invocation` in a fresh sandbox under this installation's limits.
     pub async fn invoke(
         &self,

@@ -50,6 +50,17 @@ pub struct LogLine {
 /// At most this many log lines are kept per call (all of them still go to the host log).
 const MAX_KEPT_LOG_LINES: usize = 200;
 
+/// A record a plugin created during a call (`event`, `conversation`, `user`, `message`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CreatedRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+}
+
+/// At most this many created records are kept per call.
+const MAX_KEPT_CREATED: usize = 1000;
+
 /// The memory limit of one call.
 pub struct MemoryLimiter {
     pub max_bytes: usize,
@@ -92,6 +103,8 @@ pub struct HostState {
     label: Arc<str>,
     /// What the plugin logged, for the call's report.
     pub(crate) logs: Vec<LogLine>,
+    /// What the plugin created, for the call's report.
+    pub(crate) created: Vec<CreatedRecord>,
 }
 
 impl HostState {
@@ -124,6 +137,16 @@ impl HostState {
             request_id,
             label,
             logs: Vec::new(),
+            created: Vec::new(),
+        }
+    }
+
+    fn created(&mut self, kind: &'static str, id: &str) {
+        if self.created.len() < MAX_KEPT_CREATED {
+            self.created.push(CreatedRecord {
+                kind,
+                id: id.to_string(),
+            });
         }
     }
 
@@ -497,9 +520,13 @@ impl client::Host for HostState {
             Ok(caller) => caller,
             Err(error) => return Ok(Err(error)),
         };
-        Ok(caller
+        let outcome = caller
             .create_event(event_type, payload, conversation_id, user_id, message_id)
-            .await)
+            .await;
+        if let Ok(event) = &outcome {
+            self.created("event", &event.id);
+        }
+        Ok(outcome)
     }
 
     async fn get_state(
@@ -594,14 +621,19 @@ impl client::Host for HostState {
                 &declared.conversation_tags,
             )?;
             let (installation_id, integration) = (caller.installation_id.clone(), caller.definition.name.clone());
-            let (conversation, _) = store::blocking(&caller.store, move |s| {
+            let (conversation, created) = store::blocking(&caller.store, move |s| {
                 s.get_or_create_conversation(&installation_id, &integration, &channel, &tags)
             })
             .await
             .map_err(|e| storage(&caller.label(), "storing the conversation", e))?;
-            Ok(wit_conversation(&conversation))
+            Ok((wit_conversation(&conversation), created))
         };
-        Ok(outcome.await)
+        Ok(outcome.await.map(|(conversation, created)| {
+            if created {
+                self.created("conversation", &conversation.id);
+            }
+            conversation
+        }))
     }
 
     async fn get_conversation(&mut self, id: String) -> wasmtime::Result<Result<wit::Conversation, wit::Error>> {
@@ -627,14 +659,19 @@ impl client::Host for HostState {
             }
             let tags = declared_tags("users", tags, &caller.definition.user_tags)?;
             let installation_id = caller.installation_id.clone();
-            let (user, _) = store::blocking(&caller.store, move |s| {
+            let (user, created) = store::blocking(&caller.store, move |s| {
                 s.get_or_create_user(Some(&installation_id), &tags, None, None)
             })
             .await
             .map_err(|e| storage(&caller.label(), "storing the user", e))?;
-            Ok(wit_user(&user))
+            Ok((wit_user(&user), created))
         };
-        Ok(outcome.await)
+        Ok(outcome.await.map(|(user, created)| {
+            if created {
+                self.created("user", &user.id);
+            }
+            user
+        }))
     }
 
     async fn get_user(&mut self, id: String) -> wasmtime::Result<Result<wit::User, wit::Error>> {
@@ -706,7 +743,11 @@ impl client::Host for HostState {
                 .map_err(|e| storage(&caller.label(), "storing the message", e))?;
             Ok(answer)
         };
-        Ok(outcome.await)
+        let outcome = outcome.await;
+        if let Ok(message) = &outcome {
+            self.created("message", &message.id);
+        }
+        Ok(outcome)
     }
 
     async fn get_message(&mut self, id: String) -> wasmtime::Result<Result<wit::Message, wit::Error>> {

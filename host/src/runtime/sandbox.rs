@@ -9,7 +9,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::types as wit;
 use super::engine::Runtime;
-use super::host::{Caller, HostState, LogLine, MemoryLimitExceeded};
+use super::host::{Caller, CreatedRecord, HostState, LogLine, MemoryLimitExceeded};
 use super::plugin::CompiledPlugin;
 use crate::config::Limits;
 
@@ -65,6 +65,9 @@ pub enum Outcome {
 pub struct CallReport {
     /// Lines the plugin wrote through `logger`.
     pub logs: Vec<LogLine>,
+    /// Records the plugin created through `client` (events, conversations, users,
+    /// messages), in order.
+    pub created: Vec<CreatedRecord>,
     pub elapsed: Duration,
 }
 
@@ -192,6 +195,7 @@ impl Runtime {
             tracing::error!(plugin = %label, %request_id, export, elapsed_ms = elapsed.as_millis() as u64, error = %failure, "plugin call failed");
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
-        (result, CallReport { logs, elapsed })
+        let created = std::mem::take(&mut store.data_mut().created);
+        (result, CallReport { logs, created, elapsed })
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod delivery;
 pub mod sqlite;
+pub mod triggers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use serde_json::Value;
 
 pub use delivery::*;
 pub use sqlite::SqliteStore;
+pub use triggers::{
+    Contact, EventResolution, TriggerEventLink, TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
+};
 
 /// Tags: string key/value pairs, kept sorted so they compare and print predictably.
 pub type Tags = BTreeMap<String, String>;
@@ -225,10 +229,14 @@ pub enum StoreError {
     /// A page token that this store did not hand out.
     #[error("nextToken {0:?} is not a token this API returned")]
     BadPageToken(String),
+    /// A list cursor naming no record (of the trigger API, which pages by id).
+    #[error("cursor {0:?} is not the id of a record this list returned")]
+    BadCursor(String),
 }
 
 /// Everything sluice keeps. Methods block; call them through [`blocking`] from async code.
-pub trait Store: DeliveryStore + Send + Sync + 'static {
+/// The trigger records are a part of their own ([`TriggerStore`]).
+pub trait Store: DeliveryStore + TriggerStore + Send + Sync + 'static {
     /// A host-wide setting kept in the store (the bot id, for example).
     fn meta(&self, key: &str) -> anyhow::Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()>;

@@ -14,6 +14,7 @@ use crate::ids::record_id;
 use crate::time::now_ms;
 
 mod delivery;
+mod triggers;
 
 /// Schema versions, applied in order; `PRAGMA user_version` counts how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -129,6 +130,7 @@ CREATE TABLE outbox (
 "#,
     // Event delivery: subscriptions, deliveries, attempts, outbox cursors.
     delivery::MIGRATION,
+    triggers::MIGRATION,
 ];
 
 /// The embedded SQLite store. One connection behind a mutex: SQLite serialises writers
@@ -396,6 +398,33 @@ fn one<T>(
     Ok(connection.prepare_cached(sql)?.query_row([id], map).optional()?)
 }
 
+/// Inserts an event and publishes it to the outbox, inside the caller's transaction.
+fn insert_event_row(tx: &Transaction, event: &EventRecord) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            event.id,
+            event.installation_id,
+            event.event_type,
+            event.payload.to_string(),
+            event.conversation_id,
+            event.user_id,
+            event.message_id,
+            event.status,
+            event.failure_reason,
+            event.created_at
+        ],
+    )?;
+    publish(
+        tx,
+        &event.event_type,
+        event.installation_id.as_deref(),
+        event.created_at,
+        &json!({ "event": crate::http::shapes::event(event) }),
+    )
+}
+
 impl Store for SqliteStore {
     fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
         self.with(|c| one(c, "SELECT value FROM meta WHERE key = ?1", key, |row| row.get(0)))
@@ -455,29 +484,7 @@ impl Store for SqliteStore {
     fn insert_event(&self, event: &EventRecord) -> anyhow::Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    event.id,
-                    event.installation_id,
-                    event.event_type,
-                    event.payload.to_string(),
-                    event.conversation_id,
-                    event.user_id,
-                    event.message_id,
-                    event.status,
-                    event.failure_reason,
-                    event.created_at
-                ],
-            )?;
-            publish(
-                &tx,
-                &event.event_type,
-                event.installation_id.as_deref(),
-                event.created_at,
-                &json!({ "event": crate::http::shapes::event(event) }),
-            )?;
+            insert_event_row(&tx, event)?;
             tx.commit()?;
             Ok(())
         })
@@ -807,7 +814,13 @@ impl Store for SqliteStore {
             values.push(installation_id.clone().into());
         }
         if let Some(conversation_id) = &query.conversation_id {
-            conditions.push("id IN (SELECT user_id FROM messages WHERE conversation_id = ?)".into());
+            // Those who wrote in it, and the contacts linked to it (trigger events).
+            conditions.push(
+                "id IN (SELECT user_id FROM messages WHERE conversation_id = ?
+                        UNION SELECT user_id FROM conversation_contacts WHERE conversation_id = ?)"
+                    .into(),
+            );
+            values.push(conversation_id.clone().into());
             values.push(conversation_id.clone().into());
         }
         tag_conditions("user", &query.tags, &mut conditions, &mut values);

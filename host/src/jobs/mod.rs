@@ -1,0 +1,321 @@
+//! Background work: triggers and the durable queue of their events.
+//!
+//! - [`queue`]: the queue file and its group-committing writer (an event is on disk
+//!   before its sender hears `{"ok":true}`);
+//! - [`worker`]: the pool that claims queued events and runs the trigger's plugin for
+//!   each, with retries and exponential backoff, recording every outcome on the event's
+//!   conversation;
+//! - [`schedule`]: cron schedules, and the loop that queues a trigger's run each time its
+//!   schedule comes due;
+//! - [`Jobs`]: what the HTTP layer talks to: the triggers (kept in the store, with an
+//!   in-memory copy for the event endpoint), the queue, the worker pool and the schedules.
+
+pub mod queue;
+pub mod schedule;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::plugins::PluginHost;
+use crate::store::{self, SharedStore, TriggerRecord};
+use crate::time::now_ms;
+use queue::{Enqueued, JobSource, NewJob, Queue};
+use schedule::Timetable;
+
+/// The channel trigger conversations are created in. A plugin that wants to record
+/// messages in them declares a channel of this name.
+pub const TRIGGER_CHANNEL: &str = "trigger";
+
+/// The header the host adds to every trigger event a plugin receives: `event`, `invoke`
+/// or `schedule`.
+pub const SOURCE_HEADER: &str = "x-sluice-trigger-source";
+
+/// The `[triggers]` table of the host configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TriggerSettings {
+    /// How many trigger events run at once (0 queues events without running them).
+    pub workers: usize,
+    /// Attempts per event before it is marked failed.
+    pub max_attempts: u32,
+    /// Wait before the first retry; each later retry waits twice as long.
+    pub retry_base_ms: u64,
+    /// The longest wait between retries.
+    pub retry_max_ms: u64,
+    /// Largest event body accepted (413 above it).
+    pub max_body_bytes: u64,
+    /// Finished events are forgotten by the queue (with their idempotency keys) after
+    /// this many hours; their history stays in the store.
+    pub retention_hours: u64,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        TriggerSettings {
+            workers: 8,
+            max_attempts: 5,
+            retry_base_ms: 1_000,
+            retry_max_ms: 300_000,
+            max_body_bytes: 1 << 20,
+            retention_hours: 24 * 7,
+        }
+    }
+}
+
+impl TriggerSettings {
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_attempts >= 1, "triggers.max-attempts must be at least 1");
+        anyhow::ensure!(self.retry_base_ms >= 1, "triggers.retry-base-ms must be at least 1");
+        anyhow::ensure!(
+            self.retry_max_ms >= self.retry_base_ms,
+            "triggers.retry-max-ms must be at least triggers.retry-base-ms"
+        );
+        anyhow::ensure!(self.workers <= 1000, "triggers.workers can be at most 1000");
+        Ok(())
+    }
+
+    /// The wait before attempt `attempt + 1` after attempt `attempt` failed.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(32);
+        Duration::from_millis(self.retry_base_ms.saturating_mul(factor).min(self.retry_max_ms))
+    }
+}
+
+/// The triggers, their queue, the workers and the schedules.
+pub struct Jobs {
+    pub settings: TriggerSettings,
+    pub queue: Queue,
+    pub timetable: Arc<Timetable>,
+    pub store: SharedStore,
+    pub plugins: Arc<PluginHost>,
+    /// Every trigger by id, for the event endpoint (which must not wait on the store).
+    triggers: ArcSwap<HashMap<String, Arc<TriggerRecord>>>,
+    /// Serialises changes to `triggers`.
+    editing: tokio::sync::Mutex<()>,
+    /// One permit per worker; a running event holds one.
+    slots: Arc<Semaphore>,
+    stopping: AtomicBool,
+    stop: Notify,
+}
+
+impl Jobs {
+    /// Opens the queue in `data_dir`, loads the triggers and starts the workers, the
+    /// scheduler and the pruning of old jobs.
+    pub async fn start(
+        store: SharedStore,
+        plugins: Arc<PluginHost>,
+        data_dir: &Path,
+        settings: TriggerSettings,
+    ) -> anyhow::Result<Arc<Jobs>> {
+        settings.check()?;
+        let queue = Queue::open(&data_dir.join("queue.db"))?;
+        let triggers = store::blocking(&store, |s| s.all_triggers()).await?;
+        let timetable = Arc::new(Timetable::default());
+        for trigger in &triggers {
+            if let Some(expression) = &trigger.schedule {
+                timetable.set(&trigger.id, Some((expression, trigger.timezone.as_deref())));
+            }
+        }
+        let jobs = Arc::new(Jobs {
+            slots: Arc::new(Semaphore::new(settings.workers)),
+            settings,
+            queue,
+            timetable,
+            store,
+            plugins,
+            triggers: ArcSwap::from_pointee(triggers.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect()),
+            editing: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+        });
+        if jobs.settings.workers > 0 {
+            tokio::spawn(worker::dispatch(jobs.clone()));
+        } else {
+            tracing::warn!("triggers.workers is 0: trigger events are queued but not run");
+        }
+        let scheduled = jobs.clone();
+        tokio::spawn(schedule::run(jobs.timetable.clone(), move |trigger_id, slot| {
+            let jobs = scheduled.clone();
+            async move { jobs.run_on_schedule(&trigger_id, slot).await }
+        }));
+        tokio::spawn(prune_forever(jobs.clone()));
+        Ok(jobs)
+    }
+
+    /// The trigger `id`, if it exists.
+    pub fn trigger(&self, id: &str) -> Option<Arc<TriggerRecord>> {
+        self.triggers.load().get(id).cloned()
+    }
+
+    /// Stores a new or changed trigger and brings the in-memory copy and its schedule
+    /// up to date.
+    pub async fn save_trigger(&self, trigger: TriggerRecord, new: bool) -> anyhow::Result<bool> {
+        let _one_at_a_time = self.editing.lock().await;
+        let saved = trigger.clone();
+        let stored = store::blocking(&self.store, move |s| {
+            if new {
+                s.insert_trigger(&saved).map(|()| true)
+            } else {
+                s.update_trigger(&saved)
+            }
+        })
+        .await?;
+        if stored {
+            self.timetable.set(
+                &trigger.id,
+                trigger.schedule.as_deref().map(|e| (e, trigger.timezone.as_deref())),
+            );
+            let mut triggers = HashMap::clone(&self.triggers.load());
+            triggers.insert(trigger.id.clone(), Arc::new(trigger));
+            self.triggers.store(Arc::new(triggers));
+        }
+        Ok(stored)
+    }
+
+    /// Deletes a trigger: its event URL answers 404 from now on, its schedule stops and
+    /// its queued events are cancelled. Its conversations stay.
+    pub async fn delete_trigger(&self, id: &str) -> anyhow::Result<bool> {
+        let _one_at_a_time = self.editing.lock().await;
+        let key = id.to_string();
+        let deleted = store::blocking(&self.store, move |s| s.delete_trigger(&key)).await?;
+        let mut triggers = HashMap::clone(&self.triggers.load());
+        triggers.remove(id);
+        self.triggers.store(Arc::new(triggers));
+        self.timetable.set(id, None);
+        if deleted {
+            let cancelled = self.queue.cancel_trigger(id).await?;
+            tracing::info!(trigger = %id, cancelled, "trigger deleted");
+        }
+        Ok(deleted)
+    }
+
+    /// Queues an event; returns once it is on disk.
+    pub async fn enqueue(&self, job: NewJob) -> anyhow::Result<Enqueued> {
+        self.queue.enqueue(job).await
+    }
+
+    /// Queues a run of the trigger now (the `invoke` endpoint), with `body` as its JSON
+    /// body.
+    pub async fn invoke(&self, trigger: &TriggerRecord, body: bytes::Bytes) -> anyhow::Result<Enqueued> {
+        let now = now_ms();
+        let queued = self
+            .enqueue(self.own_job(trigger, JobSource::Invoke, None, body, now))
+            .await?;
+        let id = trigger.id.clone();
+        store::blocking(&self.store, move |s| s.mark_triggered(&id, now)).await?;
+        Ok(queued)
+    }
+
+    /// A job the host makes for a trigger (invoke, schedule).
+    fn own_job(
+        &self,
+        trigger: &TriggerRecord,
+        source: JobSource,
+        idempotency_key: Option<String>,
+        body: bytes::Bytes,
+        now: i64,
+    ) -> NewJob {
+        let mut headers = vec![(SOURCE_HEADER.to_string(), source.as_str().to_string())];
+        let content_type = (!body.is_empty()).then(|| "application/json".to_string());
+        if let Some(content_type) = &content_type {
+            headers.push(("content-type".into(), content_type.clone()));
+        }
+        NewJob {
+            trigger_id: trigger.id.clone(),
+            source,
+            idempotency_key,
+            method: "POST".into(),
+            content_type,
+            query: String::new(),
+            headers,
+            body,
+            session: None,
+            contact: None,
+            received_at: now,
+            budget: self.settings.max_attempts,
+        }
+    }
+
+    /// Queues the run of a schedule slot (once per slot, even if asked twice).
+    async fn run_on_schedule(&self, trigger_id: &str, slot: i64) {
+        let Some(trigger) = self.trigger(trigger_id) else {
+            return;
+        };
+        let now = now_ms();
+        let job = self.own_job(
+            &trigger,
+            JobSource::Schedule,
+            Some(format!("schedule@{slot}")),
+            bytes::Bytes::new(),
+            now,
+        );
+        match self.enqueue(job).await {
+            Ok(queued) => {
+                tracing::info!(trigger = %trigger_id, event = %queued.id, "scheduled run queued");
+                let id = trigger_id.to_string();
+                if let Err(error) = store::blocking(&self.store, move |s| s.mark_triggered(&id, now)).await {
+                    tracing::error!(trigger = %trigger_id, error = %format!("{error:#}"), "cannot record the scheduled run");
+                }
+            }
+            Err(error) => {
+                tracing::error!(trigger = %trigger_id, error = %format!("{error:#}"), "cannot queue the scheduled run")
+            }
+        }
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Stops claiming events and waits (up to `timeout`) for running ones to finish.
+    /// Events still running after that run again at the next start.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+        let workers = self.settings.workers as u32;
+        if workers == 0 {
+            return;
+        }
+        match tokio::time::timeout(timeout, self.slots.acquire_many(workers)).await {
+            Ok(_) => tracing::info!("trigger workers stopped"),
+            Err(_) => tracing::warn!("trigger events still running at exit; they run again at the next start"),
+        }
+    }
+}
+
+/// Forgets old finished jobs once an hour.
+async fn prune_forever(jobs: Arc<Jobs>) {
+    let retention = jobs.settings.retention_hours as i64 * 3_600_000;
+    loop {
+        match jobs.queue.prune(now_ms() - retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "forgot finished trigger events past their retention"),
+            Err(error) => tracing::warn!(error = %format!("{error:#}"), "cannot prune the trigger queue"),
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let settings = TriggerSettings {
+            retry_base_ms: 100,
+            retry_max_ms: 1_000,
+            ..Default::default()
+        };
+        let waits: Vec<u64> = (1..=6).map(|a| settings.backoff(a).as_millis() as u64).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1_000, 1_000]);
+    }
+}
