@@ -82,7 +82,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let id = self.id.unwrap_or_else(|| record_id("err"));
         let body = json!({ "id": id, "code": self.status.as_u16(), "type": self.kind, "message": self.message });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read, so the connection cannot carry another
+            // request; saying so keeps clients from reusing it and failing.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
