@@ -1,12 +1,13 @@
 //! The embedded store: one SQLite database in the data folder, in WAL mode.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::{Value, json};
 
 use super::*;
@@ -15,6 +16,9 @@ use crate::time::now_ms;
 
 mod delivery;
 mod triggers;
+mod writer;
+
+use writer::{GroupWriter, OutboxAnnouncer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` counts how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -133,31 +137,57 @@ CREATE TABLE outbox (
     triggers::MIGRATION,
 ];
 
-/// The embedded SQLite store. One connection behind a mutex: SQLite serialises writers
-/// anyway, and every call is short.
+/// How many connections serve reads, beside the one the writer owns.
+const READERS: usize = 4;
+
+/// The embedded SQLite store. Writes go through one writer thread that commits them in
+/// groups ([`writer`]); reads use a small pool of their own connections, which WAL lets
+/// run while the writer writes.
 pub struct SqliteStore {
-    connection: Mutex<Connection>,
+    writer: GroupWriter,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
     /// The highest outbox seq committed, announced to outbox readers (see delivery.rs).
-    published: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
+    published: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) `sluice.db` in `data_dir` and brings its schema up to date.
     pub fn open(data_dir: &Path) -> anyhow::Result<SqliteStore> {
         let path = data_dir.join("sluice.db");
-        let connection =
-            Connection::open(&path).with_context(|| format!("cannot open the store at {}", path.display()))?;
-        Self::prepare(connection).with_context(|| format!("cannot prepare the store at {}", path.display()))
+        let open = || -> anyhow::Result<Connection> {
+            let connection = Connection::open(&path)?;
+            connection.busy_timeout(std::time::Duration::from_secs(10))?;
+            Ok(connection)
+        };
+        let writer = open().with_context(|| format!("cannot open the store at {}", path.display()))?;
+        // Readers are opened once the writer has set up the schema (and WAL mode).
+        let readers = |_: &Arc<Mutex<Connection>>| {
+            (0..READERS)
+                .map(|_| {
+                    let reader = open()?;
+                    reader.pragma_update(None, "query_only", "ON")?;
+                    Ok(Arc::new(Mutex::new(reader)))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let store = Self::prepare(writer, readers);
+        store.with_context(|| format!("cannot prepare the store at {}", path.display()))
     }
 
-    /// A store in memory, for unit tests.
+    /// A store in memory, for unit tests. Reads share the writer's connection, since
+    /// another connection would open another database.
     pub fn in_memory() -> anyhow::Result<SqliteStore> {
-        Self::prepare(Connection::open_in_memory()?)
+        Self::prepare(Connection::open_in_memory()?, |writer| Ok(vec![writer.clone()]))
     }
 
-    fn prepare(mut connection: Connection) -> anyhow::Result<SqliteStore> {
+    fn prepare(
+        mut connection: Connection,
+        readers: impl FnOnce(&Arc<Mutex<Connection>>) -> anyhow::Result<Vec<Arc<Mutex<Connection>>>>,
+    ) -> anyhow::Result<SqliteStore> {
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a write that returned is on disk, so nothing acknowledged is lost.
+        // FULL: a write that returned is on disk, so nothing acknowledged is lost. Group
+        // commit keeps that affordable.
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -175,21 +205,43 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (index + 1) as i64)?;
             tx.commit()?;
         }
-        let published = delivery::watch_outbox(&mut connection)?;
+        let outbox = OutboxAnnouncer::install(&mut connection)?;
+        let published = outbox.published();
+        let connection = Arc::new(Mutex::new(connection));
+        let readers = readers(&connection)?;
         Ok(SqliteStore {
-            connection: Mutex::new(connection),
+            writer: GroupWriter::start(connection, outbox)?,
+            readers,
+            next_reader: AtomicUsize::new(0),
             published,
         })
     }
 
+    /// Runs a read on a free reader connection (or waits for the next in turn).
     fn with<T>(&self, work: impl FnOnce(&mut Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let mut connection = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let count = self.readers.len();
+        let free = (0..count).find_map(|offset| self.readers[(start + offset) % count].try_lock().ok());
+        let mut connection = match free {
+            Some(connection) => connection,
+            None => self.readers[start % count]
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
         work(&mut connection)
+    }
+
+    /// Runs a write in the writer's next group commit; returns once it is on disk.
+    fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        self.writer.write(work)
     }
 }
 
 fn publish(
-    tx: &Transaction,
+    tx: &Connection,
     entry_type: &str,
     integration_id: Option<&str>,
     time: i64,
@@ -273,7 +325,7 @@ fn tag_conditions(kind: &str, tags: &Tags, conditions: &mut Vec<String>, values:
     }
 }
 
-fn insert_tags(tx: &Transaction, kind: &str, owner_id: &str, tags: &Tags) -> anyhow::Result<()> {
+fn insert_tags(tx: &Connection, kind: &str, owner_id: &str, tags: &Tags) -> anyhow::Result<()> {
     let mut statement = tx.prepare_cached(&format!(
         "INSERT OR REPLACE INTO {kind}_tags (owner_id, key, value) VALUES (?1, ?2, ?3)"
     ))?;
@@ -350,7 +402,7 @@ fn message_row(row: &Row) -> rusqlite::Result<MessageRecord> {
 }
 
 /// The state at `key`, read inside a transaction.
-fn state_row(tx: &Transaction, key: &StateKey) -> anyhow::Result<Option<StateRecord>> {
+fn state_row(tx: &Connection, key: &StateKey) -> anyhow::Result<Option<StateRecord>> {
     Ok(tx
         .prepare_cached(
             "SELECT id, payload, created_at, updated_at FROM states
@@ -399,7 +451,7 @@ fn one<T>(
 }
 
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
-fn insert_event_row(tx: &Transaction, event: &EventRecord) -> anyhow::Result<()> {
+fn insert_event_row(tx: &Connection, event: &EventRecord) -> anyhow::Result<()> {
     tx.execute(
         "INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -431,7 +483,8 @@ impl Store for SqliteStore {
     }
 
     fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        self.with(|c| {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 params![key, value],
@@ -453,7 +506,8 @@ impl Store for SqliteStore {
     }
 
     fn save_installation(&self, record: &InstallationRecord) -> anyhow::Result<()> {
-        self.with(|c| {
+        let record = record.clone();
+        self.write(move |c| {
             c.execute(
                 "INSERT INTO installations (id, name, webhook_id, plugin_hash, sidecar, registered_at, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -475,19 +529,16 @@ impl Store for SqliteStore {
     }
 
     fn delete_installation(&self, id: &str) -> anyhow::Result<()> {
-        self.with(|c| {
+        let id = id.to_string();
+        self.write(move |c| {
             c.execute("DELETE FROM installations WHERE id = ?1", [id])?;
             Ok(())
         })
     }
 
     fn insert_event(&self, event: &EventRecord) -> anyhow::Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            insert_event_row(&tx, event)?;
-            tx.commit()?;
-            Ok(())
-        })
+        let event = event.clone();
+        self.write(move |c| insert_event_row(c, &event))
     }
 
     fn event(&self, id: &str) -> anyhow::Result<Option<EventRecord>> {
@@ -554,8 +605,8 @@ impl Store for SqliteStore {
 
     fn put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<StateRecord> {
         let now = now_ms();
-        self.with(|c| {
-            let tx = c.transaction()?;
+        let (key, payload) = (key.clone(), payload.clone());
+        self.write(move |tx| {
             tx.execute(
                 "INSERT INTO states (installation_id, scope, owner_id, name, id, payload, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
@@ -567,13 +618,13 @@ impl Store for SqliteStore {
                 params![key.installation_id, key.scope.as_str(), key.owner_id, key.name],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )?;
-            tx.commit()?;
-            Ok(StateRecord { id, key: key.clone(), payload: payload.clone(), created_at, updated_at: now })
+            Ok(StateRecord { id, key, payload, created_at, updated_at: now })
         })
     }
 
     fn delete_state(&self, key: &StateKey) -> anyhow::Result<bool> {
-        self.with(|c| {
+        let key = key.clone();
+        self.write(move |c| {
             let deleted = c.execute(
                 "DELETE FROM states WHERE installation_id = ?1 AND scope = ?2 AND owner_id = ?3 AND name = ?4",
                 params![key.installation_id, key.scope.as_str(), key.owner_id, key.name],
@@ -584,8 +635,8 @@ impl Store for SqliteStore {
 
     fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<(StateRecord, bool)> {
         let now = now_ms();
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (key, payload) = (key.clone(), payload.clone());
+        self.write(move |tx| {
             let created = tx.execute(
                 "INSERT INTO states (installation_id, scope, owner_id, name, id, payload, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
@@ -600,8 +651,7 @@ impl Store for SqliteStore {
                     now
                 ],
             )? > 0;
-            let state = state_row(&tx, key)?.context("the state vanished inside its transaction")?;
-            tx.commit()?;
+            let state = state_row(tx, &key)?.context("the state vanished inside its transaction")?;
             Ok((state, created))
         })
     }
@@ -612,9 +662,9 @@ impl Store for SqliteStore {
         patch: &serde_json::Map<String, Value>,
     ) -> anyhow::Result<Option<StateRecord>> {
         let now = now_ms();
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(mut state) = state_row(&tx, key)? else {
+        let (key, patch) = (key.clone(), patch.clone());
+        self.write(move |tx| {
+            let Some(mut state) = state_row(tx, &key)? else {
                 return Ok(None);
             };
             let mut fields = match state.payload {
@@ -623,9 +673,9 @@ impl Store for SqliteStore {
             };
             for (name, value) in patch {
                 if value.is_null() {
-                    fields.remove(name);
+                    fields.remove(&name);
                 } else {
-                    fields.insert(name.clone(), value.clone());
+                    fields.insert(name, value);
                 }
             }
             state.payload = Value::Object(fields);
@@ -642,7 +692,6 @@ impl Store for SqliteStore {
                     now
                 ],
             )?;
-            tx.commit()?;
             Ok(Some(state))
         })
     }
@@ -654,8 +703,15 @@ impl Store for SqliteStore {
         channel: &str,
         tags: &Tags,
     ) -> anyhow::Result<(ConversationRecord, bool)> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (installation_id, integration, channel, tags) = (
+            installation_id.to_string(),
+            integration.to_string(),
+            channel.to_string(),
+            tags.clone(),
+        );
+        self.write(move |tx| {
+            let (installation_id, integration, channel, tags) =
+                (installation_id.as_str(), integration.as_str(), channel.as_str(), &tags);
             let mut conditions = vec!["installation_id = ?".to_string(), "channel = ?".to_string()];
             let mut values: Vec<rusqlite::types::Value> =
                 vec![installation_id.to_string().into(), channel.to_string().into()];
@@ -694,15 +750,14 @@ impl Store for SqliteStore {
                     now
                 ],
             )?;
-            insert_tags(&tx, "conversation", &conversation.id, tags)?;
+            insert_tags(tx, "conversation", &conversation.id, tags)?;
             publish(
-                &tx,
+                tx,
                 "chat:channel:created",
                 Some(installation_id),
                 now,
                 &conversation_data(&conversation),
             )?;
-            tx.commit()?;
             Ok((conversation, true))
         })
     }
@@ -751,8 +806,19 @@ impl Store for SqliteStore {
         name: Option<&str>,
         picture_url: Option<&str>,
     ) -> anyhow::Result<(UserRecord, bool)> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (installation_id, tags, name, picture_url) = (
+            installation_id.map(str::to_string),
+            tags.clone(),
+            name.map(str::to_string),
+            picture_url.map(str::to_string),
+        );
+        self.write(move |tx| {
+            let (installation_id, tags, name, picture_url) = (
+                installation_id.as_deref(),
+                &tags,
+                name.as_deref(),
+                picture_url.as_deref(),
+            );
             let mut conditions = vec!["installation_id IS ?".to_string()];
             let mut values: Vec<rusqlite::types::Value> = vec![installation_id.map(str::to_string).into()];
             tag_conditions("user", tags, &mut conditions, &mut values);
@@ -789,8 +855,7 @@ impl Store for SqliteStore {
                     now
                 ],
             )?;
-            insert_tags(&tx, "user", &user.id, tags)?;
-            tx.commit()?;
+            insert_tags(tx, "user", &user.id, tags)?;
             Ok((user, true))
         })
     }
@@ -837,8 +902,9 @@ impl Store for SqliteStore {
     }
 
     fn insert_message(&self, message: &MessageRecord) -> anyhow::Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        let message = message.clone();
+        self.write(move |tx| {
+            let message = &message;
             tx.execute(
                 "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -855,19 +921,18 @@ impl Store for SqliteStore {
                     message.updated_at
                 ],
             )?;
-            insert_tags(&tx, "message", &message.id, &message.tags)?;
+            insert_tags(tx, "message", &message.id, &message.tags)?;
             tx.execute(
                 "UPDATE conversations SET message_count = message_count + 1, updated_at = ?2 WHERE id = ?1",
                 params![message.conversation_id, message.created_at],
             )?;
             publish(
-                &tx,
+                tx,
                 "chat:message:new",
                 Some(&message.installation_id),
                 message.created_at,
                 &json!({ "message": crate::http::shapes::message(message) }),
             )?;
-            tx.commit()?;
             Ok(())
         })
     }
@@ -890,8 +955,9 @@ impl Store for SqliteStore {
         payload: Option<&Value>,
     ) -> anyhow::Result<Option<MessageRecord>> {
         let now = now_ms();
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (id, tags, payload) = (id.to_string(), tags.clone(), payload.cloned());
+        self.write(move |tx| {
+            let id = id.as_str();
             let found = tx
                 .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
                 .query_row([id], message_row)
@@ -899,7 +965,7 @@ impl Store for SqliteStore {
             let Some(mut message) = found else {
                 return Ok(None);
             };
-            for (key, value) in tags {
+            for (key, value) in &tags {
                 match value {
                     Some(value) => {
                         message.tags.insert(key.clone(), value.clone());
@@ -917,9 +983,9 @@ impl Store for SqliteStore {
                 .iter()
                 .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
                 .collect();
-            insert_tags(&tx, "message", id, &set)?;
+            insert_tags(tx, "message", id, &set)?;
             if let Some(payload) = payload {
-                message.payload = payload.clone();
+                message.payload = payload;
             }
             message.updated_at = now;
             tx.execute(
@@ -931,7 +997,6 @@ impl Store for SqliteStore {
                     now
                 ],
             )?;
-            tx.commit()?;
             Ok(Some(message))
         })
     }

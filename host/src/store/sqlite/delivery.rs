@@ -1,11 +1,7 @@
 //! The delivery tables of the embedded store: subscriptions, deliveries, their attempts
 //! and outbox cursors, and the signal that tells outbox readers something was published.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-
-use rusqlite::hooks::Action;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::watch;
 
 use super::{SqliteStore, one, page};
@@ -57,40 +53,6 @@ CREATE TABLE delivery_attempts (
 
 CREATE TABLE delivery_cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 "#;
-
-/// Installs the hooks that make every commit which inserted into the outbox announce
-/// the highest seq it inserted. Hooks see every writer of this connection, so nothing
-/// that publishes has to remember to announce it.
-pub(super) fn watch_outbox(connection: &mut Connection) -> anyhow::Result<Arc<watch::Sender<i64>>> {
-    let head: i64 = connection.query_row("SELECT coalesce(max(seq), 0) FROM outbox", [], |row| row.get(0))?;
-    let sender = Arc::new(watch::Sender::new(head));
-    let inserted = Arc::new(AtomicI64::new(0));
-    let on_update = inserted.clone();
-    connection.update_hook(Some(move |action: Action, _db: &str, table: &str, rowid: i64| {
-        if action == Action::SQLITE_INSERT && table == "outbox" {
-            on_update.fetch_max(rowid, Ordering::Relaxed);
-        }
-    }))?;
-    let on_commit = inserted.clone();
-    let announce = sender.clone();
-    // The hook runs just before the commit completes; readers wait on the connection's
-    // mutex, which the committing writer holds until it has, so they see the rows.
-    connection.commit_hook(Some(move || {
-        let seq = on_commit.swap(0, Ordering::Relaxed);
-        if seq > 0 {
-            announce.send_if_modified(|head| {
-                let newer = seq > *head;
-                if newer {
-                    *head = seq;
-                }
-                newer
-            });
-        }
-        false
-    }))?;
-    connection.rollback_hook(Some(move || inserted.store(0, Ordering::Relaxed)))?;
-    Ok(sender)
-}
 
 const SUBSCRIPTION_COLUMNS: &str = "id, url, types, secret, enabled, description, source, created_at, updated_at";
 
@@ -200,7 +162,8 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn save_subscription(&self, s: &SubscriptionRecord) -> anyhow::Result<()> {
-        self.with(|c| {
+        let s = s.clone();
+        self.write(move |c| {
             c.execute(
                 "INSERT INTO subscriptions (id, url, types, secret, enabled, description, source, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -223,15 +186,15 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn delete_subscription(&self, id: &str) -> anyhow::Result<bool> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        let id = id.to_string();
+        self.write(move |tx| {
+            let id = id.as_str();
             tx.execute(
                 "DELETE FROM delivery_attempts WHERE delivery_seq IN (SELECT seq FROM deliveries WHERE subscription_id = ?1)",
                 [id],
             )?;
             tx.execute("DELETE FROM deliveries WHERE subscription_id = ?1", [id])?;
             let deleted = tx.execute("DELETE FROM subscriptions WHERE id = ?1", [id])? > 0;
-            tx.commit()?;
             Ok(deleted)
         })
     }
@@ -245,7 +208,8 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn set_cursor(&self, name: &str, seq: i64) -> anyhow::Result<()> {
-        self.with(|c| {
+        let name = name.to_string();
+        self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO delivery_cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = ?2",
             )?
@@ -255,14 +219,14 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> anyhow::Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        let (deliveries, cursor) = (deliveries.to_vec(), cursor.to_string());
+        self.write(move |tx| {
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO deliveries (subscription_id, outbox_seq, status, attempts, next_attempt_at, created_at, updated_at)
                      VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
                 )?;
-                for (subscription_id, outbox_seq) in deliveries {
+                for (subscription_id, outbox_seq) in &deliveries {
                     insert.execute(params![subscription_id, outbox_seq, now])?;
                 }
                 tx.prepare_cached(
@@ -270,7 +234,6 @@ impl DeliveryStore for SqliteStore {
                 )?
                 .execute(params![cursor, through])?;
             }
-            tx.commit()?;
             Ok(())
         })
     }
@@ -305,8 +268,8 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> anyhow::Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        let attempts = attempts.to_vec();
+        self.write(move |tx| {
             {
                 let mut update = tx.prepare_cached(
                     "UPDATE deliveries SET status = ?2, attempts = max(attempts, ?3), next_attempt_at = ?4,
@@ -318,7 +281,7 @@ impl DeliveryStore for SqliteStore {
                         (delivery_seq, number, started_at, duration_ms, status_code, error, outcome, next_attempt_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
-                for a in attempts {
+                for a in &attempts {
                     let changed = update.execute(params![
                         a.delivery_seq,
                         a.outcome.as_str(),
@@ -342,7 +305,6 @@ impl DeliveryStore for SqliteStore {
                     }
                 }
             }
-            tx.commit()?;
             Ok(())
         })
     }
@@ -378,8 +340,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn requeue_delivery(&self, seq: i64, now: i64) -> anyhow::Result<Option<DeliveryRecord>> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        self.write(move |tx| {
             tx.execute(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2
                  WHERE seq = ?1 AND status != 'pending'",
@@ -389,7 +350,6 @@ impl DeliveryStore for SqliteStore {
                 .prepare_cached(&format!("{DELIVERY_SELECT} AND seq = ?1"))?
                 .query_row([seq], delivery_row)
                 .optional()?;
-            tx.commit()?;
             Ok(record)
         })
     }

@@ -1,6 +1,6 @@
 //! The trigger part of the embedded store ([`TriggerStore`] for [`SqliteStore`]).
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{CONVERSATION_COLUMNS, conversation_data, conversation_row, insert_event_row, insert_tags, publish};
@@ -105,7 +105,7 @@ fn find_link(connection: &Connection, event_id: &str) -> anyhow::Result<Option<T
 
 /// The session's conversation while it is fresh, else a new one (which becomes the
 /// session's). Without a session every event opens its own conversation.
-fn session_conversation(tx: &Transaction, resolution: &EventResolution) -> anyhow::Result<ConversationRecord> {
+fn session_conversation(tx: &Connection, resolution: &EventResolution) -> anyhow::Result<ConversationRecord> {
     if let Some(session) = &resolution.session {
         let current: Option<(String, i64)> = tx
             .prepare_cached(
@@ -146,7 +146,7 @@ fn session_conversation(tx: &Transaction, resolution: &EventResolution) -> anyho
 
 /// A new conversation in the trigger channel, tagged with the trigger, the session and
 /// the event that opened it; published as `chat:channel:created`.
-fn create_conversation(tx: &Transaction, resolution: &EventResolution) -> anyhow::Result<ConversationRecord> {
+fn create_conversation(tx: &Connection, resolution: &EventResolution) -> anyhow::Result<ConversationRecord> {
     let mut tags = Tags::new();
     tags.insert("triggerId".into(), resolution.trigger_id.clone());
     tags.insert("triggerEventId".into(), resolution.event_id.clone());
@@ -189,7 +189,7 @@ fn create_conversation(tx: &Transaction, resolution: &EventResolution) -> anyhow
 
 /// Finds the installation's contact (by email, else phone, else name) and brings it up
 /// to date, or creates it. Contacts are users whose tags are `email` and `phone`.
-fn upsert_contact(tx: &Transaction, installation_id: &str, contact: &Contact) -> anyhow::Result<String> {
+fn upsert_contact(tx: &Connection, installation_id: &str, contact: &Contact) -> anyhow::Result<String> {
     let by_tag = |key: &str, value: &str| -> anyhow::Result<Option<(String, Option<String>, String)>> {
         Ok(tx
             .prepare_cached(
@@ -257,7 +257,8 @@ fn upsert_contact(tx: &Transaction, installation_id: &str, contact: &Contact) ->
 
 impl TriggerStore for SqliteStore {
     fn insert_trigger(&self, trigger: &TriggerRecord) -> anyhow::Result<()> {
-        self.with(|c| {
+        let trigger = trigger.clone();
+        self.write(move |c| {
             c.execute(
                 "INSERT INTO triggers (id, name, description, bot_id, secret, authenticate, schedule, timezone,
                      session_duration_ms, blueprint_id, meta, last_trigger_at, created_at, updated_at)
@@ -284,7 +285,8 @@ impl TriggerStore for SqliteStore {
     }
 
     fn update_trigger(&self, trigger: &TriggerRecord) -> anyhow::Result<bool> {
-        self.with(|c| {
+        let trigger = trigger.clone();
+        self.write(move |c| {
             let changed = c.execute(
                 "UPDATE triggers SET name = ?2, description = ?3, bot_id = ?4, secret = ?5, authenticate = ?6,
                      schedule = ?7, timezone = ?8, session_duration_ms = ?9, blueprint_id = ?10, meta = ?11,
@@ -310,11 +312,10 @@ impl TriggerStore for SqliteStore {
     }
 
     fn delete_trigger(&self, id: &str) -> anyhow::Result<bool> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let deleted = tx.execute("DELETE FROM triggers WHERE id = ?1", [id])?;
-            tx.execute("DELETE FROM trigger_sessions WHERE trigger_id = ?1", [id])?;
-            tx.commit()?;
+        let id = id.to_string();
+        self.write(move |tx| {
+            let deleted = tx.execute("DELETE FROM triggers WHERE id = ?1", [&id])?;
+            tx.execute("DELETE FROM trigger_sessions WHERE trigger_id = ?1", [&id])?;
             Ok(deleted > 0)
         })
     }
@@ -387,7 +388,8 @@ impl TriggerStore for SqliteStore {
     }
 
     fn mark_triggered(&self, id: &str, at: i64) -> anyhow::Result<()> {
-        self.with(|c| {
+        let id = id.to_string();
+        self.write(move |c| {
             c.execute(
                 "UPDATE triggers SET last_trigger_at = MAX(COALESCE(last_trigger_at, 0), ?2) WHERE id = ?1",
                 params![id, at],
@@ -401,15 +403,16 @@ impl TriggerStore for SqliteStore {
     }
 
     fn resolve_trigger_event(&self, resolution: &EventResolution) -> anyhow::Result<TriggerEventLink> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(link) = find_link(&tx, &resolution.event_id)? {
+        let resolution = resolution.clone();
+        self.write(move |tx| {
+            let resolution = &resolution;
+            if let Some(link) = find_link(tx, &resolution.event_id)? {
                 return Ok(link);
             }
-            let conversation = session_conversation(&tx, resolution)?;
+            let conversation = session_conversation(tx, resolution)?;
             let contact_user_id = match resolution.contact.as_ref().filter(|c| !c.is_empty()) {
                 Some(contact) => {
-                    let user_id = upsert_contact(&tx, &resolution.installation_id, contact)?;
+                    let user_id = upsert_contact(tx, &resolution.installation_id, contact)?;
                     tx.execute(
                         "INSERT OR IGNORE INTO conversation_contacts (conversation_id, user_id, created_at) VALUES (?1, ?2, ?3)",
                         params![conversation.id, user_id, resolution.received_at],
@@ -427,8 +430,7 @@ impl TriggerStore for SqliteStore {
             let mut received = resolution.received_event.clone();
             received.conversation_id = Some(conversation.id.clone());
             received.user_id = contact_user_id.clone();
-            insert_event_row(&tx, &received)?;
-            tx.commit()?;
+            insert_event_row(tx, &received)?;
             Ok(TriggerEventLink {
                 event_id: resolution.event_id.clone(),
                 trigger_id: resolution.trigger_id.clone(),
@@ -447,9 +449,10 @@ impl TriggerStore for SqliteStore {
         attempt: u32,
         outcome: &EventRecord,
     ) -> anyhow::Result<bool> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(link) = find_link(&tx, event_id)? {
+        let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), outcome.clone());
+        self.write(move |tx| {
+            let event_id = event_id.as_str();
+            if let Some(link) = find_link(tx, event_id)? {
                 if link.status == "finished" {
                     return Ok(false);
                 }
@@ -458,8 +461,7 @@ impl TriggerStore for SqliteStore {
                     params![event_id, status, attempt, crate::time::now_ms()],
                 )?;
             }
-            insert_event_row(&tx, outcome)?;
-            tx.commit()?;
+            insert_event_row(tx, &outcome)?;
             Ok(true)
         })
     }
