@@ -60,7 +60,13 @@ impl Platform {
                     describe(code)
                 ),
             ),
-            None => error(ErrorKind::Upstream, format!("cannot reach the platform at {url}: {failure:#}")),
+            // Not a request error: the connection broke while the exchange was under way.
+            None => error(
+                ErrorKind::Upstream,
+                format!(
+                    "cannot reach the platform at {url}: {failure:#}; check apiUrl in the configuration and that the platform is up"
+                ),
+            ),
         })?;
         if !(200..300).contains(&status) {
             return Err(error(
