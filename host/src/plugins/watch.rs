@@ -67,10 +67,10 @@ impl BeingWritten {
         for path in event.paths.iter().filter(|p| is_plugin_file(p)) {
             match event.kind {
                 EventKind::Create(CreateKind::File | CreateKind::Any)
-                | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
-                    if REPORTS_CLOSE_WRITE {
-                        files.insert(path.clone());
-                    }
+                | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
+                    if REPORTS_CLOSE_WRITE =>
+                {
+                    files.insert(path.clone());
                 }
                 // Closed, removed, renamed away or renamed into place (write-then-rename):
                 // nobody is writing to this name any more.
