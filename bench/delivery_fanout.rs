@@ -197,6 +197,7 @@ fn main() {
     };
     let mut last = (0u64, vec![0u64; options.subscriptions]);
     let mut backlogs = Vec::new();
+    let mut all_latencies: Vec<u64> = Vec::new();
     println!(
         "{:>4} {:>9} {:>24} {:>8} {:>9} {:>9}",
         "s", "recorded", "delivered/s per sub", "backlog", "p50 ms", "p99 ms"
@@ -214,6 +215,7 @@ fn main() {
         backlogs.push(backlog);
         let mut window: Vec<u64> = std::mem::take(&mut *latencies.lock().unwrap());
         window.sort_unstable();
+        all_latencies.extend_from_slice(&window);
         println!(
             "{:>4} {:>9} {:>24} {:>8} {:>9.2} {:>9.2}",
             started.elapsed().as_secs(),
@@ -253,4 +255,19 @@ fn main() {
     );
     println!("delivery status: {status}");
     drop(host);
+    // One line for bench/run's table (bench/driver/src/script.rs): deliveries per second
+    // and the webhook requests' latency over the whole run.
+    all_latencies.extend(std::mem::take(&mut *latencies.lock().unwrap()));
+    all_latencies.sort_unstable();
+    println!(
+        "result per_s={:.0} p50_ms={:.3} p99_ms={:.3}",
+        delivered as f64 / (load_seconds + drained),
+        percentile(&all_latencies, 0.5),
+        percentile(&all_latencies, 0.99)
+    );
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 || delivered_min(&counts) < total_recorded {
+        eprintln!("the run is not valid: {failed} requests failed or not every event was delivered");
+        std::process::exit(1);
+    }
 }

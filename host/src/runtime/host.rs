@@ -92,7 +92,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 /// Everything one call can reach.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on the plugin's first WASI call: most calls make none, and a `WasiCtx`
+    /// (random generators, clocks, streams) is the dearest part of a call's state.
+    wasi: Option<WasiCtx>,
     http: WasiHttpCtx,
     outbound: OutboundPolicy,
     table: ResourceTable,
@@ -115,18 +117,9 @@ impl HostState {
             .unwrap_or_else(|| "loading".into())
             .into();
         let request_id: Arc<str> = request_id.into();
-        // No preopened directories, no environment, no arguments, no sockets, no name
-        // lookups: WASI is linked so guest toolchains work, but it grants nothing.
-        let wasi = WasiCtx::builder()
-            .stdout(PluginOutput::new("stdout", label.clone(), request_id.clone()))
-            .stderr(PluginOutput::new("stderr", label.clone(), request_id.clone()))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         let allow_list = caller.as_ref().map(|c| c.allow_list.clone()).unwrap_or_default();
         HostState {
-            wasi,
+            wasi: None,
             http: WasiHttpCtx::new(),
             outbound: OutboundPolicy::new(allow_list, label.clone(), request_id.clone()),
             table: ResourceTable::new(),
@@ -157,10 +150,25 @@ impl HostState {
     }
 }
 
+/// WASI for one call: no preopened directories, no environment, no arguments, no
+/// sockets, no name lookups. It is linked so guest toolchains work, but it grants
+/// nothing; stdout and stderr go to the host log.
+fn wasi_context(label: &Arc<str>, request_id: &Arc<str>) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(PluginOutput::new("stdout", label.clone(), request_id.clone()))
+        .stderr(PluginOutput::new("stderr", label.clone(), request_id.clone()))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| wasi_context(&self.label, &self.request_id)),
             table: &mut self.table,
         }
     }

@@ -10,6 +10,7 @@ pub mod bindings;
 pub mod contract;
 pub mod definition;
 pub mod engine;
+mod exports;
 pub mod host;
 pub mod outbound;
 pub mod plugin;

@@ -2,6 +2,7 @@
 //! every call starts from, and its checked definition.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
 use wasmtime::component::Component;
@@ -9,6 +10,7 @@ use wasmtime::component::Component;
 use super::bindings::IntegrationPre;
 use super::definition::PluginDefinition;
 use super::engine::{CodeSource, Runtime};
+use super::exports::PluginExports;
 use super::host::HostState;
 use super::sandbox::{Invocation, Outcome};
 use crate::config::Limits;
@@ -20,6 +22,9 @@ pub struct CompiledPlugin {
     /// Size of the plugin file in bytes.
     pub size: usize,
     pub(crate) pre: IntegrationPre<HostState>,
+    /// Where its exports are; their types are checked on the first call.
+    pub(crate) exports: PluginExports,
+    pub(crate) exports_checked: AtomicBool,
     pub definition: Arc<PluginDefinition>,
     /// Whether the code came from the compiled-code cache.
     pub code_source: CodeSource,
@@ -61,10 +66,13 @@ impl Runtime {
         code_source: CodeSource,
     ) -> anyhow::Result<Arc<CompiledPlugin>> {
         let pre = self.check_contract(component)?;
+        let exports = PluginExports::find(component)?;
         let probe = CompiledPlugin {
             hash: hash.clone(),
             size,
             pre: pre.clone(),
+            exports,
+            exports_checked: AtomicBool::new(false),
             definition: Arc::new(PluginDefinition::empty()),
             code_source,
         };
@@ -80,6 +88,8 @@ impl Runtime {
             hash,
             size,
             pre,
+            exports,
+            exports_checked: AtomicBool::new(probe.exports_checked.into_inner()),
             definition: Arc::new(definition),
             code_source,
         }))

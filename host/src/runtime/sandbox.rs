@@ -3,12 +3,14 @@
 //! slot), the call, and the teardown. Nothing survives from one call to the next.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::types as wit;
 use super::engine::Runtime;
+use super::exports::TypeCheck;
 use super::host::{Caller, CreatedRecord, HostState, LogLine, MemoryLimitExceeded};
 use super::plugin::CompiledPlugin;
 use crate::config::Limits;
@@ -154,17 +156,33 @@ impl Runtime {
         });
 
         let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            let plugin_api = instance.sluice_integration_plugin();
+            let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
+            let exports = &plugin.exports;
+            if !plugin.exports_checked.load(Ordering::Relaxed) {
+                exports.check(&mut store, &instance)?;
+                plugin.exports_checked.store(true, Ordering::Relaxed);
+            }
+            let checked = TypeCheck::Checked;
             let outcome = match invocation {
-                Invocation::Definition => Outcome::Definition(plugin_api.call_definition(&mut store).await?),
-                Invocation::Register(ctx) => Outcome::Done(plugin_api.call_register(&mut store, &ctx).await?),
-                Invocation::Unregister(ctx) => Outcome::Done(plugin_api.call_unregister(&mut store, &ctx).await?),
+                Invocation::Definition => {
+                    let func = exports.definition(&mut store, &instance, checked)?;
+                    Outcome::Definition(func.call_async(&mut store, ()).await?.0)
+                }
+                Invocation::Register(ctx) => {
+                    let func = exports.register(&mut store, &instance, checked)?;
+                    Outcome::Done(func.call_async(&mut store, (&ctx,)).await?.0)
+                }
+                Invocation::Unregister(ctx) => {
+                    let func = exports.unregister(&mut store, &instance, checked)?;
+                    Outcome::Done(func.call_async(&mut store, (&ctx,)).await?.0)
+                }
                 Invocation::Handler(ctx, request) => {
-                    Outcome::Response(plugin_api.call_handler(&mut store, &ctx, &request).await?)
+                    let func = exports.handler(&mut store, &instance, checked)?;
+                    Outcome::Response(func.call_async(&mut store, (&ctx, &request)).await?.0)
                 }
                 Invocation::CallAction { ctx, name, input } => {
-                    Outcome::Action(plugin_api.call_call_action(&mut store, &ctx, &name, &input).await?)
+                    let func = exports.call_action(&mut store, &instance, checked)?;
+                    Outcome::Action(func.call_async(&mut store, (&ctx, &name, &input)).await?.0)
                 }
                 Invocation::HandleMessage {
                     ctx,
@@ -172,11 +190,11 @@ impl Runtime {
                     conversation,
                     message,
                     user,
-                } => Outcome::Ack(
-                    plugin_api
-                        .call_handle_message(&mut store, &ctx, &channel, &conversation, &message, &user)
-                        .await?,
-                ),
+                } => {
+                    let func = exports.handle_message(&mut store, &instance, checked)?;
+                    let args = (&ctx, channel.as_str(), &conversation, &message, &user);
+                    Outcome::Ack(func.call_async(&mut store, args).await?.0)
+                }
             };
             wasmtime::Result::Ok(outcome)
         };

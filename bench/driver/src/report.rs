@@ -1,0 +1,378 @@
+//! The table: medians with min–max over the rounds, ratios to the limit (a) and the
+//! peer (c), resident memory, the sandbox micro-benchmarks, and the targets.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// One measured round of one configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    /// Requests (or events, deliveries) per second.
+    pub per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Everything measured for one configuration.
+#[derive(Debug)]
+pub struct RowReport {
+    pub key: &'static str,
+    pub label: String,
+    pub skipped: Option<String>,
+    pub samples: Vec<Measurement>,
+    pub rss_idle_kib: Vec<u64>,
+    pub rss_load_kib: Vec<u64>,
+}
+
+/// How the run was made.
+#[derive(Debug)]
+pub struct Setting {
+    pub rounds: usize,
+    pub duration: u64,
+    pub warmup: u64,
+    pub connections: usize,
+    pub server_cpu: usize,
+    pub load_cpu: usize,
+    pub load_before: Option<f64>,
+    pub load_after: Option<f64>,
+    pub smoke: bool,
+}
+
+/// One criterion micro-benchmark: its id and median time per iteration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicroResult {
+    pub id: String,
+    pub median_ns: f64,
+}
+
+/// Median, minimum and maximum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    let median = if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    };
+    Some(Spread {
+        median,
+        min: values[0],
+        max: values[values.len() - 1],
+    })
+}
+
+impl RowReport {
+    fn throughput(&self) -> Option<Spread> {
+        spread(self.samples.iter().map(|s| s.per_s))
+    }
+
+    fn p50(&self) -> Option<Spread> {
+        spread(self.samples.iter().map(|s| s.p50_ms))
+    }
+
+    fn p99(&self) -> Option<Spread> {
+        spread(self.samples.iter().map(|s| s.p99_ms))
+    }
+}
+
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn milliseconds(spread: Option<Spread>) -> String {
+    match spread {
+        Some(s) => format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max),
+        None => "–".into(),
+    }
+}
+
+fn mebibytes(values: &[u64]) -> String {
+    match spread(values.iter().map(|&v| v as f64)) {
+        Some(s) => format!("{:.1} MiB", s.median / 1024.0),
+        None => "–".into(),
+    }
+}
+
+fn find<'a>(reports: &'a [RowReport], key: &str) -> Option<&'a RowReport> {
+    reports.iter().find(|r| r.key == key && !r.samples.is_empty())
+}
+
+/// The whole report as text (a Markdown table and a few lines).
+pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -> String {
+    let mut out = String::new();
+    let load = |value: Option<f64>| value.map(|v| format!("{v:.2}")).unwrap_or_else(|| "?".into());
+    let _ = writeln!(
+        out,
+        "\n{}{} round(s) × {} s measured after {} s warm-up, alternating; {} connections; \
+         server on CPU {}, wrk on CPU {}; load average {} before, {} after",
+        if setting.smoke {
+            "SMOKE RUN (numbers not meaningful): "
+        } else {
+            ""
+        },
+        setting.rounds,
+        setting.duration,
+        setting.warmup,
+        setting.connections,
+        setting.server_cpu,
+        setting.load_cpu,
+        load(setting.load_before),
+        load(setting.load_after),
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| configuration | per second, median (min–max) | p50 ms | p99 ms | vs (a) | vs (c) | RSS idle | RSS under load |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let limit = find(reports, "a").and_then(RowReport::throughput);
+    let peer = find(reports, "c").and_then(RowReport::throughput);
+    for report in reports {
+        let name = format!("({}) {}", report.key, report.label);
+        if let Some(reason) = &report.skipped {
+            let _ = writeln!(out, "| {name} | not run: {reason} | | | | | | |");
+            continue;
+        }
+        let Some(throughput) = report.throughput() else {
+            let _ = writeln!(out, "| {name} | no measurement | | | | | | |");
+            continue;
+        };
+        // Only (a)-(c) do the same work; other rows have their own units.
+        let comparable = ["a", "b", "c"].contains(&report.key);
+        let versus_limit = limit
+            .filter(|_| comparable)
+            .map(|l| format!("{:.1}%", 100.0 * throughput.median / l.median))
+            .unwrap_or_else(|| "–".into());
+        let versus_peer = peer
+            .filter(|_| comparable)
+            .map(|p| format!("{:.1}×", throughput.median / p.median))
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "| {name} | {} ({}–{}) | {} | {} | {versus_limit} | {versus_peer} | {} | {} |",
+            thousands(throughput.median),
+            thousands(throughput.min),
+            thousands(throughput.max),
+            milliseconds(report.p50()),
+            milliseconds(report.p99()),
+            mebibytes(&report.rss_idle_kib),
+            mebibytes(&report.rss_load_kib),
+        );
+    }
+
+    if !micro.is_empty() {
+        let _ = writeln!(out, "\nSandbox cost per request, in process (criterion, median):");
+        for result in micro {
+            let _ = writeln!(out, "  {:<48} {:>9.2} µs", result.id, result.median_ns / 1000.0);
+        }
+    }
+
+    if !setting.smoke {
+        let _ = writeln!(out, "\nTargets:");
+        let sluice = find(reports, "b");
+        let verdict = |met: bool| if met { "met" } else { "MISSED" };
+        match (sluice.and_then(RowReport::throughput), limit) {
+            (Some(b), Some(a)) => {
+                let ratio = b.median / a.median;
+                let _ = writeln!(
+                    out,
+                    "  (b) ≥ 35% of (a) requests/s: {:.1}% ({})",
+                    100.0 * ratio,
+                    verdict(ratio >= 0.35)
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  (b) ≥ 35% of (a) requests/s: not measured");
+            }
+        }
+        match (sluice.and_then(RowReport::throughput), peer) {
+            (Some(b), Some(c)) => {
+                let ratio = b.median / c.median;
+                let _ = writeln!(
+                    out,
+                    "  (b) ≥ 4× (c) requests/s: {ratio:.1}× ({})",
+                    verdict(ratio >= 4.0)
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  (b) ≥ 4× (c) requests/s: not measured (no wasmtime)");
+            }
+        }
+        if let Some(p99) = sluice.and_then(RowReport::p99) {
+            let _ = writeln!(
+                out,
+                "  (b) p99 ≤ 2 ms: {:.2} ms ({})",
+                p99.median,
+                verdict(p99.median <= 2.0)
+            );
+        }
+        match micro.iter().find(|m| m.id == RUST_HANDLER_MICRO) {
+            Some(m) => {
+                let _ = writeln!(
+                    out,
+                    "  fresh instance + call of the Rust plugin ≤ 15 µs: {:.2} µs ({})",
+                    m.median_ns / 1000.0,
+                    verdict(m.median_ns <= 15_000.0)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  fresh instance + call of the Rust plugin ≤ 15 µs: not measured (run without --no-micro)"
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The micro-benchmark the per-call target is judged on.
+pub const RUST_HANDLER_MICRO: &str = "sandbox/bench (Rust)/instantiate + handler + drop";
+
+/// Every `sandbox/...` micro-benchmark criterion has results for under `dir`.
+pub fn criterion_estimates(dir: &Path) -> Vec<MicroResult> {
+    let mut found = Vec::new();
+    collect(dir, &mut found);
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
+}
+
+fn collect(dir: &Path, found: &mut Vec<MicroResult>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n == "new") {
+            if let Some(result) = read_estimate(&path) {
+                found.push(result);
+            }
+        } else if path.file_name().is_some_and(|n| n != "base" && n != "report") {
+            collect(&path, found);
+        }
+    }
+}
+
+fn read_estimate(dir: &Path) -> Option<MicroResult> {
+    let read =
+        |name: &str| -> Option<Value> { serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok() };
+    let benchmark = read("benchmark.json")?;
+    let estimates = read("estimates.json")?;
+    let id = benchmark["full_id"].as_str()?.to_string();
+    if !id.starts_with("sandbox/") {
+        return None;
+    }
+    Some(MicroResult {
+        id,
+        median_ns: estimates["median"]["point_estimate"].as_f64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &'static str, per_s: &[f64]) -> RowReport {
+        RowReport {
+            key,
+            label: format!("row {key}"),
+            skipped: None,
+            samples: per_s
+                .iter()
+                .map(|&per_s| Measurement {
+                    per_s,
+                    p50_ms: 0.5,
+                    p99_ms: 1.5,
+                })
+                .collect(),
+            rss_idle_kib: vec![10 * 1024],
+            rss_load_kib: vec![20 * 1024],
+        }
+    }
+
+    #[test]
+    fn spread_takes_the_median() {
+        assert_eq!(
+            spread([3.0, 1.0, 2.0]),
+            Some(Spread {
+                median: 2.0,
+                min: 1.0,
+                max: 3.0
+            })
+        );
+        assert_eq!(spread([4.0, 1.0]).unwrap().median, 2.5);
+        assert_eq!(spread([]), None);
+    }
+
+    #[test]
+    fn the_table_has_ratios_and_verdicts() {
+        let setting = Setting {
+            rounds: 3,
+            duration: 10,
+            warmup: 2,
+            connections: 32,
+            server_cpu: 0,
+            load_cpu: 1,
+            load_before: Some(0.5),
+            load_after: None,
+            smoke: false,
+        };
+        let reports = [
+            row("a", &[100_000.0, 120_000.0, 110_000.0]),
+            row("b", &[40_000.0, 44_000.0, 42_000.0]),
+            row("c", &[9_000.0, 8_000.0, 10_000.0]),
+        ];
+        let micro = [MicroResult {
+            id: RUST_HANDLER_MICRO.into(),
+            median_ns: 12_345.0,
+        }];
+        let text = render(&setting, &reports, &micro);
+        assert!(text.contains("| (b) row b | 42,000 (40,000–44,000) |"), "{text}");
+        assert!(text.contains("38.2%"), "{text}");
+        assert!(text.contains("4.7×"), "{text}");
+        assert!(text.contains("(b) ≥ 35% of (a) requests/s: 38.2% (met)"), "{text}");
+        assert!(text.contains("(b) ≥ 4× (c) requests/s: 4.7× (met)"), "{text}");
+        assert!(text.contains("12.35 µs (met)"), "{text}");
+        assert!(text.contains("10.0 MiB"), "{text}");
+    }
+
+    #[test]
+    fn smoke_runs_judge_nothing() {
+        let setting = Setting {
+            rounds: 1,
+            duration: 1,
+            warmup: 0,
+            connections: 32,
+            server_cpu: 0,
+            load_cpu: 1,
+            load_before: None,
+            load_after: None,
+            smoke: true,
+        };
+        let text = render(&setting, &[row("a", &[1.0])], &[]);
+        assert!(text.contains("SMOKE RUN"));
+        assert!(!text.contains("Targets"));
+    }
+}

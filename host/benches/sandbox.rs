@@ -1,0 +1,201 @@
+//! The sandbox's cost per request, in process: a fresh instance from the plugin's
+//! `InstancePre`, the `handler` call, the store dropped — what `Runtime::invoke` does for
+//! every webhook request, without HTTP around it.
+//!
+//! Plugins measured, when their built components exist (`bench/run` builds them all):
+//! - `bench (Rust)`: bench/guests/plugin, the load benchmark's plugin (parses a 1.1 KB
+//!   webhook into typed structs, answers a summary; no host calls) — the per-call target
+//!   is judged on it;
+//! - `webhook (Rust|Python|JS)`: the webhook example in each language
+//!   (`<target>/guests/wasm32-wasip2/release/webhook.wasm`,
+//!   `<target>/bench-guests/{python,js}/webhook.wasm`), its handler recording one event
+//!   (schema check and an in-memory store).
+//!
+//! Run: `cargo bench -p sluice --bench sandbox` (or `bench/run`, which prints the medians
+//! in its table).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use sluice::config::Limits;
+use sluice::runtime::bindings::types as wit;
+use sluice::runtime::host::Caller;
+use sluice::runtime::outbound::AllowList;
+use sluice::runtime::{CompiledPlugin, Invocation, Outcome, Runtime};
+use sluice::store::{SharedStore, SqliteStore};
+
+/// The cargo target folder (`<target>/release/deps/sandbox-*` is this binary).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the bench binary has a path");
+    exe.ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<bench>")
+        .to_path_buf()
+}
+
+struct Subject {
+    /// `plugin (language)`.
+    name: &'static str,
+    path: PathBuf,
+    /// The webhook request the handler gets.
+    request: fn() -> wit::HttpRequest,
+}
+
+fn subjects() -> Vec<Subject> {
+    let target = target_dir();
+    vec![
+        Subject {
+            name: "bench (Rust)",
+            path: target.join("bench-guests/wasm32-wasip2/release/bench_plugin.wasm"),
+            request: bench_request,
+        },
+        Subject {
+            name: "webhook (Rust)",
+            path: target.join("guests/wasm32-wasip2/release/webhook.wasm"),
+            request: webhook_request,
+        },
+        Subject {
+            name: "webhook (Python)",
+            path: target.join("bench-guests/python/webhook.wasm"),
+            request: webhook_request,
+        },
+        Subject {
+            name: "webhook (JS)",
+            path: target.join("bench-guests/js/webhook.wasm"),
+            request: webhook_request,
+        },
+    ]
+}
+
+fn bench_request() -> wit::HttpRequest {
+    wit::HttpRequest {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: vec![
+            ("host".into(), "127.0.0.1:8080".into()),
+            ("content-type".into(), "application/json".into()),
+            ("content-length".into(), bench_work::SAMPLE_BODY.len().to_string()),
+        ],
+        body: bench_work::SAMPLE_BODY.to_vec(),
+    }
+}
+
+fn webhook_request() -> wit::HttpRequest {
+    wit::HttpRequest {
+        query: "source=bench".into(),
+        ..bench_request()
+    }
+}
+
+/// A loaded plugin and everything a call needs.
+struct Loaded {
+    plugin: Arc<CompiledPlugin>,
+    caller: Arc<Caller>,
+    limits: Limits,
+    context: wit::Context,
+}
+
+fn load(runtime: &Arc<Runtime>, tokio: &tokio::runtime::Runtime, path: &Path, store: &SharedStore) -> Loaded {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let plugin = tokio
+        .block_on(runtime.load(bytes.into()))
+        .unwrap_or_else(|e| panic!("cannot load {}: {e:#}", path.display()));
+    let caller = Arc::new(Caller {
+        installation_id: "inst_bench".into(),
+        installation_name: "bench".into(),
+        definition: plugin.definition.clone(),
+        store: store.clone(),
+        allow_list: AllowList::default(),
+    });
+    let context = wit::Context {
+        bot_id: "bot_bench".into(),
+        bot_user_id: "user_bench".into(),
+        integration_id: "inst_bench".into(),
+        integration_alias: "bench".into(),
+        webhook_id: "0123456789abcdef0123456789abcdef".into(),
+        webhook_url: "http://127.0.0.1:8080/webhooks/0123456789abcdef0123456789abcdef".into(),
+        operation: wit::Operation::WebhookReceived,
+        configuration: "{}".into(),
+        trigger: None,
+    };
+    Loaded {
+        plugin,
+        caller,
+        limits: Limits::default(),
+        context,
+    }
+}
+
+/// One fresh-instance handler call; panics unless the plugin answered 200.
+async fn call(runtime: &Runtime, loaded: &Loaded, request: wit::HttpRequest) {
+    let (result, _report) = runtime
+        .invoke(
+            &loaded.plugin,
+            Some(loaded.caller.clone()),
+            "req_bench",
+            &loaded.limits,
+            Invocation::Handler(loaded.context.clone(), request),
+        )
+        .await;
+    match result {
+        Ok(Outcome::Response(Ok(answer))) if answer.status == 200 => {}
+        other => panic!("the handler did not answer 200: {other:?}"),
+    }
+}
+
+fn sandbox(c: &mut Criterion) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let runtime = Arc::new(Runtime::new(None).expect("the engine"));
+    let store: SharedStore = Arc::new(SqliteStore::in_memory().expect("an in-memory store"));
+    let mut group = c.benchmark_group("sandbox");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+
+    for subject in subjects() {
+        if !subject.path.exists() {
+            eprintln!(
+                "sandbox: skipping {}: {} is not built",
+                subject.name,
+                subject.path.display()
+            );
+            continue;
+        }
+        let loaded = load(&runtime, &tokio, &subject.path, &store);
+        let request = (subject.request)();
+        // Fails loudly now rather than in the middle of a measurement.
+        tokio.block_on(call(&runtime, &loaded, request.clone()));
+
+        // The floor: a fresh instance and the smallest export, `definition`.
+        group.bench_function(format!("{}/instantiate + definition + drop", subject.name), |b| {
+            b.iter(|| {
+                let (result, _) = tokio.block_on(runtime.invoke(
+                    &loaded.plugin,
+                    None,
+                    "req_bench",
+                    &loaded.limits,
+                    Invocation::Definition,
+                ));
+                assert!(matches!(result, Ok(Outcome::Definition(_))), "{result:?}");
+            })
+        });
+        group.bench_function(format!("{}/instantiate + handler + drop", subject.name), |b| {
+            b.iter_batched(
+                || request.clone(),
+                |request| tokio.block_on(call(&runtime, &loaded, request)),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sandbox);
+criterion_main!(benches);
