@@ -450,6 +450,49 @@ fn one<T>(
     Ok(connection.prepare_cached(sql)?.query_row([id], map).optional()?)
 }
 
+/// Inserts a new conversation with its tags and publishes it as `chat:channel:created`,
+/// inside the caller's transaction.
+fn insert_conversation(
+    tx: &Connection,
+    installation_id: &str,
+    integration: &str,
+    channel: &str,
+    tags: &Tags,
+) -> anyhow::Result<ConversationRecord> {
+    let now = now_ms();
+    let conversation = ConversationRecord {
+        id: record_id("conv"),
+        installation_id: installation_id.to_string(),
+        integration: integration.to_string(),
+        channel: channel.to_string(),
+        tags: tags.clone(),
+        message_count: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    tx.execute(
+        "INSERT INTO conversations (id, installation_id, integration, channel, tags, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            conversation.id,
+            installation_id,
+            integration,
+            channel,
+            serde_json::to_string(tags)?,
+            now
+        ],
+    )?;
+    insert_tags(tx, "conversation", &conversation.id, tags)?;
+    publish(
+        tx,
+        "chat:channel:created",
+        Some(installation_id),
+        now,
+        &conversation_data(&conversation),
+    )?;
+    Ok(conversation)
+}
+
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
 fn insert_event_row(tx: &Connection, event: &EventRecord) -> anyhow::Result<()> {
     tx.execute(
@@ -727,37 +770,7 @@ impl Store for SqliteStore {
             if let Some(conversation) = found {
                 return Ok((conversation, false));
             }
-            let now = now_ms();
-            let conversation = ConversationRecord {
-                id: record_id("conv"),
-                installation_id: installation_id.to_string(),
-                integration: integration.to_string(),
-                channel: channel.to_string(),
-                tags: tags.clone(),
-                message_count: 0,
-                created_at: now,
-                updated_at: now,
-            };
-            tx.execute(
-                "INSERT INTO conversations (id, installation_id, integration, channel, tags, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    conversation.id,
-                    installation_id,
-                    integration,
-                    channel,
-                    serde_json::to_string(tags)?,
-                    now
-                ],
-            )?;
-            insert_tags(tx, "conversation", &conversation.id, tags)?;
-            publish(
-                tx,
-                "chat:channel:created",
-                Some(installation_id),
-                now,
-                &conversation_data(&conversation),
-            )?;
+            let conversation = insert_conversation(tx, installation_id, integration, channel, tags)?;
             Ok((conversation, true))
         })
     }

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{CONVERSATION_COLUMNS, conversation_data, conversation_row, insert_event_row, insert_tags, publish};
+use super::{CONVERSATION_COLUMNS, conversation_row, insert_conversation, insert_event_row, insert_tags};
 use crate::ids::record_id;
 use crate::store::{
     Contact, ConversationRecord, EventRecord, EventResolution, SqliteStore, StoreError, Tags, TriggerEventLink,
@@ -153,38 +153,13 @@ fn create_conversation(tx: &Connection, resolution: &EventResolution) -> anyhow:
     if let Some(session) = &resolution.session {
         tags.insert("session".into(), session.clone());
     }
-    let now = crate::time::now_ms();
-    let conversation = ConversationRecord {
-        id: record_id("conv"),
-        installation_id: resolution.installation_id.clone(),
-        integration: resolution.integration.clone(),
-        channel: resolution.channel.clone(),
-        tags,
-        message_count: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    tx.execute(
-        "INSERT INTO conversations (id, installation_id, integration, channel, tags, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![
-            conversation.id,
-            conversation.installation_id,
-            conversation.integration,
-            conversation.channel,
-            serde_json::to_string(&conversation.tags)?,
-            now
-        ],
-    )?;
-    insert_tags(tx, "conversation", &conversation.id, &conversation.tags)?;
-    publish(
+    insert_conversation(
         tx,
-        "chat:channel:created",
-        Some(&conversation.installation_id),
-        now,
-        &conversation_data(&conversation),
-    )?;
-    Ok(conversation)
+        &resolution.installation_id,
+        &resolution.integration,
+        &resolution.channel,
+        &tags,
+    )
 }
 
 /// Finds the installation's contact (by email, else phone, else name) and brings it up
