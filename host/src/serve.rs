@@ -79,17 +79,17 @@ fn api_token(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<(Str
 }
 
 /// The bot's id and its user, created once and kept in the store.
-fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
+async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
     let bot_id = match store.meta("bot_id")? {
         Some(id) => id,
         None => {
             let id = record_id("bot");
-            store.set_meta("bot_id", &id)?;
+            store.set_meta("bot_id", &id).await?;
             id
         }
     };
     let bot_tags: Tags = [("role".to_string(), "bot".to_string())].into();
-    let (bot_user, _) = store.get_or_create_user(None, &bot_tags, Some("bot"), None)?;
+    let (bot_user, _) = store.get_or_create_user(None, &bot_tags, Some("bot"), None).await?;
     Ok(HostIdentity {
         bot_id,
         bot_user_id: bot_user.id,
@@ -124,7 +124,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .clone()
         .or(config.public_url.clone())
         .unwrap_or_else(|| format!("http://{address}"));
-    let identity = identity(&store, public_url)?;
+    let identity = identity(&store, public_url).await?;
     // Delivery starts before the plugins so that it follows the outbox from the first
     // event they record.
     let delivery = Delivery::start(

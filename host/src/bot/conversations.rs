@@ -135,6 +135,7 @@ pub async fn get_or_create_conversation(
             }
         }
         s.get_or_create_conversation(&installation_id, &integration, &channel, &tags)
+            .wait()
     })
     .await?;
     Ok(found)
@@ -179,6 +180,7 @@ pub async fn get_or_create_user(plugins: &PluginHost, request: UserRequest) -> R
             request.name.as_deref(),
             request.picture_url.as_deref(),
         )
+        .wait()
     })
     .await?;
     Ok(found)

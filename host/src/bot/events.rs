@@ -91,6 +91,6 @@ pub async fn create_event(plugins: &PluginHost, event: NewEvent) -> Result<Event
         created_at: now_ms(),
     };
     let stored = record.clone();
-    store::blocking(&plugins.store, move |s| s.insert_event(&stored)).await?;
+    plugins.store.insert_event(&stored).await?;
     Ok(record)
 }

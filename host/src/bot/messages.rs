@@ -194,15 +194,13 @@ pub async fn send_message(
     }
 
     let stored = record.clone();
-    store::blocking(&plugins.store, move |s| s.insert_message(&stored))
-        .await
-        .map_err(|error| {
-            BotError::internal(error.context(format!(
-                "message {} was delivered by {} but could not be stored",
-                record.id,
-                installation.name()
-            )))
-        })?;
+    plugins.store.insert_message(&stored).await.map_err(|error| {
+        BotError::internal(error.context(format!(
+            "message {} was delivered by {} but could not be stored",
+            record.id,
+            installation.name()
+        )))
+    })?;
     tracing::debug!(installation = %installation.name(), %request_id, message_id = %record.id, "bot message delivered");
     Ok(record)
 }
@@ -243,9 +241,9 @@ pub async fn update_message(
         return Err(BotError::invalid_data("payload must be a JSON object"));
     }
     let lookup = id.to_string();
-    store::blocking(&plugins.store, move |s| {
-        s.update_message(&lookup, &tags, payload.as_ref())
-    })
-    .await?
-    .ok_or_else(|| BotError::not_found(format!("message {id} does not exist")))
+    plugins
+        .store
+        .update_message(&lookup, &tags, payload.as_ref())
+        .await?
+        .ok_or_else(|| BotError::not_found(format!("message {id} does not exist")))
 }

@@ -119,7 +119,7 @@ impl Delivery {
             let head = *s.outbox_published().borrow();
             for name in cursors {
                 if s.cursor(name)?.is_none() {
-                    s.set_cursor(name, head)?;
+                    s.set_cursor(name, head).wait()?;
                 }
             }
             Ok(())
@@ -223,9 +223,27 @@ impl Delivery {
             if *stopping.borrow() {
                 return;
             }
-            published.borrow_and_update();
+            let head = *published.borrow_and_update();
+            let routes = self.routes.load_full();
+            if routes.is_empty() {
+                // Nobody to deliver to: move past what was published without reading it.
+                if head > cursor {
+                    match self.store.fan_out(&[], FANOUT_CURSOR, head, now_ms()).await {
+                        Ok(()) => cursor = head,
+                        Err(error) => {
+                            tracing::error!(error = %format!("{error:#}"), "cannot move the fan-out cursor; trying again")
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = published.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stopping.changed() => return,
+                }
+                continue;
+            }
             let after = cursor;
-            let entries = match store::blocking(&self.store, move |s| s.raw_outbox_after(after, FANOUT_BATCH)).await {
+            let entries = match store::blocking(&self.store, move |s| s.outbox_types_after(after, FANOUT_BATCH)).await {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), "cannot read the outbox; trying again");
@@ -233,7 +251,7 @@ impl Delivery {
                     continue;
                 }
             };
-            let Some(last) = entries.last().map(|e| e.seq) else {
+            let Some(last) = entries.last().map(|(seq, _)| *seq) else {
                 tokio::select! {
                     _ = published.changed() => {}
                     // In case a commit was missed: a cheap look once in a while.
@@ -242,18 +260,17 @@ impl Delivery {
                 }
                 continue;
             };
-            let routes = self.routes.load_full();
             let mut owed = Vec::new();
             let mut woken = vec![false; routes.len()];
-            for entry in &entries {
+            for (seq, entry_type) in &entries {
                 for (index, route) in routes.iter().enumerate() {
-                    if route.filter.matches(&entry.entry_type) {
-                        owed.push((route.id.clone(), entry.seq));
+                    if route.filter.matches(entry_type) {
+                        owed.push((route.id.clone(), *seq));
                         woken[index] = true;
                     }
                 }
             }
-            let write = store::blocking(&self.store, move |s| s.fan_out(&owed, FANOUT_CURSOR, last, now_ms())).await;
+            let write = self.store.fan_out(&owed, FANOUT_CURSOR, last, now_ms()).await;
             match write {
                 Ok(()) => {
                     cursor = last;
@@ -292,7 +309,7 @@ impl Delivery {
         };
         validate(&record, &self.sender).map_err(SubscriptionError::Invalid)?;
         let saved = record.clone();
-        store::blocking(&self.store, move |s| s.save_subscription(&saved)).await?;
+        self.store.save_subscription(&saved).await?;
         self.run_worker(record.clone());
         self.rebuild_routes();
         Ok(record)
@@ -319,7 +336,7 @@ impl Delivery {
         record.updated_at = now_ms();
         validate(&record, &self.sender).map_err(SubscriptionError::Invalid)?;
         let saved = record.clone();
-        store::blocking(&self.store, move |s| s.save_subscription(&saved)).await?;
+        self.store.save_subscription(&saved).await?;
         self.run_worker(record.clone());
         self.rebuild_routes();
         Ok(record)
@@ -333,7 +350,7 @@ impl Delivery {
         }
         self.rebuild_routes();
         let owned = id.to_string();
-        store::blocking(&self.store, move |s| s.delete_subscription(&owned)).await?;
+        self.store.delete_subscription(&owned).await?;
         Ok(())
     }
 
@@ -362,7 +379,7 @@ impl Delivery {
         }
         let subscription_id = record.subscription_id.clone();
         let pending = store::blocking(&self.store, move |s| {
-            s.requeue_delivery(seq, now_ms())?;
+            s.requeue_delivery(seq, now_ms()).wait()?;
             Ok(s.pending_deliveries(&subscription_id, seq - 1, 1)?.into_iter().next())
         })
         .await?;
@@ -538,14 +555,14 @@ async fn sync_configured(
         };
         validate(&record, sender).map_err(|e| anyhow::anyhow!("[[subscriptions]] {:?}: {e}", entry.id))?;
         if previous != Some(&record) {
-            store::blocking(store, move |s| s.save_subscription(&record)).await?;
+            store.save_subscription(&record).await?;
         }
         keep.push(entry.id.clone());
     }
     for (id, record) in existing {
         if record.source == SubscriptionSource::Config && !keep.contains(&id) {
             tracing::info!(subscription = %id, "removing a subscription that left the configuration file");
-            store::blocking(store, move |s| s.delete_subscription(&id).map(|_| ())).await?;
+            store.delete_subscription(&id).await?;
         }
     }
     Ok(())

@@ -196,7 +196,8 @@ impl NatsSink {
             }
         }
         if through > *cursor {
-            store::blocking(&self.store, move |s| s.set_cursor(CURSOR, through))
+            self.store
+                .set_cursor(CURSOR, through)
                 .await
                 .map_err(|e| format!("cannot keep the NATS cursor: {e:#}"))?;
             *cursor = through;

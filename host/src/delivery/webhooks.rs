@@ -232,7 +232,7 @@ pub async fn record(store: SharedStore, mut results: mpsc::Receiver<AttemptRecor
         let mut wait = Duration::from_millis(100);
         loop {
             let attempts = attempts.clone();
-            match store::blocking(&store, move |s| s.record_attempts(&attempts, now_ms())).await {
+            match store.record_attempts(&attempts, now_ms()).await {
                 Ok(()) => break,
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), count, "cannot record delivery attempts; trying again");

@@ -162,9 +162,9 @@ impl Jobs {
         let saved = trigger.clone();
         let stored = store::blocking(&self.store, move |s| {
             if new {
-                s.insert_trigger(&saved).map(|()| true)
+                s.insert_trigger(&saved).wait().map(|()| true)
             } else {
-                s.update_trigger(&saved)
+                s.update_trigger(&saved).wait()
             }
         })
         .await?;
@@ -185,7 +185,7 @@ impl Jobs {
     pub async fn delete_trigger(&self, id: &str) -> anyhow::Result<bool> {
         let _one_at_a_time = self.editing.lock().await;
         let key = id.to_string();
-        let deleted = store::blocking(&self.store, move |s| s.delete_trigger(&key)).await?;
+        let deleted = self.store.delete_trigger(&key).await?;
         let mut triggers = HashMap::clone(&self.triggers.load());
         triggers.remove(id);
         self.triggers.store(Arc::new(triggers));
@@ -210,7 +210,7 @@ impl Jobs {
             .enqueue(self.own_job(trigger, JobSource::Invoke, None, body, now))
             .await?;
         let id = trigger.id.clone();
-        store::blocking(&self.store, move |s| s.mark_triggered(&id, now)).await?;
+        self.store.mark_triggered(&id, now).await?;
         Ok(queued)
     }
 
@@ -261,7 +261,7 @@ impl Jobs {
             Ok(queued) => {
                 tracing::info!(trigger = %trigger_id, event = %queued.id, "scheduled run queued");
                 let id = trigger_id.to_string();
-                if let Err(error) = store::blocking(&self.store, move |s| s.mark_triggered(&id, now)).await {
+                if let Err(error) = self.store.mark_triggered(&id, now).await {
                     tracing::error!(trigger = %trigger_id, error = %format!("{error:#}"), "cannot record the scheduled run");
                 }
             }

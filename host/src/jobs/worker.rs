@@ -122,7 +122,7 @@ async fn run(jobs: &Jobs, job: Job) -> Finish {
         Err(failure) => return record_failure(jobs, &job, &trigger, None, None, failure, None).await,
     };
     let resolution = resolution(&job, &trigger, &installation);
-    let link = match store::blocking(&jobs.store, move |s| s.resolve_trigger_event(&resolution)).await {
+    let link = match jobs.store.resolve_trigger_event(&resolution).await {
         Ok(link) => link,
         Err(error) => return storage_retry(jobs, &job, error),
     };
@@ -375,10 +375,10 @@ async fn record_success(
     };
     let event_id = job.id.clone();
     let attempt = job.attempt;
-    match store::blocking(&jobs.store, move |s| {
-        s.record_trigger_outcome(&event_id, "finished", attempt, &outcome)
-    })
-    .await
+    match jobs
+        .store
+        .record_trigger_outcome(&event_id, "finished", attempt, &outcome)
+        .await
     {
         Ok(_) => {
             tracing::info!(event = %job.id, trigger = %trigger.id, attempt = job.attempt, "trigger event processed");
@@ -426,10 +426,10 @@ async fn record_failure(
     };
     let event_id = job.id.clone();
     let attempt = job.attempt;
-    if let Err(error) = store::blocking(&jobs.store, move |s| {
-        s.record_trigger_outcome(&event_id, "failed", attempt, &outcome)
-    })
-    .await
+    if let Err(error) = jobs
+        .store
+        .record_trigger_outcome(&event_id, "failed", attempt, &outcome)
+        .await
     {
         return storage_retry(jobs, job, error);
     }

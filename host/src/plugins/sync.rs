@@ -260,7 +260,7 @@ impl PluginHost {
             installation.record = record.clone();
         }
         let saved = record.clone();
-        store::blocking(&self.store, move |s| s.save_installation(&saved)).await?;
+        self.store.save_installation(&saved).await?;
         let plugin = &installation.plugin;
         tracing::info!(installation = %name, file = %file_label(file), plugin = %plugin.definition.name, version = %plugin.definition.version,
             status = installation.status.as_str(), code = %plugin.code_source.as_str(), webhook_url = %installation.webhook_url(),
@@ -355,7 +355,7 @@ impl PluginHost {
             }
         }
         let id = record.id.clone();
-        if let Err(error) = store::blocking(&self.store, move |s| s.delete_installation(&id)).await {
+        if let Err(error) = self.store.delete_installation(&id).await {
             tracing::error!(installation = %name, error = %format!("{error:#}"), "cannot forget the removed installation");
         }
         tracing::info!(installation = %name, "plugin removed: its file is gone from the plugins folder");

@@ -505,7 +505,8 @@ impl Caller {
             created_at: now_ms(),
         };
         let event = wit_event(&record);
-        store::blocking(&self.store, move |s| s.insert_event(&record))
+        self.store
+            .insert_event(&record)
             .await
             .map_err(|e| storage(&self.label(), "storing the event", e))?;
         tracing::debug!(plugin = %self.label(), event_id = %event.id, event_type = %event.type_, "event recorded");
@@ -576,7 +577,9 @@ impl client::Host for HostState {
                     .check(&payload)
                     .map_err(|problems| invalid(format!("state {} does not match its schema: {problems}", key.name)))?;
             }
-            store::blocking(&caller.store, move |s| s.put_state(&key, &payload))
+            caller
+                .store
+                .put_state(&key, &payload)
                 .await
                 .map_err(|e| storage(&caller.label(), "storing state", e))?;
             Ok(())
@@ -596,7 +599,9 @@ impl client::Host for HostState {
         };
         let outcome = async {
             let key = caller.state_key(scope, id, name).await?;
-            store::blocking(&caller.store, move |s| s.delete_state(&key))
+            caller
+                .store
+                .delete_state(&key)
                 .await
                 .map_err(|e| storage(&caller.label(), "deleting state", e))?;
             Ok(())
@@ -629,11 +634,11 @@ impl client::Host for HostState {
                 &declared.conversation_tags,
             )?;
             let (installation_id, integration) = (caller.installation_id.clone(), caller.definition.name.clone());
-            let (conversation, created) = store::blocking(&caller.store, move |s| {
-                s.get_or_create_conversation(&installation_id, &integration, &channel, &tags)
-            })
-            .await
-            .map_err(|e| storage(&caller.label(), "storing the conversation", e))?;
+            let (conversation, created) = caller
+                .store
+                .get_or_create_conversation(&installation_id, &integration, &channel, &tags)
+                .await
+                .map_err(|e| storage(&caller.label(), "storing the conversation", e))?;
             Ok((wit_conversation(&conversation), created))
         };
         Ok(outcome.await.map(|(conversation, created)| {
@@ -667,11 +672,11 @@ impl client::Host for HostState {
             }
             let tags = declared_tags("users", tags, &caller.definition.user_tags)?;
             let installation_id = caller.installation_id.clone();
-            let (user, created) = store::blocking(&caller.store, move |s| {
-                s.get_or_create_user(Some(&installation_id), &tags, None, None)
-            })
-            .await
-            .map_err(|e| storage(&caller.label(), "storing the user", e))?;
+            let (user, created) = caller
+                .store
+                .get_or_create_user(Some(&installation_id), &tags, None, None)
+                .await
+                .map_err(|e| storage(&caller.label(), "storing the user", e))?;
             Ok((wit_user(&user), created))
         };
         Ok(outcome.await.map(|(user, created)| {
@@ -746,7 +751,9 @@ impl client::Host for HostState {
                 updated_at: now,
             };
             let answer = wit_message(&message);
-            store::blocking(&caller.store, move |s| s.insert_message(&message))
+            caller
+                .store
+                .insert_message(&message)
                 .await
                 .map_err(|e| storage(&caller.label(), "storing the message", e))?;
             Ok(answer)

@@ -4,7 +4,7 @@
 
 use tokio::sync::watch;
 
-use super::{Page, PageRequest};
+use super::{Page, PageRequest, Pending};
 
 /// Where a subscription was defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,29 +158,32 @@ pub struct DeliveryQuery {
     pub page: PageRequest,
 }
 
-/// The delivery half of the store. Methods block, like [`super::Store`]'s.
+/// The delivery half of the store. Writes return a [`Pending`], reads block, like [`super::Store`]'s.
 pub trait DeliveryStore {
     /// Follows the outbox: the value is the highest outbox seq committed so far, and
     /// changes after every commit that published something.
     fn outbox_published(&self) -> watch::Receiver<i64>;
+    /// The seq and type of the outbox entries after `seq`, oldest first: what the fan-out
+    /// needs to route them, without their data.
+    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>>;
     /// Outbox entries after `seq`, oldest first, with their data as stored.
     fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>>;
 
     fn subscriptions(&self) -> anyhow::Result<Vec<SubscriptionRecord>>;
     fn subscription(&self, id: &str) -> anyhow::Result<Option<SubscriptionRecord>>;
     /// Creates or replaces a subscription.
-    fn save_subscription(&self, subscription: &SubscriptionRecord) -> anyhow::Result<()>;
+    fn save_subscription(&self, subscription: &SubscriptionRecord) -> Pending<()>;
     /// Deletes a subscription with its deliveries and their attempts; `false` when there
     /// was none.
-    fn delete_subscription(&self, id: &str) -> anyhow::Result<bool>;
+    fn delete_subscription(&self, id: &str) -> Pending<bool>;
 
     /// How far the outbox reader `name` has come (`None` when it never ran).
     fn cursor(&self, name: &str) -> anyhow::Result<Option<i64>>;
-    fn set_cursor(&self, name: &str, seq: i64) -> anyhow::Result<()>;
+    fn set_cursor(&self, name: &str, seq: i64) -> Pending<()>;
 
     /// Creates a pending delivery for each `(subscription id, outbox seq)` and moves the
     /// cursor `cursor` to `through`, in one transaction: every entry is fanned out once.
-    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> anyhow::Result<()>;
+    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<()>;
     /// Pending deliveries of a subscription with a seq above `after`, oldest first.
     fn pending_deliveries(
         &self,
@@ -190,7 +193,7 @@ pub trait DeliveryStore {
     ) -> anyhow::Result<Vec<PendingDelivery>>;
     /// Records attempts and the state each left its delivery in, in one transaction.
     /// Attempts of deliveries that are gone (their subscription was deleted) are dropped.
-    fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> anyhow::Result<()>;
+    fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> Pending<()>;
 
     fn delivery(&self, seq: i64) -> anyhow::Result<Option<DeliveryRecord>>;
     fn deliveries(&self, query: &DeliveryQuery) -> anyhow::Result<Page<DeliveryRecord>>;
@@ -198,7 +201,7 @@ pub trait DeliveryStore {
     fn attempts(&self, delivery_seq: i64) -> anyhow::Result<Vec<AttemptRecord>>;
     /// Makes a delivered or dead delivery pending again, due at `now`. `None` when there
     /// is no such delivery; the record as it was when it is already pending.
-    fn requeue_delivery(&self, seq: i64, now: i64) -> anyhow::Result<Option<DeliveryRecord>>;
+    fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<DeliveryRecord>>;
     /// Pending and dead deliveries per subscription id.
     fn delivery_counts(&self) -> anyhow::Result<Vec<(String, DeliveryCounts)>>;
 }

@@ -2,13 +2,15 @@
 //! users and messages, and the outbox that publishes what was recorded.
 //!
 //! [`Store`] is the one interface; [`sqlite::SqliteStore`] is the embedded backend used
-//! by default. Its methods are blocking: async callers go through [`blocking`], so a
-//! slow disk never holds an async worker thread.
+//! by default. Writes return a [`Pending`] that async code awaits without holding a thread
+//! while the write waits for its group commit; reads block, so async callers run them
+//! through [`blocking`], and a slow disk never holds an async worker thread.
 //!
 //! The store checks nothing about schemas or ownership rules beyond what its keys
 //! enforce; the runtime and the HTTP layer validate before they write.
 
 pub mod delivery;
+pub mod pending;
 pub mod sqlite;
 pub mod triggers;
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use delivery::*;
+pub use pending::Pending;
 pub use sqlite::SqliteStore;
 pub use triggers::{
     Contact, EventResolution, TriggerEventLink, TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
@@ -234,39 +237,36 @@ pub enum StoreError {
     BadCursor(String),
 }
 
-/// Everything sluice keeps. Methods block; call them through [`blocking`] from async code.
+/// Everything sluice keeps. Writes return a [`Pending`] (await it, or `wait()` off the
+/// async workers); reads block: call them through [`blocking`] from async code.
 /// The trigger records are a part of their own ([`TriggerStore`]).
 pub trait Store: DeliveryStore + TriggerStore + Send + Sync + 'static {
     /// A host-wide setting kept in the store (the bot id, for example).
     fn meta(&self, key: &str) -> anyhow::Result<Option<String>>;
-    fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()>;
+    fn set_meta(&self, key: &str, value: &str) -> Pending<()>;
 
     fn installations(&self) -> anyhow::Result<Vec<InstallationRecord>>;
     /// Creates or replaces an installation record.
-    fn save_installation(&self, record: &InstallationRecord) -> anyhow::Result<()>;
+    fn save_installation(&self, record: &InstallationRecord) -> Pending<()>;
     /// Forgets an installation; what it produced stays.
-    fn delete_installation(&self, id: &str) -> anyhow::Result<()>;
+    fn delete_installation(&self, id: &str) -> Pending<()>;
 
     /// Records an event and publishes it to the outbox, in one transaction.
-    fn insert_event(&self, event: &EventRecord) -> anyhow::Result<()>;
+    fn insert_event(&self, event: &EventRecord) -> Pending<()>;
     fn event(&self, id: &str) -> anyhow::Result<Option<EventRecord>>;
     fn events(&self, query: &EventQuery) -> anyhow::Result<Page<EventRecord>>;
 
     fn state(&self, key: &StateKey) -> anyhow::Result<Option<StateRecord>>;
     /// Creates or replaces a state.
-    fn put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<StateRecord>;
+    fn put_state(&self, key: &StateKey, payload: &Value) -> Pending<StateRecord>;
     /// Deletes a state; `false` when there was none.
-    fn delete_state(&self, key: &StateKey) -> anyhow::Result<bool>;
+    fn delete_state(&self, key: &StateKey) -> Pending<bool>;
     /// Reads a state, or creates it with `payload` when there is none, in one
     /// transaction. `true` when it was created.
-    fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<(StateRecord, bool)>;
+    fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> Pending<(StateRecord, bool)>;
     /// Merges `patch`'s top-level fields into an existing state (a `null` field removes
     /// that field), in one transaction. `None` when there is no such state.
-    fn patch_state(
-        &self,
-        key: &StateKey,
-        patch: &serde_json::Map<String, Value>,
-    ) -> anyhow::Result<Option<StateRecord>>;
+    fn patch_state(&self, key: &StateKey, patch: &serde_json::Map<String, Value>) -> Pending<Option<StateRecord>>;
 
     /// Finds the installation's conversation in `channel` carrying all of `tags`, or
     /// creates it (publishing `chat:channel:created`). `true` when it was created.
@@ -276,7 +276,7 @@ pub trait Store: DeliveryStore + TriggerStore + Send + Sync + 'static {
         integration: &str,
         channel: &str,
         tags: &Tags,
-    ) -> anyhow::Result<(ConversationRecord, bool)>;
+    ) -> Pending<(ConversationRecord, bool)>;
     fn conversation(&self, id: &str) -> anyhow::Result<Option<ConversationRecord>>;
     fn conversations(&self, query: &EntityQuery) -> anyhow::Result<Page<ConversationRecord>>;
 
@@ -288,21 +288,16 @@ pub trait Store: DeliveryStore + TriggerStore + Send + Sync + 'static {
         tags: &Tags,
         name: Option<&str>,
         picture_url: Option<&str>,
-    ) -> anyhow::Result<(UserRecord, bool)>;
+    ) -> Pending<(UserRecord, bool)>;
     fn user(&self, id: &str) -> anyhow::Result<Option<UserRecord>>;
     fn users(&self, query: &EntityQuery) -> anyhow::Result<Page<UserRecord>>;
 
     /// Records a message (publishing `chat:message:new`) and counts it on its conversation.
-    fn insert_message(&self, message: &MessageRecord) -> anyhow::Result<()>;
+    fn insert_message(&self, message: &MessageRecord) -> Pending<()>;
     fn message(&self, id: &str) -> anyhow::Result<Option<MessageRecord>>;
     /// Changes a message's tags (a `None` value removes the tag) and, when given, its
     /// payload. `None` when there is no such message.
-    fn update_message(
-        &self,
-        id: &str,
-        tags: &TagChanges,
-        payload: Option<&Value>,
-    ) -> anyhow::Result<Option<MessageRecord>>;
+    fn update_message(&self, id: &str, tags: &TagChanges, payload: Option<&Value>) -> Pending<Option<MessageRecord>>;
     fn messages(&self, query: &EntityQuery) -> anyhow::Result<Page<MessageRecord>>;
 
     /// Outbox entries after `seq`, oldest first.

@@ -139,6 +139,8 @@ CREATE TABLE outbox (
 
 /// How many connections serve reads, beside the one the writer owns.
 const READERS: usize = 4;
+/// Prepared statements kept per connection: every statement the store runs fits.
+const STATEMENT_CACHE: usize = 128;
 
 /// The embedded SQLite store. Writes go through one writer thread that commits them in
 /// groups ([`writer`]); reads use a small pool of their own connections, which WAL lets
@@ -158,6 +160,7 @@ impl SqliteStore {
         let open = || -> anyhow::Result<Connection> {
             let connection = Connection::open(&path)?;
             connection.busy_timeout(std::time::Duration::from_secs(10))?;
+            connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             Ok(connection)
         };
         let writer = open().with_context(|| format!("cannot open the store at {}", path.display()))?;
@@ -191,6 +194,7 @@ impl SqliteStore {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let applied: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
         let applied = usize::try_from(applied).unwrap_or(0);
         anyhow::ensure!(
@@ -231,13 +235,20 @@ impl SqliteStore {
         work(&mut connection)
     }
 
-    /// Runs a write in the writer's next group commit; returns once it is on disk.
+    /// Runs a write in the writer's next group commit; the result is there once it is on
+    /// disk.
     fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+    ) -> Pending<T> {
         self.writer.write(work)
     }
+}
+
+/// Runs one statement, prepared once per connection: the store's statements are few and
+/// run again and again, and parsing SQL costs more than running these.
+pub(super) fn execute(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    connection.prepare_cached(sql)?.execute(params)
 }
 
 fn publish(
@@ -247,7 +258,8 @@ fn publish(
     time: i64,
     data: &Value,
 ) -> anyhow::Result<()> {
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO outbox (id, type, time, integration_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![record_id("ntf"), entry_type, time, integration_id, data.to_string()],
     )?;
@@ -470,7 +482,8 @@ fn insert_conversation(
         created_at: now,
         updated_at: now,
     };
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO conversations (id, installation_id, integration, channel, tags, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         params![
@@ -495,7 +508,7 @@ fn insert_conversation(
 
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
 fn insert_event_row(tx: &Connection, event: &EventRecord) -> anyhow::Result<()> {
-    tx.execute(
+    execute(tx,
         "INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
@@ -525,10 +538,11 @@ impl Store for SqliteStore {
         self.with(|c| one(c, "SELECT value FROM meta WHERE key = ?1", key, |row| row.get(0)))
     }
 
-    fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+    fn set_meta(&self, key: &str, value: &str) -> Pending<()> {
         let (key, value) = (key.to_string(), value.to_string());
         self.write(move |c| {
-            c.execute(
+            execute(
+                c,
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 params![key, value],
             )?;
@@ -548,10 +562,10 @@ impl Store for SqliteStore {
         })
     }
 
-    fn save_installation(&self, record: &InstallationRecord) -> anyhow::Result<()> {
+    fn save_installation(&self, record: &InstallationRecord) -> Pending<()> {
         let record = record.clone();
         self.write(move |c| {
-            c.execute(
+            execute(c,
                 "INSERT INTO installations (id, name, webhook_id, plugin_hash, sidecar, registered_at, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (id) DO UPDATE SET
@@ -571,15 +585,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn delete_installation(&self, id: &str) -> anyhow::Result<()> {
+    fn delete_installation(&self, id: &str) -> Pending<()> {
         let id = id.to_string();
         self.write(move |c| {
-            c.execute("DELETE FROM installations WHERE id = ?1", [id])?;
+            execute(c, "DELETE FROM installations WHERE id = ?1", [id])?;
             Ok(())
         })
     }
 
-    fn insert_event(&self, event: &EventRecord) -> anyhow::Result<()> {
+    fn insert_event(&self, event: &EventRecord) -> Pending<()> {
         let event = event.clone();
         self.write(move |c| insert_event_row(c, &event))
     }
@@ -646,11 +660,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<StateRecord> {
+    fn put_state(&self, key: &StateKey, payload: &Value) -> Pending<StateRecord> {
         let now = now_ms();
         let (key, payload) = (key.clone(), payload.clone());
         self.write(move |tx| {
-            tx.execute(
+            execute(tx,
                 "INSERT INTO states (installation_id, scope, owner_id, name, id, payload, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
                  ON CONFLICT (installation_id, scope, owner_id, name) DO UPDATE SET payload = ?6, updated_at = ?7",
@@ -665,10 +679,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn delete_state(&self, key: &StateKey) -> anyhow::Result<bool> {
+    fn delete_state(&self, key: &StateKey) -> Pending<bool> {
         let key = key.clone();
         self.write(move |c| {
-            let deleted = c.execute(
+            let deleted = execute(
+                c,
                 "DELETE FROM states WHERE installation_id = ?1 AND scope = ?2 AND owner_id = ?3 AND name = ?4",
                 params![key.installation_id, key.scope.as_str(), key.owner_id, key.name],
             )?;
@@ -676,11 +691,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> anyhow::Result<(StateRecord, bool)> {
+    fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> Pending<(StateRecord, bool)> {
         let now = now_ms();
         let (key, payload) = (key.clone(), payload.clone());
         self.write(move |tx| {
-            let created = tx.execute(
+            let created = execute(
+                tx,
                 "INSERT INTO states (installation_id, scope, owner_id, name, id, payload, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
                  ON CONFLICT (installation_id, scope, owner_id, name) DO NOTHING",
@@ -699,11 +715,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn patch_state(
-        &self,
-        key: &StateKey,
-        patch: &serde_json::Map<String, Value>,
-    ) -> anyhow::Result<Option<StateRecord>> {
+    fn patch_state(&self, key: &StateKey, patch: &serde_json::Map<String, Value>) -> Pending<Option<StateRecord>> {
         let now = now_ms();
         let (key, patch) = (key.clone(), patch.clone());
         self.write(move |tx| {
@@ -723,7 +735,8 @@ impl Store for SqliteStore {
             }
             state.payload = Value::Object(fields);
             state.updated_at = now;
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE states SET payload = ?5, updated_at = ?6
                  WHERE installation_id = ?1 AND scope = ?2 AND owner_id = ?3 AND name = ?4",
                 params![
@@ -745,7 +758,7 @@ impl Store for SqliteStore {
         integration: &str,
         channel: &str,
         tags: &Tags,
-    ) -> anyhow::Result<(ConversationRecord, bool)> {
+    ) -> Pending<(ConversationRecord, bool)> {
         let (installation_id, integration, channel, tags) = (
             installation_id.to_string(),
             integration.to_string(),
@@ -818,7 +831,7 @@ impl Store for SqliteStore {
         tags: &Tags,
         name: Option<&str>,
         picture_url: Option<&str>,
-    ) -> anyhow::Result<(UserRecord, bool)> {
+    ) -> Pending<(UserRecord, bool)> {
         let (installation_id, tags, name, picture_url) = (
             installation_id.map(str::to_string),
             tags.clone(),
@@ -856,7 +869,8 @@ impl Store for SqliteStore {
                 created_at: now,
                 updated_at: now,
             };
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 params![
@@ -914,11 +928,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn insert_message(&self, message: &MessageRecord) -> anyhow::Result<()> {
+    fn insert_message(&self, message: &MessageRecord) -> Pending<()> {
         let message = message.clone();
         self.write(move |tx| {
             let message = &message;
-            tx.execute(
+            execute(tx,
                 "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
@@ -935,7 +949,7 @@ impl Store for SqliteStore {
                 ],
             )?;
             insert_tags(tx, "message", &message.id, &message.tags)?;
-            tx.execute(
+            execute(tx,
                 "UPDATE conversations SET message_count = message_count + 1, updated_at = ?2 WHERE id = ?1",
                 params![message.conversation_id, message.created_at],
             )?;
@@ -961,12 +975,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_message(
-        &self,
-        id: &str,
-        tags: &TagChanges,
-        payload: Option<&Value>,
-    ) -> anyhow::Result<Option<MessageRecord>> {
+    fn update_message(&self, id: &str, tags: &TagChanges, payload: Option<&Value>) -> Pending<Option<MessageRecord>> {
         let now = now_ms();
         let (id, tags, payload) = (id.to_string(), tags.clone(), payload.cloned());
         self.write(move |tx| {
@@ -985,7 +994,8 @@ impl Store for SqliteStore {
                     }
                     None => {
                         message.tags.remove(key);
-                        tx.execute(
+                        execute(
+                            tx,
                             "DELETE FROM message_tags WHERE owner_id = ?1 AND key = ?2",
                             params![id, key],
                         )?;
@@ -1001,7 +1011,8 @@ impl Store for SqliteStore {
                 message.payload = payload;
             }
             message.updated_at = now;
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE messages SET tags = ?2, payload = ?3, updated_at = ?4 WHERE id = ?1",
                 params![
                     id,
@@ -1085,6 +1096,7 @@ mod tests {
         for n in 0..5 {
             store
                 .insert_event(&event(&format!("evt_{n}"), if n % 2 == 0 { "a:even" } else { "a:odd" }))
+                .wait()
                 .unwrap();
         }
         let first = store
@@ -1155,13 +1167,13 @@ mod tests {
             installation_id: "inst_b".into(),
             ..mine.clone()
         };
-        store.put_state(&mine, &json!({"v": 1})).unwrap();
+        store.put_state(&mine, &json!({"v": 1})).wait().unwrap();
         assert_eq!(store.state(&mine).unwrap().unwrap().payload, json!({"v": 1}));
         assert!(store.state(&theirs).unwrap().is_none());
-        let updated = store.put_state(&mine, &json!({"v": 2})).unwrap();
+        let updated = store.put_state(&mine, &json!({"v": 2})).wait().unwrap();
         assert_eq!(store.state(&mine).unwrap().unwrap().id, updated.id);
-        assert!(store.delete_state(&mine).unwrap());
-        assert!(!store.delete_state(&mine).unwrap());
+        assert!(store.delete_state(&mine).wait().unwrap());
+        assert!(!store.delete_state(&mine).wait().unwrap());
     }
 
     #[test]
@@ -1173,15 +1185,25 @@ mod tests {
             owner_id: "bot_1".into(),
             name: "settings".into(),
         };
-        assert!(store.patch_state(&key, &serde_json::Map::new()).unwrap().is_none());
-        let (first, created) = store.get_or_put_state(&key, &json!({"a": 1, "b": 2})).unwrap();
+        assert!(
+            store
+                .patch_state(&key, &serde_json::Map::new())
+                .wait()
+                .unwrap()
+                .is_none()
+        );
+        let (first, created) = store.get_or_put_state(&key, &json!({"a": 1, "b": 2})).wait().unwrap();
         assert!(created);
-        let (again, created) = store.get_or_put_state(&key, &json!({"other": true})).unwrap();
+        let (again, created) = store.get_or_put_state(&key, &json!({"other": true})).wait().unwrap();
         assert!(!created);
         assert_eq!(again.id, first.id);
         assert_eq!(again.payload, json!({"a": 1, "b": 2}));
         let patch = json!({"b": null, "c": [3]});
-        let patched = store.patch_state(&key, patch.as_object().unwrap()).unwrap().unwrap();
+        let patched = store
+            .patch_state(&key, patch.as_object().unwrap())
+            .wait()
+            .unwrap()
+            .unwrap();
         assert_eq!(patched.payload, json!({"a": 1, "c": [3]}));
         assert_eq!(store.state(&key).unwrap().unwrap().payload, patched.payload);
     }
@@ -1192,15 +1214,18 @@ mod tests {
         let tags: Tags = [("channelId".to_string(), "C1".to_string())].into();
         let (first, created) = store
             .get_or_create_conversation("inst_a", "chat", "channel", &tags)
+            .wait()
             .unwrap();
         assert!(created);
         let (again, created) = store
             .get_or_create_conversation("inst_a", "chat", "channel", &tags)
+            .wait()
             .unwrap();
         assert!(!created);
         assert_eq!(first.id, again.id);
         let (other_install, created) = store
             .get_or_create_conversation("inst_b", "chat", "channel", &tags)
+            .wait()
             .unwrap();
         assert!(created);
         assert_ne!(other_install.id, first.id);
@@ -1218,9 +1243,11 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let (conversation, _) = store
             .get_or_create_conversation("inst_a", "chat", "channel", &Tags::new())
+            .wait()
             .unwrap();
         let (user, _) = store
             .get_or_create_user(Some("inst_a"), &[("userId".into(), "U1".into())].into(), None, None)
+            .wait()
             .unwrap();
         let now = now_ms();
         store
@@ -1236,6 +1263,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
             })
+            .wait()
             .unwrap();
         assert_eq!(store.conversation(&conversation.id).unwrap().unwrap().message_count, 1);
         let by_tag = store
@@ -1254,6 +1282,7 @@ mod tests {
         .into();
         let updated = store
             .update_message("msg_1", &changes, Some(&json!({"text": "edited"})))
+            .wait()
             .unwrap()
             .unwrap();
         assert_eq!(updated.tags, [("threadId".to_string(), "t1".to_string())].into());
@@ -1275,6 +1304,12 @@ mod tests {
             })
             .unwrap();
         assert_eq!(by_new_tag.items.len(), 1);
-        assert!(store.update_message("msg_nope", &changes, None).unwrap().is_none());
+        assert!(
+            store
+                .update_message("msg_nope", &changes, None)
+                .wait()
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::EventRecord;
+use super::{EventRecord, Pending};
 
 /// A trigger: an endpoint that queues events for a bot (an installed plugin).
 #[derive(Debug, Clone, PartialEq)]
@@ -109,20 +109,20 @@ pub struct TriggerEventLink {
     pub attempt: u32,
 }
 
-/// The trigger part of the store. Methods block, like [`super::Store`]'s.
+/// The trigger part of the store. Writes return a [`Pending`], reads block, like [`super::Store`]'s.
 pub trait TriggerStore {
-    fn insert_trigger(&self, trigger: &TriggerRecord) -> anyhow::Result<()>;
+    fn insert_trigger(&self, trigger: &TriggerRecord) -> Pending<()>;
     /// Replaces a trigger's fields; `false` when there is no such trigger.
-    fn update_trigger(&self, trigger: &TriggerRecord) -> anyhow::Result<bool>;
+    fn update_trigger(&self, trigger: &TriggerRecord) -> Pending<bool>;
     /// Deletes a trigger (its sessions go too; its conversations stay). `false` when
     /// there was none.
-    fn delete_trigger(&self, id: &str) -> anyhow::Result<bool>;
+    fn delete_trigger(&self, id: &str) -> Pending<bool>;
     fn trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRecord>>;
     /// Every trigger, oldest first.
     fn all_triggers(&self) -> anyhow::Result<Vec<TriggerRecord>>;
     fn list_triggers(&self, query: &TriggerQuery) -> anyhow::Result<TriggerPage>;
     /// Records that the schedule or `invoke` ran the trigger at `at`.
-    fn mark_triggered(&self, id: &str, at: i64) -> anyhow::Result<()>;
+    fn mark_triggered(&self, id: &str, at: i64) -> Pending<()>;
 
     /// The link of an event resolved earlier.
     fn trigger_event(&self, event_id: &str) -> anyhow::Result<Option<TriggerEventLink>>;
@@ -130,7 +130,7 @@ pub trait TriggerStore {
     /// and contact (created or updated, and linked to the conversation), and records
     /// `trigger:event:received`, all in one transaction. Resolving an event again returns
     /// its first resolution and records nothing.
-    fn resolve_trigger_event(&self, resolution: &EventResolution) -> anyhow::Result<TriggerEventLink>;
+    fn resolve_trigger_event(&self, resolution: &EventResolution) -> Pending<TriggerEventLink>;
     /// Records the outcome of an attempt (`finished` or `failed`) with its event
     /// (`trigger:execution:finished` or `trigger:execution:failed`), in one transaction.
     /// Once an event is `finished` nothing more is recorded for it and this answers
@@ -141,5 +141,5 @@ pub trait TriggerStore {
         status: &str,
         attempt: u32,
         outcome: &EventRecord,
-    ) -> anyhow::Result<bool>;
+    ) -> Pending<bool>;
 }

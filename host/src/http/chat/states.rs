@@ -107,7 +107,7 @@ pub async fn set(
     request.check_expiry()?;
     let key = state_key(&app, &scope, &id, &name).await?;
     if request.payload.is_null() {
-        store::blocking(&app.store, move |s| s.delete_state(&key)).await?;
+        app.store.delete_state(&key).await?;
         return Ok(Json(json!({ "state": null })));
     }
     let payload = Value::Object(
@@ -115,7 +115,7 @@ pub async fn set(
             .object()
             .map_err(|_| ApiError::bad_request("payload must be a JSON object (or null to delete the state)"))?,
     );
-    let state = store::blocking(&app.store, move |s| s.put_state(&key, &payload)).await?;
+    let state = app.store.put_state(&key, &payload).await?;
     Ok(Json(json!({ "state": state_json(&app, &state) })))
 }
 
@@ -128,7 +128,7 @@ pub async fn get_or_set(
     request.check_expiry()?;
     let payload = Value::Object(request.object()?);
     let key = state_key(&app, &scope, &id, &name).await?;
-    let (state, _created) = store::blocking(&app.store, move |s| s.get_or_put_state(&key, &payload)).await?;
+    let (state, _created) = app.store.get_or_put_state(&key, &payload).await?;
     Ok(Json(
         json!({ "state": state_json(&app, &state), "meta": { "cached": false } }),
     ))
@@ -143,13 +143,11 @@ pub async fn patch(
     request.check_expiry()?;
     let patch = request.object()?;
     let key = state_key(&app, &scope, &id, &name).await?;
-    let state = store::blocking(&app.store, move |s| s.patch_state(&key, &patch))
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "state {scope}/{id}/{name} does not exist; create it with setState first"
-            ))
-        })?;
+    let state = app.store.patch_state(&key, &patch).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "state {scope}/{id}/{name} does not exist; create it with setState first"
+        ))
+    })?;
     Ok(Json(json!({ "state": state_json(&app, &state) })))
 }
 
@@ -158,7 +156,7 @@ pub async fn delete(
     Path((scope, id, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let key = state_key(&app, &scope, &id, &name).await?;
-    let existed = store::blocking(&app.store, move |s| s.delete_state(&key)).await?;
+    let existed = app.store.delete_state(&key).await?;
     if !existed {
         return Err(ApiError::not_found(format!("state {scope}/{id}/{name} does not exist")));
     }

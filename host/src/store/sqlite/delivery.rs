@@ -4,9 +4,9 @@
 use rusqlite::{OptionalExtension, Row, params};
 use tokio::sync::watch;
 
-use super::{SqliteStore, one, page};
-use crate::store::Page;
+use super::{SqliteStore, execute, one, page};
 use crate::store::delivery::*;
+use crate::store::{Page, Pending};
 
 /// The schema of event delivery (migration 2).
 pub(super) const MIGRATION: &str = r#"
@@ -127,6 +127,17 @@ impl DeliveryStore for SqliteStore {
         self.published.subscribe()
     }
 
+    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare_cached("SELECT seq, type FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let entries = statement
+                .query_map(params![seq, limit as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(entries)
+        })
+    }
+
     fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>> {
         self.with(|c| {
             let mut statement = c.prepare_cached(
@@ -161,10 +172,10 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn save_subscription(&self, s: &SubscriptionRecord) -> anyhow::Result<()> {
+    fn save_subscription(&self, s: &SubscriptionRecord) -> Pending<()> {
         let s = s.clone();
         self.write(move |c| {
-            c.execute(
+            execute(c,
                 "INSERT INTO subscriptions (id, url, types, secret, enabled, description, source, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (id) DO UPDATE SET url = ?2, types = ?3, secret = ?4, enabled = ?5,
@@ -185,16 +196,16 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn delete_subscription(&self, id: &str) -> anyhow::Result<bool> {
+    fn delete_subscription(&self, id: &str) -> Pending<bool> {
         let id = id.to_string();
         self.write(move |tx| {
             let id = id.as_str();
-            tx.execute(
+            execute(tx,
                 "DELETE FROM delivery_attempts WHERE delivery_seq IN (SELECT seq FROM deliveries WHERE subscription_id = ?1)",
                 [id],
             )?;
-            tx.execute("DELETE FROM deliveries WHERE subscription_id = ?1", [id])?;
-            let deleted = tx.execute("DELETE FROM subscriptions WHERE id = ?1", [id])? > 0;
+            execute(tx, "DELETE FROM deliveries WHERE subscription_id = ?1", [id])?;
+            let deleted = execute(tx, "DELETE FROM subscriptions WHERE id = ?1", [id])? > 0;
             Ok(deleted)
         })
     }
@@ -207,7 +218,7 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn set_cursor(&self, name: &str, seq: i64) -> anyhow::Result<()> {
+    fn set_cursor(&self, name: &str, seq: i64) -> Pending<()> {
         let name = name.to_string();
         self.write(move |c| {
             c.prepare_cached(
@@ -218,7 +229,7 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> anyhow::Result<()> {
+    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<()> {
         let (deliveries, cursor) = (deliveries.to_vec(), cursor.to_string());
         self.write(move |tx| {
             {
@@ -267,7 +278,7 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> anyhow::Result<()> {
+    fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> Pending<()> {
         let attempts = attempts.to_vec();
         self.write(move |tx| {
             {
@@ -339,9 +350,10 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn requeue_delivery(&self, seq: i64, now: i64) -> anyhow::Result<Option<DeliveryRecord>> {
+    fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<DeliveryRecord>> {
         self.write(move |tx| {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2
                  WHERE seq = ?1 AND status != 'pending'",
                 params![seq, now],
@@ -420,14 +432,14 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let published = store.outbox_published();
         assert_eq!(*published.borrow(), 0);
-        store.insert_event(&event("evt_1")).unwrap();
+        store.insert_event(&event("evt_1")).wait().unwrap();
         assert_eq!(*published.borrow(), 1);
         // A failing insert (duplicate id) rolls back and announces nothing.
-        assert!(store.insert_event(&event("evt_1")).is_err());
+        assert!(store.insert_event(&event("evt_1")).wait().is_err());
         assert_eq!(*published.borrow(), 1);
-        store.set_meta("k", "v").unwrap();
+        store.set_meta("k", "v").wait().unwrap();
         assert_eq!(*published.borrow(), 1);
-        store.insert_event(&event("evt_2")).unwrap();
+        store.insert_event(&event("evt_2")).wait().unwrap();
         let head = *published.borrow();
         assert_eq!(store.raw_outbox_after(0, 10).unwrap().last().unwrap().seq, head);
     }
@@ -435,12 +447,12 @@ mod tests {
     #[test]
     fn fan_out_attempts_and_requeue() {
         let store = SqliteStore::in_memory().unwrap();
-        store.save_subscription(&subscription("sub_a")).unwrap();
-        store.insert_event(&event("evt_1")).unwrap();
-        store.insert_event(&event("evt_2")).unwrap();
+        store.save_subscription(&subscription("sub_a")).wait().unwrap();
+        store.insert_event(&event("evt_1")).wait().unwrap();
+        store.insert_event(&event("evt_2")).wait().unwrap();
         let entries = store.raw_outbox_after(0, 10).unwrap();
         let owed: Vec<(String, i64)> = entries.iter().map(|e| ("sub_a".to_string(), e.seq)).collect();
-        store.fan_out(&owed, "fanout", entries[1].seq, 5).unwrap();
+        store.fan_out(&owed, "fanout", entries[1].seq, 5).wait().unwrap();
         assert_eq!(store.cursor("fanout").unwrap(), Some(entries[1].seq));
 
         let pending = store.pending_deliveries("sub_a", 0, 10).unwrap();
@@ -461,6 +473,7 @@ mod tests {
                 }],
                 7,
             )
+            .wait()
             .unwrap();
         let dead = store.delivery(first).unwrap().unwrap();
         assert_eq!(dead.status, DeliveryStatus::Dead);
@@ -478,11 +491,11 @@ mod tests {
             .unwrap();
         assert_eq!(page.items.len(), 1);
 
-        let again = store.requeue_delivery(first, 8).unwrap().unwrap();
+        let again = store.requeue_delivery(first, 8).wait().unwrap().unwrap();
         assert_eq!(again.status, DeliveryStatus::Pending);
         assert_eq!(store.pending_deliveries("sub_a", 0, 10).unwrap().len(), 2);
 
-        assert!(store.delete_subscription("sub_a").unwrap());
+        assert!(store.delete_subscription("sub_a").wait().unwrap());
         assert!(store.delivery(first).unwrap().is_none());
         assert!(store.attempts(first).unwrap().is_empty());
     }

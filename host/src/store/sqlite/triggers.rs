@@ -3,11 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{CONVERSATION_COLUMNS, conversation_row, insert_conversation, insert_event_row, insert_tags};
+use super::{CONVERSATION_COLUMNS, conversation_row, execute, insert_conversation, insert_event_row, insert_tags};
 use crate::ids::record_id;
 use crate::store::{
-    Contact, ConversationRecord, EventRecord, EventResolution, SqliteStore, StoreError, Tags, TriggerEventLink,
-    TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
+    Contact, ConversationRecord, EventRecord, EventResolution, Pending, SqliteStore, StoreError, Tags,
+    TriggerEventLink, TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
 };
 
 /// Schema: triggers, their sessions, the conversation each event resolved to, and the
@@ -121,7 +121,8 @@ fn session_conversation(tx: &Connection, resolution: &EventResolution) -> anyhow
         if let Some((conversation_id, last_event_at)) = current
             && resolution.received_at - last_event_at < resolution.session_duration_ms
         {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE trigger_sessions SET last_event_at = MAX(last_event_at, ?3) WHERE trigger_id = ?1 AND session = ?2",
                 params![resolution.trigger_id, session, resolution.received_at],
             )?;
@@ -135,7 +136,8 @@ fn session_conversation(tx: &Connection, resolution: &EventResolution) -> anyhow
     }
     let conversation = create_conversation(tx, resolution)?;
     if let Some(session) = &resolution.session {
-        tx.execute(
+        execute(
+            tx,
             "INSERT INTO trigger_sessions (trigger_id, session, conversation_id, last_event_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (trigger_id, session) DO UPDATE SET conversation_id = ?3, last_event_at = ?4",
             params![resolution.trigger_id, session, conversation.id, resolution.received_at],
@@ -209,7 +211,8 @@ fn upsert_contact(tx: &Connection, installation_id: &str, contact: &Contact) -> 
             merged.extend(tags);
             let new_name = contact.name.clone().or(name.clone());
             if merged != before || new_name != name {
-                tx.execute(
+                execute(
+                    tx,
                     "UPDATE users SET name = ?2, tags = ?3, updated_at = ?4 WHERE id = ?1",
                     params![id, new_name, serde_json::to_string(&merged)?, now],
                 )?;
@@ -219,7 +222,8 @@ fn upsert_contact(tx: &Connection, installation_id: &str, contact: &Contact) -> 
         }
         None => {
             let id = record_id("user");
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?5)",
                 params![id, installation_id, serde_json::to_string(&tags)?, contact.name, now],
@@ -231,10 +235,11 @@ fn upsert_contact(tx: &Connection, installation_id: &str, contact: &Contact) -> 
 }
 
 impl TriggerStore for SqliteStore {
-    fn insert_trigger(&self, trigger: &TriggerRecord) -> anyhow::Result<()> {
+    fn insert_trigger(&self, trigger: &TriggerRecord) -> Pending<()> {
         let trigger = trigger.clone();
         self.write(move |c| {
-            c.execute(
+            execute(
+                c,
                 "INSERT INTO triggers (id, name, description, bot_id, secret, authenticate, schedule, timezone,
                      session_duration_ms, blueprint_id, meta, last_trigger_at, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -259,10 +264,11 @@ impl TriggerStore for SqliteStore {
         })
     }
 
-    fn update_trigger(&self, trigger: &TriggerRecord) -> anyhow::Result<bool> {
+    fn update_trigger(&self, trigger: &TriggerRecord) -> Pending<bool> {
         let trigger = trigger.clone();
         self.write(move |c| {
-            let changed = c.execute(
+            let changed = execute(
+                c,
                 "UPDATE triggers SET name = ?2, description = ?3, bot_id = ?4, secret = ?5, authenticate = ?6,
                      schedule = ?7, timezone = ?8, session_duration_ms = ?9, blueprint_id = ?10, meta = ?11,
                      updated_at = ?12
@@ -286,11 +292,11 @@ impl TriggerStore for SqliteStore {
         })
     }
 
-    fn delete_trigger(&self, id: &str) -> anyhow::Result<bool> {
+    fn delete_trigger(&self, id: &str) -> Pending<bool> {
         let id = id.to_string();
         self.write(move |tx| {
-            let deleted = tx.execute("DELETE FROM triggers WHERE id = ?1", [&id])?;
-            tx.execute("DELETE FROM trigger_sessions WHERE trigger_id = ?1", [&id])?;
+            let deleted = execute(tx, "DELETE FROM triggers WHERE id = ?1", [&id])?;
+            execute(tx, "DELETE FROM trigger_sessions WHERE trigger_id = ?1", [&id])?;
             Ok(deleted > 0)
         })
     }
@@ -362,10 +368,11 @@ impl TriggerStore for SqliteStore {
         })
     }
 
-    fn mark_triggered(&self, id: &str, at: i64) -> anyhow::Result<()> {
+    fn mark_triggered(&self, id: &str, at: i64) -> Pending<()> {
         let id = id.to_string();
         self.write(move |c| {
-            c.execute(
+            execute(
+                c,
                 "UPDATE triggers SET last_trigger_at = MAX(COALESCE(last_trigger_at, 0), ?2) WHERE id = ?1",
                 params![id, at],
             )?;
@@ -377,7 +384,7 @@ impl TriggerStore for SqliteStore {
         self.with(|c| find_link(c, event_id))
     }
 
-    fn resolve_trigger_event(&self, resolution: &EventResolution) -> anyhow::Result<TriggerEventLink> {
+    fn resolve_trigger_event(&self, resolution: &EventResolution) -> Pending<TriggerEventLink> {
         let resolution = resolution.clone();
         self.write(move |tx| {
             let resolution = &resolution;
@@ -388,7 +395,7 @@ impl TriggerStore for SqliteStore {
             let contact_user_id = match resolution.contact.as_ref().filter(|c| !c.is_empty()) {
                 Some(contact) => {
                     let user_id = upsert_contact(tx, &resolution.installation_id, contact)?;
-                    tx.execute(
+                    execute(tx,
                         "INSERT OR IGNORE INTO conversation_contacts (conversation_id, user_id, created_at) VALUES (?1, ?2, ?3)",
                         params![conversation.id, user_id, resolution.received_at],
                     )?;
@@ -397,7 +404,7 @@ impl TriggerStore for SqliteStore {
                 None => None,
             };
             let now = crate::time::now_ms();
-            tx.execute(
+            execute(tx,
                 "INSERT INTO trigger_events (event_id, trigger_id, conversation_id, contact_user_id, status, attempt, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, 'running', 0, ?5, ?5)",
                 params![resolution.event_id, resolution.trigger_id, conversation.id, contact_user_id, now],
@@ -423,7 +430,7 @@ impl TriggerStore for SqliteStore {
         status: &str,
         attempt: u32,
         outcome: &EventRecord,
-    ) -> anyhow::Result<bool> {
+    ) -> Pending<bool> {
         let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), outcome.clone());
         self.write(move |tx| {
             let event_id = event_id.as_str();
@@ -431,7 +438,8 @@ impl TriggerStore for SqliteStore {
                 if link.status == "finished" {
                     return Ok(false);
                 }
-                tx.execute(
+                execute(
+                    tx,
                     "UPDATE trigger_events SET status = ?2, attempt = ?3, updated_at = ?4 WHERE event_id = ?1",
                     params![event_id, status, attempt, crate::time::now_ms()],
                 )?;
@@ -489,35 +497,43 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let first = store
             .resolve_trigger_event(&resolution("tev_1", Some("s"), 10_000, None))
+            .wait()
             .unwrap();
         let second = store
             .resolve_trigger_event(&resolution("tev_2", Some("s"), 10_999, None))
+            .wait()
             .unwrap();
         assert_eq!(first.conversation_id, second.conversation_id);
         // Measured from the session's last event, not its first.
         let third = store
             .resolve_trigger_event(&resolution("tev_3", Some("s"), 11_500, None))
+            .wait()
             .unwrap();
         assert_eq!(first.conversation_id, third.conversation_id);
         let stale = store
             .resolve_trigger_event(&resolution("tev_4", Some("s"), 12_500, None))
+            .wait()
             .unwrap();
         assert_ne!(first.conversation_id, stale.conversation_id);
         let other = store
             .resolve_trigger_event(&resolution("tev_5", Some("t"), 12_500, None))
+            .wait()
             .unwrap();
         assert_ne!(stale.conversation_id, other.conversation_id);
         let lone_a = store
             .resolve_trigger_event(&resolution("tev_6", None, 12_500, None))
+            .wait()
             .unwrap();
         let lone_b = store
             .resolve_trigger_event(&resolution("tev_7", None, 12_500, None))
+            .wait()
             .unwrap();
         assert_ne!(lone_a.conversation_id, lone_b.conversation_id);
 
         // Resolving again answers the first resolution and records nothing new.
         let again = store
             .resolve_trigger_event(&resolution("tev_1", Some("s"), 99_999, None))
+            .wait()
             .unwrap();
         assert_eq!(again, first);
         let received = store
@@ -543,6 +559,7 @@ mod tests {
         };
         let first = store
             .resolve_trigger_event(&resolution("tev_1", None, 0, Some(ann)))
+            .wait()
             .unwrap();
         let renamed = Contact {
             name: Some("Ann Smith".into()),
@@ -551,6 +568,7 @@ mod tests {
         };
         let second = store
             .resolve_trigger_event(&resolution("tev_2", None, 0, Some(renamed)))
+            .wait()
             .unwrap();
         let user_id = first.contact_user_id.clone().unwrap();
         assert_eq!(second.contact_user_id.as_deref(), Some(user_id.as_str()));
@@ -574,6 +592,7 @@ mod tests {
         };
         let third = store
             .resolve_trigger_event(&resolution("tev_3", None, 0, Some(by_name)))
+            .wait()
             .unwrap();
         assert_eq!(third.contact_user_id.as_deref(), Some(user_id.as_str()));
     }
@@ -583,6 +602,7 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         store
             .resolve_trigger_event(&resolution("tev_1", None, 0, None))
+            .wait()
             .unwrap();
         let outcome = |kind: &str| EventRecord {
             id: record_id("evt"),
@@ -592,16 +612,19 @@ mod tests {
         assert!(
             store
                 .record_trigger_outcome("tev_1", "failed", 1, &outcome("trigger:execution:failed"))
+                .wait()
                 .unwrap()
         );
         assert!(
             store
                 .record_trigger_outcome("tev_1", "finished", 2, &outcome("trigger:execution:finished"))
+                .wait()
                 .unwrap()
         );
         assert!(
             !store
                 .record_trigger_outcome("tev_1", "finished", 3, &outcome("trigger:execution:finished"))
+                .wait()
                 .unwrap()
         );
         let link = store.trigger_event("tev_1").unwrap().unwrap();
@@ -636,6 +659,7 @@ mod tests {
                     created_at: n,
                     updated_at: n,
                 })
+                .wait()
                 .unwrap();
         }
         let ids = |page: &TriggerPage| page.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>();

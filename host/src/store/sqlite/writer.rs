@@ -12,16 +12,17 @@ use std::sync::{Arc, Mutex, mpsc};
 use anyhow::anyhow;
 use rusqlite::Connection;
 use rusqlite::hooks::Action;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+
+use crate::store::pending::{Answer, Pending};
 
 /// The most writes one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 512;
 
-type Answer = anyhow::Result<Box<dyn Any + Send>>;
-
 struct Job {
     work: Box<dyn FnOnce(&Connection) -> Answer + Send>,
-    reply: mpsc::SyncSender<Answer>,
+    /// A oneshot, so that async callers wait without holding a thread.
+    reply: oneshot::Sender<Answer>,
 }
 
 /// The handle through which every write of the store goes.
@@ -47,33 +48,28 @@ impl GroupWriter {
         Ok(GroupWriter { jobs })
     }
 
-    /// Runs `work` in the next transaction and returns its result once that transaction is
+    /// Runs `work` in the next transaction; the result is there once that transaction is
     /// committed. An error from `work` undoes only its own changes.
     pub(super) fn write<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let (reply, answer) = mpsc::sync_channel(1);
+    ) -> Pending<T> {
+        let (reply, answer) = oneshot::channel();
         let job = Job {
             work: Box::new(move |connection| work(connection).map(|value| Box::new(value) as Box<dyn Any + Send>)),
             reply,
         };
-        self.jobs
-            .send(job)
-            .map_err(|_| anyhow!("the store's writer has stopped"))?;
-        let value = answer
-            .recv()
-            .map_err(|_| anyhow!("the store's writer stopped before committing"))??;
-        Ok(*value
-            .downcast::<T>()
-            .expect("the writer answers each job with the value its work returned"))
+        match self.jobs.send(job) {
+            Ok(()) => Pending::waiting(answer),
+            Err(_) => Pending::failed(anyhow!("the store's writer has stopped")),
+        }
     }
 }
 
 fn commit_batch(connection: &Connection, outbox: &OutboxAnnouncer, batch: Vec<Job>) {
     let mut jobs = batch.into_iter();
     // Answers wait here until their transaction is committed.
-    let mut done: Vec<(mpsc::SyncSender<Answer>, Answer)> = Vec::new();
+    let mut done: Vec<(oneshot::Sender<Answer>, Answer)> = Vec::new();
     'transaction: loop {
         if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
             for job in jobs {
@@ -85,18 +81,12 @@ fn commit_batch(connection: &Connection, outbox: &OutboxAnnouncer, batch: Vec<Jo
         }
         for job in jobs.by_ref() {
             let mark = outbox.mark();
-            let result = connection
-                .execute_batch("SAVEPOINT job")
-                .map_err(anyhow::Error::from)
-                .and_then(|()| {
-                    catch_unwind(AssertUnwindSafe(|| (job.work)(connection)))
-                        .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
-                });
+            let result = run_cached(connection, "SAVEPOINT job").and_then(|()| {
+                catch_unwind(AssertUnwindSafe(|| (job.work)(connection)))
+                    .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
+            });
             let result = match result {
-                Ok(value) => connection
-                    .execute_batch("RELEASE job")
-                    .map(|()| value)
-                    .map_err(Into::into),
+                Ok(value) => run_cached(connection, "RELEASE job").map(|()| value),
                 Err(error) => {
                     let _ = connection.execute_batch("ROLLBACK TO job; RELEASE job");
                     outbox.rewind(mark);
@@ -132,6 +122,12 @@ fn commit_batch(connection: &Connection, outbox: &OutboxAnnouncer, batch: Vec<Jo
             }
         }
     }
+}
+
+/// Runs a statement the writer runs for every job, prepared once per connection.
+fn run_cached(connection: &Connection, sql: &str) -> anyhow::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 fn describe(result: &Answer) -> String {
@@ -235,7 +231,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for n in 0..50 {
                         let id = format!("evt_{thread}_{n}");
-                        store.insert_event(&event(&id)).unwrap();
+                        store.insert_event(&event(&id)).wait().unwrap();
                         // Read-your-write: committed before insert_event returned.
                         assert!(store.event(&id).unwrap().is_some(), "{id} is readable at once");
                     }
@@ -256,16 +252,16 @@ mod tests {
     fn a_failing_write_undoes_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        store.insert_event(&event("evt_dup")).unwrap();
+        store.insert_event(&event("evt_dup")).wait().unwrap();
         // Many writers at once, so failing and succeeding writes share transactions.
         let writers: Vec<_> = (0..8)
             .map(|thread| {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     for n in 0..20 {
-                        let duplicate = store.insert_event(&event("evt_dup"));
+                        let duplicate = store.insert_event(&event("evt_dup")).wait();
                         assert!(duplicate.is_err(), "a duplicate id is refused");
-                        store.insert_event(&event(&format!("evt_{thread}_{n}"))).unwrap();
+                        store.insert_event(&event(&format!("evt_{thread}_{n}"))).wait().unwrap();
                     }
                 })
             })
@@ -281,10 +277,10 @@ mod tests {
     #[test]
     fn a_panicking_write_is_an_error_and_the_writer_goes_on() {
         let store = SqliteStore::in_memory().unwrap();
-        let panicked = store.write(|_| -> anyhow::Result<()> { panic!("boom") });
+        let panicked = store.write(|_| -> anyhow::Result<()> { panic!("boom") }).wait();
         let message = format!("{:#}", panicked.unwrap_err());
         assert!(message.contains("panicked: boom"), "{message}");
-        store.insert_event(&event("evt_after")).unwrap();
+        store.insert_event(&event("evt_after")).wait().unwrap();
         assert!(store.event("evt_after").unwrap().is_some());
     }
 }
