@@ -77,8 +77,46 @@ struct Route {
     wake: Arc<Notify>,
 }
 
+/// The threads delivery runs on, apart from the request path's: the OS shares the CPU
+/// between the two, so a flood of webhook requests cannot starve deliveries (their tasks
+/// would otherwise queue behind every request in flight), and deliveries never delay a
+/// request.
+struct DeliveryRuntime(Option<tokio::runtime::Runtime>);
+
+impl DeliveryRuntime {
+    fn start() -> anyhow::Result<DeliveryRuntime> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sluice-delivery")
+            .enable_all()
+            .build()?;
+        Ok(DeliveryRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("the delivery runtime lives as long as Delivery")
+            .handle()
+    }
+}
+
+impl Drop for DeliveryRuntime {
+    fn drop(&mut self) {
+        // The last holder may be async code, or a task on this very runtime: shut it down
+        // from a thread of its own, without waiting for what is still running.
+        if let Some(runtime) = self.0.take() {
+            let _ = std::thread::Builder::new()
+                .name("sluice-delivery-stop".into())
+                .spawn(move || runtime.shutdown_background());
+        }
+    }
+}
+
 /// The running delivery machinery.
 pub struct Delivery {
+    runtime: DeliveryRuntime,
     store: SharedStore,
     pub config: DeliveryConfig,
     pub bot_id: String,
@@ -128,11 +166,13 @@ impl Delivery {
 
         let (results, results_rx) = mpsc::channel(16_384);
         let (stopping, _) = watch::channel(false);
-        let recorder = tokio::spawn(webhooks::record(store.clone(), results_rx));
+        let runtime = DeliveryRuntime::start()?;
+        let recorder = runtime.handle().spawn(webhooks::record(store.clone(), results_rx));
         let nats_status = nats
             .as_ref()
             .map(|c| (c.clone(), Arc::new(Mutex::new(NatsStatus::default()))));
         let delivery = Arc::new(Delivery {
+            runtime,
             store: store.clone(),
             config,
             bot_id: bot_id.clone(),
@@ -150,12 +190,15 @@ impl Delivery {
         }
         delivery.rebuild_routes();
 
-        let fan_out = tokio::spawn(delivery.clone().fan_out());
+        let fan_out = delivery.runtime.handle().spawn(delivery.clone().fan_out());
         delivery.lock_tasks().push(fan_out);
         if let Some((config, status)) = nats_status {
             let mut sink = NatsSink::new(store.clone(), config, bot_id);
             sink.status = status;
-            let task = tokio::spawn(sink.run(store.outbox_published(), delivery.stopping.subscribe()));
+            let task = delivery
+                .runtime
+                .handle()
+                .spawn(sink.run(store.outbox_published(), delivery.stopping.subscribe()));
             delivery.lock_tasks().push(task);
         }
         Ok(delivery)
@@ -179,6 +222,7 @@ impl Delivery {
         }
         let id = subscription.id.clone();
         let worker = webhooks::spawn_worker(
+            self.runtime.handle(),
             self.store.clone(),
             self.sender.clone(),
             subscription,

@@ -66,11 +66,11 @@ impl WebhookSender {
     }
 
     /// Makes attempt number `delivery.attempts + 1` and says what it left the delivery in.
-    pub async fn attempt(&self, subscription: &SubscriptionRecord, delivery: &PendingDelivery) -> AttemptRecord {
+    pub async fn attempt(&self, target: &Target, delivery: &PendingDelivery) -> AttemptRecord {
         let number = delivery.attempts + 1;
         let started_at = now_ms();
         let clock = Instant::now();
-        let answer = self.send(subscription, delivery).await;
+        let answer = self.send(target, delivery).await;
         let duration_ms = clock.elapsed().as_millis() as i64;
         let (status_code, verdict) = match answer {
             Ok((status, verdict)) => (Some(status as i64), verdict),
@@ -105,25 +105,15 @@ impl WebhookSender {
     }
 
     /// One POST; `Ok` when the receiver answered (with the verdict on its answer).
-    async fn send(
-        &self,
-        subscription: &SubscriptionRecord,
-        delivery: &PendingDelivery,
-    ) -> Result<(u16, Verdict), Verdict> {
-        let url = reqwest::Url::parse(&subscription.url).map_err(|e| {
-            Verdict::GiveUp(format!(
-                "the subscription's url {:?} is not valid: {e}",
-                subscription.url
-            ))
-        })?;
+    async fn send(&self, target: &Target, delivery: &PendingDelivery) -> Result<(u16, Verdict), Verdict> {
+        let url = target.url.clone().map_err(Verdict::GiveUp)?;
         self.policy
             .check_url(&url)
             .map_err(|e| Verdict::GiveUp(e.to_string()))?;
-        let key = signing::secret_key(&subscription.secret)
-            .map_err(|e| Verdict::GiveUp(format!("the subscription's secret is not usable: {e}")))?;
+        let key = target.key.as_deref().map_err(|e| Verdict::GiveUp(e.clone()))?;
         let body = envelope(&delivery.entry, &self.bot_id);
         let timestamp = now_ms() / 1000;
-        let signature = signing::sign(&key, &delivery.entry.id, timestamp, body.as_bytes());
+        let signature = signing::sign(key, &delivery.entry.id, timestamp, body.as_bytes());
         let request = self
             .client
             .post(url)
@@ -186,6 +176,24 @@ impl WebhookSender {
             error: error_text,
             retry_after_ms: None,
         }
+    }
+}
+
+/// A subscription as its attempts use it: its url parsed and its signing key decoded
+/// once per change of settings rather than once per attempt.
+pub struct Target {
+    pub subscription: Arc<SubscriptionRecord>,
+    url: Result<reqwest::Url, String>,
+    key: Result<Vec<u8>, String>,
+}
+
+impl Target {
+    pub fn new(subscription: Arc<SubscriptionRecord>) -> Target {
+        let url = reqwest::Url::parse(&subscription.url)
+            .map_err(|e| format!("the subscription's url {:?} is not valid: {e}", subscription.url));
+        let key = signing::secret_key(&subscription.secret)
+            .map_err(|e| format!("the subscription's secret is not usable: {e}"));
+        Target { subscription, url, key }
     }
 }
 
@@ -255,8 +263,9 @@ pub struct WorkerHandle {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the worker of one subscription.
+/// Starts the worker of one subscription on `runtime`.
 pub fn spawn_worker(
+    runtime: &tokio::runtime::Handle,
     store: SharedStore,
     sender: Arc<WebhookSender>,
     subscription: SubscriptionRecord,
@@ -278,7 +287,7 @@ pub fn spawn_worker(
         results,
         stopping,
     };
-    let task = tokio::spawn(worker.run());
+    let task = runtime.spawn(worker.run());
     WorkerHandle {
         settings,
         wake,
@@ -312,6 +321,7 @@ impl Worker {
         let mut ready: VecDeque<PendingDelivery> = VecDeque::new();
         let mut later: BinaryHeap<Reverse<(i64, i64)>> = BinaryHeap::new();
         let mut waiting: HashMap<i64, PendingDelivery> = HashMap::new();
+        let mut target = Arc::new(Target::new(self.settings.borrow().clone()));
         loop {
             if *self.stopping.borrow() {
                 return;
@@ -363,11 +373,15 @@ impl Worker {
                 };
                 let Ok(slot) = slot else { return };
                 let subscription = self.settings.borrow().clone();
+                if !Arc::ptr_eq(&subscription, &target.subscription) {
+                    target = Arc::new(Target::new(subscription));
+                }
+                let target = target.clone();
                 let sender = self.sender.clone();
                 let results = self.results.clone();
                 let retry_tx = self.retry_tx.clone();
                 tokio::spawn(async move {
-                    let attempt = sender.attempt(&subscription, &delivery).await;
+                    let attempt = sender.attempt(&target, &delivery).await;
                     if attempt.outcome == DeliveryStatus::Pending {
                         let _ = retry_tx.send(PendingDelivery {
                             attempts: attempt.number,
