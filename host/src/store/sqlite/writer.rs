@@ -275,6 +275,28 @@ mod tests {
     }
 
     #[test]
+    fn async_callers_await_commits_without_blocking_their_thread() {
+        // One thread runs every task: a write that blocked it while waiting for its commit
+        // would stop the others (and tokio refuses blocking waits there outright).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        runtime.block_on(async {
+            let writes = (0..100).map(|n| {
+                let store = store.clone();
+                async move { store.insert_event(&event(&format!("evt_{n}"))).await }
+            });
+            for result in futures::future::join_all(writes).await {
+                result.unwrap();
+            }
+        });
+        assert_eq!(store.raw_outbox_after(0, 1000).unwrap().len(), 100);
+    }
+
+    #[test]
     fn a_panicking_write_is_an_error_and_the_writer_goes_on() {
         let store = SqliteStore::in_memory().unwrap();
         let panicked = store.write(|_| -> anyhow::Result<()> { panic!("boom") }).wait();
