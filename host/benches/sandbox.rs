@@ -103,13 +103,13 @@ fn load(runtime: &Arc<Runtime>, tokio: &tokio::runtime::Runtime, path: &Path, st
     let plugin = tokio
         .block_on(runtime.load(bytes.into()))
         .unwrap_or_else(|e| panic!("cannot load {}: {e:#}", path.display()));
-    let caller = Arc::new(Caller {
-        installation_id: "inst_bench".into(),
-        installation_name: "bench".into(),
-        definition: plugin.definition.clone(),
-        store: store.clone(),
-        allow_list: AllowList::default(),
-    });
+    let caller = Arc::new(Caller::new(
+        "inst_bench".into(),
+        "bench".into(),
+        plugin.definition.clone(),
+        store.clone(),
+        AllowList::default(),
+    ));
     let context = wit::Context {
         bot_id: "bot_bench".into(),
         bot_user_id: "user_bench".into(),

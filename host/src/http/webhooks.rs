@@ -1,8 +1,6 @@
 //! Webhook ingress: `ANY /webhooks/{id}` and `ANY /webhooks/{id}/{*path}` run the
 //! installation's `handler` in a fresh sandbox and answer with what it returns.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header::CONTENT_LENGTH};
@@ -16,12 +14,15 @@ use crate::runtime::{Invocation, Outcome};
 /// Header carrying the request id on every webhook answer.
 pub const REQUEST_ID_HEADER: &str = "x-sluice-request-id";
 
+/// The parts of a webhook URL: `/webhooks/{webhook_id}` and `/webhooks/{webhook_id}/{*path}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct WebhookPath {
+    webhook_id: String,
+    path: Option<String>,
+}
+
 /// Runs the plugin behind a webhook URL.
-pub async fn receive(
-    State(app): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
-    request: Request,
-) -> Response {
+pub async fn receive(State(app): State<AppState>, Path(params): Path<WebhookPath>, request: Request) -> Response {
     let request_id = record_id("req");
     let mut response = handle(&app, &params, request, &request_id)
         .await
@@ -41,12 +42,11 @@ pub async fn receive(
 
 async fn handle(
     app: &AppState,
-    params: &HashMap<String, String>,
+    params: &WebhookPath,
     request: Request,
     request_id: &str,
 ) -> Result<Response, ApiError> {
-    let webhook_id = params.get("webhook_id").map(String::as_str).unwrap_or_default();
-    let Some(installation) = app.plugins.registry.by_webhook(webhook_id) else {
+    let Some(installation) = app.plugins.registry.by_webhook(&params.webhook_id) else {
         return Err(ApiError::not_found(
             "no installation has this webhook id; check the URL sluice printed at start-up",
         ));
@@ -89,16 +89,17 @@ async fn handle(
             )
         })
         .collect();
-    let path = params
-        .get("path")
-        .map(|p| format!("/{p}"))
-        .unwrap_or_else(|| "/".to_string());
+    let path = match &params.path {
+        Some(path) => format!("/{path}"),
+        None => "/".to_string(),
+    };
     let http_request = wit::HttpRequest {
         method: parts.method.as_str().to_string(),
         path,
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers,
-        body: body.to_vec(),
+        // No copy when the body arrived in one piece.
+        body: Vec::from(body),
     };
 
     let ctx = installation.context(wit::Operation::WebhookReceived);

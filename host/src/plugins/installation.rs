@@ -56,6 +56,10 @@ pub struct Installation {
     /// What the plugin's imports are scoped to.
     pub caller: Arc<Caller>,
     pub identity: Arc<HostIdentity>,
+    /// Every call's context but its operation, built once ([`Installation::base_context`]):
+    /// serialising the configuration and formatting the webhook URL on every request
+    /// would cost more than the copy.
+    pub(crate) base_context: wit::Context,
 }
 
 impl Installation {
@@ -71,18 +75,27 @@ impl Installation {
         webhook_url(&self.identity, &self.record.webhook_id)
     }
 
+    /// The context of an installation's calls, with a placeholder operation (see
+    /// [`Installation::context`]).
+    pub fn base_context(record: &InstallationRecord, identity: &HostIdentity, configuration: &Value) -> wit::Context {
+        wit::Context {
+            bot_id: identity.bot_id.clone(),
+            bot_user_id: identity.bot_user_id.clone(),
+            integration_id: record.id.clone(),
+            integration_alias: record.name.clone(),
+            webhook_id: record.webhook_id.clone(),
+            webhook_url: webhook_url(identity, &record.webhook_id),
+            operation: wit::Operation::WebhookReceived,
+            configuration: configuration.to_string(),
+            trigger: None,
+        }
+    }
+
     /// The context handed to the plugin for `operation`.
     pub fn context(&self, operation: wit::Operation) -> wit::Context {
         wit::Context {
-            bot_id: self.identity.bot_id.clone(),
-            bot_user_id: self.identity.bot_user_id.clone(),
-            integration_id: self.record.id.clone(),
-            integration_alias: self.record.name.clone(),
-            webhook_id: self.record.webhook_id.clone(),
-            webhook_url: self.webhook_url(),
             operation,
-            configuration: self.configuration.to_string(),
-            trigger: None,
+            ..self.base_context.clone()
         }
     }
 

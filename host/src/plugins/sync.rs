@@ -293,13 +293,14 @@ impl PluginHost {
         } else {
             InstallationStatus::NeedsConfiguration
         };
-        let caller = Arc::new(Caller {
-            installation_id: record.id.clone(),
-            installation_name: record.name.clone(),
-            definition: plugin.definition.clone(),
-            store: self.store.clone(),
-            allow_list: AllowList::new(&sidecar.allowed_hosts)?,
-        });
+        let caller = Arc::new(Caller::new(
+            record.id.clone(),
+            record.name.clone(),
+            plugin.definition.clone(),
+            self.store.clone(),
+            AllowList::new(&sidecar.allowed_hosts)?,
+        ));
+        let base_context = Installation::base_context(&record, &self.identity, &configuration);
         Ok(Installation {
             record,
             file: file.to_path_buf(),
@@ -310,6 +311,7 @@ impl PluginHost {
             problems,
             caller,
             identity: self.identity.clone(),
+            base_context,
         })
     }
 

@@ -31,12 +31,37 @@ pub struct Caller {
     pub definition: Arc<PluginDefinition>,
     pub store: SharedStore,
     pub allow_list: AllowList,
+    /// [`Caller::label`], built once: every call's state and log lines carry it.
+    shared_label: Arc<str>,
 }
 
 impl Caller {
+    pub fn new(
+        installation_id: String,
+        installation_name: String,
+        definition: Arc<PluginDefinition>,
+        store: SharedStore,
+        allow_list: AllowList,
+    ) -> Caller {
+        let shared_label = format!("{}/{}", definition.name, installation_name).into();
+        Caller {
+            installation_id,
+            installation_name,
+            definition,
+            store,
+            allow_list,
+            shared_label,
+        }
+    }
+
     /// `integration/installation` for log lines.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.definition.name, self.installation_name)
+        self.shared_label.to_string()
+    }
+
+    /// [`Caller::label`] without a copy.
+    pub fn shared_label(&self) -> &Arc<str> {
+        &self.shared_label
     }
 }
 
@@ -90,6 +115,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// The label of calls made while a plugin loads (no installation yet).
+static LOADING_LABEL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "loading".into());
+
 /// Everything one call can reach.
 pub struct HostState {
     /// Built on the plugin's first WASI call: most calls make none, and a `WasiCtx`
@@ -102,7 +130,7 @@ pub struct HostState {
     /// `None` while the host reads `definition()`, which must not call the host.
     caller: Option<Arc<Caller>>,
     request_id: Arc<str>,
-    label: Arc<str>,
+    pub(crate) label: Arc<str>,
     /// What the plugin logged, for the call's report.
     pub(crate) logs: Vec<LogLine>,
     /// What the plugin created, for the call's report.
@@ -111,11 +139,10 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(caller: Option<Arc<Caller>>, request_id: &str, max_memory_bytes: usize) -> HostState {
-        let label: Arc<str> = caller
-            .as_ref()
-            .map(|c| c.label())
-            .unwrap_or_else(|| "loading".into())
-            .into();
+        let label: Arc<str> = match &caller {
+            Some(caller) => caller.shared_label().clone(),
+            None => Arc::clone(&LOADING_LABEL),
+        };
         let request_id: Arc<str> = request_id.into();
         let allow_list = caller.as_ref().map(|c| c.allow_list.clone()).unwrap_or_default();
         HostState {

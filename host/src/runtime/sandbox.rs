@@ -136,7 +136,6 @@ impl Runtime {
         invocation: Invocation,
     ) -> (Result<Outcome, CallError>, CallReport) {
         let started = Instant::now();
-        let label = caller.as_ref().map(|c| c.label()).unwrap_or_else(|| "loading".into());
         let export = invocation.export_name();
         let timeout = Duration::from_millis(limits.timeout_ms);
         let deadline = started + timeout;
@@ -203,6 +202,7 @@ impl Runtime {
         let result = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(error)) => {
+                let label = &store.data().label;
                 tracing::debug!(plugin = %label, %request_id, export, "plugin call failed: {error:?}");
                 Err(classify(error, limits))
             }
@@ -210,6 +210,7 @@ impl Runtime {
         };
         let elapsed = started.elapsed();
         if let Err(failure) = &result {
+            let label = &store.data().label;
             tracing::error!(plugin = %label, %request_id, export, elapsed_ms = elapsed.as_millis() as u64, error = %failure, "plugin call failed");
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
