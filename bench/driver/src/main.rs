@@ -137,6 +137,25 @@ fn main() -> anyhow::Result<()> {
                 }),
                 _ => continue,
             };
+            // A measured run keeps going past an invalid round of a script row (an
+            // overloaded moment, say): the table says so and leaves the round out. Smoke
+            // runs check everything, so there it fails the run.
+            let measured = match measured {
+                Err(error) if !options.smoke && error.downcast_ref::<script::InvalidRound>().is_some() => {
+                    let invalid = error.downcast::<script::InvalidRound>().expect("checked above");
+                    eprintln!(
+                        "bench: round {}/{} ({}) not valid, left out: {}\n{}",
+                        round + 1,
+                        options.rounds,
+                        row.key,
+                        invalid.summary,
+                        invalid.output
+                    );
+                    report.invalid.push(invalid.summary);
+                    continue;
+                }
+                other => other,
+            };
             let measured = measured.with_context(|| {
                 format!(
                     "configuration ({}) {}, round {}{}",
@@ -239,6 +258,7 @@ impl RowReport {
                 _ => None,
             },
             samples: Vec::new(),
+            invalid: Vec::new(),
             rss_idle_kib: Vec::new(),
             rss_load_kib: Vec::new(),
         }

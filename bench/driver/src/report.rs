@@ -22,6 +22,9 @@ pub struct RowReport {
     pub label: String,
     pub skipped: Option<String>,
     pub samples: Vec<Measurement>,
+    /// Rounds of a script row that were not valid (some answer failed), with why; they
+    /// count in no figure.
+    pub invalid: Vec<String>,
     pub rss_idle_kib: Vec<u64>,
     pub rss_load_kib: Vec<u64>,
 }
@@ -154,6 +157,14 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
             let _ = writeln!(out, "| {name} | not run: {reason} | | | | | | |");
             continue;
         }
+        let name = match report.invalid.len() {
+            0 => name,
+            n => format!(
+                "{name} ({n} of {} rounds invalid, left out: {})",
+                n + report.samples.len(),
+                report.invalid[0]
+            ),
+        };
         let Some(throughput) = report.throughput() else {
             let _ = writeln!(out, "| {name} | no measurement | | | | | | |");
             continue;
@@ -299,6 +310,7 @@ mod tests {
             key,
             label: format!("row {key}"),
             skipped: None,
+            invalid: Vec::new(),
             samples: per_s
                 .iter()
                 .map(|&per_s| Measurement {

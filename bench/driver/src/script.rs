@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use crate::Options;
 
@@ -27,6 +27,22 @@ pub struct ScriptResult {
     pub rss_idle_kib: Option<u64>,
     pub rss_load_kib: Option<u64>,
 }
+
+/// A round whose script ran but found it not valid (some answer failed): what it said.
+#[derive(Debug)]
+pub struct InvalidRound {
+    /// The script's last line on stderr, its verdict.
+    pub summary: String,
+    pub output: String,
+}
+
+impl std::fmt::Display for InvalidRound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.summary, self.output)
+    }
+}
+
+impl std::error::Error for InvalidRound {}
 
 pub fn run(path: &Path, options: &Options) -> anyhow::Result<ScriptResult> {
     let output = Command::new(path)
@@ -41,12 +57,18 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<ScriptResult> {
         .with_context(|| format!("cannot run {}", path.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        bail!(
-            "{} failed ({}):\n{stdout}\n{}",
-            path.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let summary = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message")
+            .to_string();
+        return Err(InvalidRound {
+            summary: format!("{} failed ({}): {summary}", path.display(), output.status),
+            output: format!("{stdout}\n{stderr}"),
+        }
+        .into());
     }
     parse(&stdout).with_context(|| format!("{} printed no valid `result` line:\n{stdout}", path.display()))
 }
