@@ -184,6 +184,8 @@ fn main() {
                     });
                 }
             }
+            // The load is over once every request it made has been answered.
+            let _ = in_flight.acquire_many(2048).await;
         })
     };
 
