@@ -269,7 +269,7 @@ impl Delivery {
             }
             let head = *published.borrow_and_update();
             let routes = self.routes.load_full();
-            if routes.is_empty() {
+            let entries = if routes.is_empty() {
                 // Nobody to deliver to: move past what was published without reading it.
                 if head > cursor {
                     match self.store.fan_out(&[], FANOUT_CURSOR, head, now_ms()).await {
@@ -279,20 +279,16 @@ impl Delivery {
                         }
                     }
                 }
-                tokio::select! {
-                    _ = published.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = stopping.changed() => return,
-                }
-                continue;
-            }
-            let after = cursor;
-            let entries = match store::blocking(&self.store, move |s| s.outbox_types_after(after, FANOUT_BATCH)).await {
-                Ok(entries) => entries,
-                Err(error) => {
-                    tracing::error!(error = %format!("{error:#}"), "cannot read the outbox; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+                Vec::new()
+            } else {
+                let after = cursor;
+                match store::blocking(&self.store, move |s| s.outbox_types_after(after, FANOUT_BATCH)).await {
+                    Ok(entries) => entries,
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "cannot read the outbox; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
                 }
             };
             let Some(last) = entries.last().map(|(seq, _)| *seq) else {
