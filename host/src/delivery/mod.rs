@@ -520,7 +520,7 @@ impl Delivery {
 
 /// Checks a subscription's url, filters and secret.
 fn validate(record: &SubscriptionRecord, sender: &WebhookSender) -> Result<(), String> {
-    let url = reqwest::Url::parse(&record.url).map_err(|e| {
+    let url = url::Url::parse(&record.url).map_err(|e| {
         format!(
             "url {:?} is not a valid URL ({e}); give an absolute http or https URL",
             record.url

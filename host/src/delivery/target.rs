@@ -5,7 +5,12 @@
 //! IP addresses before the request; private and loopback addresses are refused unless
 //! the configuration allows them.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper_util::client::legacy::connect::dns::Name;
 
 use super::config::DeliveryConfig;
 
@@ -116,7 +121,7 @@ impl TargetPolicy {
     }
 
     /// Checks a URL whose host is a literal address (names are checked when resolved).
-    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), TargetRefused> {
+    pub fn check_url(&self, url: &url::Url) -> Result<(), TargetRefused> {
         let host = url.host_str().unwrap_or_default();
         match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             Ok(ip) => self.check(host, ip),
@@ -132,8 +137,20 @@ pub struct GuardedResolver {
     pub policy: TargetPolicy,
 }
 
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+/// Addresses a name resolved to that the policy allows.
+type Resolved = std::vec::IntoIter<SocketAddr>;
+type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = Resolved;
+    type Error = ResolveError;
+    type Future = Pin<Box<dyn Future<Output = Result<Resolved, ResolveError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ResolveError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy;
         Box::pin(async move {
             let host = name.as_str().to_string();
@@ -150,8 +167,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             match (allowed.is_empty(), refused) {
-                (true, Some(refused)) => Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>),
-                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+                (true, Some(refused)) => Err(Box::new(refused) as ResolveError),
+                _ => Ok(allowed.into_iter()),
             }
         })
     }
@@ -211,7 +228,7 @@ mod tests {
         };
         assert!(loopback.check("localhost", "127.0.0.1".parse().unwrap()).is_ok());
         assert!(loopback.check("lan", "10.0.0.1".parse().unwrap()).is_err());
-        let url = reqwest::Url::parse("http://[::1]:8080/hook").unwrap();
+        let url = url::Url::parse("http://[::1]:8080/hook").unwrap();
         assert!(strict.check_url(&url).is_err());
         assert!(loopback.check_url(&url).is_ok());
     }

@@ -12,6 +12,13 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use super::config::DeliveryConfig;
@@ -29,35 +36,46 @@ const RECORD_BATCH: usize = 4096;
 const RETRY_AFTER_CAP_MS: i64 = 86_400_000;
 /// How much of an error answer's body goes into the attempt's error.
 const ERROR_BODY_CHARS: usize = 200;
+/// The most of an answer's body read (to reuse the connection); a longer one is cut off.
+const ANSWER_BYTES: usize = 64 * 1024;
+
+/// The pooled HTTP(S) client webhooks are sent with; names resolve through the target
+/// policy.
+type Client = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
 /// The HTTP client and the rules every attempt follows.
 pub struct WebhookSender {
-    client: reqwest::Client,
+    client: Client,
     policy: TargetPolicy,
     config: DeliveryConfig,
     bot_id: String,
+    user_agent: HeaderValue,
 }
 
 impl WebhookSender {
     pub fn new(config: &DeliveryConfig, bot_id: String) -> anyhow::Result<WebhookSender> {
         let policy = TargetPolicy::from(config);
-        let client = reqwest::Client::builder()
-            .timeout(config.attempt_timeout())
-            .connect_timeout(config.attempt_timeout().min(Duration::from_secs(10)))
-            // A redirect could lead anywhere, past the target checks: receivers answer
-            // where they are asked.
-            .redirect(reqwest::redirect::Policy::none())
-            // Proxies would resolve names themselves, past the target checks.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver { policy }))
-            .tcp_nodelay(true)
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver { policy });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.attempt_timeout().min(Duration::from_secs(10))));
+        let https = HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        // No redirects are followed (a redirect could lead anywhere, past the target
+        // checks) and no proxy is used (it would resolve names itself): receivers answer
+        // where they are asked.
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
         Ok(WebhookSender {
             client,
             policy,
             config: config.clone(),
             bot_id,
+            user_agent: HeaderValue::from_static(concat!("sluice/", env!("CARGO_PKG_VERSION"))),
         })
     }
 
@@ -70,7 +88,17 @@ impl WebhookSender {
         let number = delivery.attempts + 1;
         let started_at = now_ms();
         let clock = Instant::now();
-        let answer = self.send(target, delivery).await;
+        let timeout = self.config.attempt_timeout();
+        let answer = match tokio::time::timeout(timeout, self.send(target, delivery)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Verdict::Retry {
+                error: format!(
+                    "no answer within {} ms (delivery.attempt-timeout-ms)",
+                    self.config.attempt_timeout_ms
+                ),
+                retry_after_ms: None,
+            }),
+        };
         let duration_ms = clock.elapsed().as_millis() as i64;
         let (status_code, verdict) = match answer {
             Ok((status, verdict)) => (Some(status as i64), verdict),
@@ -106,29 +134,33 @@ impl WebhookSender {
 
     /// One POST; `Ok` when the receiver answered (with the verdict on its answer).
     async fn send(&self, target: &Target, delivery: &PendingDelivery) -> Result<(u16, Verdict), Verdict> {
-        let url = target.url.clone().map_err(Verdict::GiveUp)?;
-        self.policy
-            .check_url(&url)
-            .map_err(|e| Verdict::GiveUp(e.to_string()))?;
-        let key = target.key.as_deref().map_err(|e| Verdict::GiveUp(e.clone()))?;
+        let (uri, key) = target.ready().map_err(|e| Verdict::GiveUp(e.to_string()))?;
         let body = envelope(&delivery.entry, &self.bot_id);
         let timestamp = now_ms() / 1000;
         let signature = signing::sign(key, &delivery.entry.id, timestamp, body.as_bytes());
-        let request = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
+        let request = http::Request::post(uri.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(USER_AGENT, self.user_agent.clone())
             .header("webhook-id", &delivery.entry.id)
-            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-timestamp", timestamp)
             .header("webhook-signature", signature)
-            .body(body);
-        let response = request.send().await.map_err(|error| self.network_verdict(&error))?;
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Verdict::GiveUp(format!("the request cannot be built: {e}")))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| network_verdict(&error))?;
         let status = response.status();
+        let retry_after_ms = retry_after_ms(response.headers().get(RETRY_AFTER));
+        // Read the answer to its end, so that the connection goes back to the pool.
+        let text = match Limited::new(response.into_body(), ANSWER_BYTES).collect().await {
+            Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+            Err(_) => String::new(),
+        };
         if status.is_success() {
             return Ok((status.as_u16(), Verdict::Delivered));
         }
-        let retry_after_ms = retry_after_ms(response.headers().get(reqwest::header::RETRY_AFTER));
-        let text = response.text().await.unwrap_or_default();
         let excerpt: String = text.chars().take(ERROR_BODY_CHARS).collect();
         let said = if excerpt.trim().is_empty() {
             String::new()
@@ -137,8 +169,8 @@ impl WebhookSender {
         };
         let error = format!("the receiver answered {status}{said}");
         let retryable = status.is_server_error()
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT;
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT;
         let verdict = if retryable {
             Verdict::Retry { error, retry_after_ms }
         } else {
@@ -148,52 +180,61 @@ impl WebhookSender {
         };
         Ok((status.as_u16(), verdict))
     }
+}
 
-    fn network_verdict(&self, error: &reqwest::Error) -> Verdict {
-        if let Some(refused) = refusal(error) {
-            return Verdict::GiveUp(refused.to_string());
-        }
-        let error_text = if error.is_timeout() {
-            format!(
-                "no answer within {} ms (delivery.attempt-timeout-ms)",
-                self.config.attempt_timeout_ms
-            )
-        } else {
-            let mut text = String::from(if error.is_connect() {
-                "cannot connect"
-            } else {
-                "request failed"
-            });
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
-        };
-        Verdict::Retry {
-            error: error_text,
-            retry_after_ms: None,
-        }
+/// What a failed request means: a refused target is given up on, anything else retried.
+fn network_verdict(error: &hyper_util::client::legacy::Error) -> Verdict {
+    if let Some(refused) = refusal(error) {
+        return Verdict::GiveUp(refused.to_string());
+    }
+    let mut text = String::from(if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    });
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Verdict::Retry {
+        error: text,
+        retry_after_ms: None,
     }
 }
 
-/// A subscription as its attempts use it: its url parsed and its signing key decoded
-/// once per change of settings rather than once per attempt.
+/// A subscription as its attempts use it: its url parsed and checked against the target
+/// policy, and its signing key decoded, once per change of settings rather than once per
+/// attempt.
 pub struct Target {
     pub subscription: Arc<SubscriptionRecord>,
-    url: Result<reqwest::Url, String>,
-    key: Result<Vec<u8>, String>,
+    ready: Result<(http::Uri, Vec<u8>), String>,
 }
 
 impl Target {
-    pub fn new(subscription: Arc<SubscriptionRecord>) -> Target {
-        let url = reqwest::Url::parse(&subscription.url)
-            .map_err(|e| format!("the subscription's url {:?} is not valid: {e}", subscription.url));
+    pub fn new(subscription: Arc<SubscriptionRecord>, policy: TargetPolicy) -> Target {
+        let ready = Self::prepare(&subscription, policy);
+        Target { subscription, ready }
+    }
+
+    fn prepare(subscription: &SubscriptionRecord, policy: TargetPolicy) -> Result<(http::Uri, Vec<u8>), String> {
+        let invalid =
+            |e: &dyn std::fmt::Display| format!("the subscription's url {:?} is not valid: {e}", subscription.url);
+        let url = url::Url::parse(&subscription.url).map_err(|e| invalid(&e))?;
+        policy.check_url(&url).map_err(|e| e.to_string())?;
+        let uri = http::Uri::try_from(url.as_str()).map_err(|e| invalid(&e))?;
         let key = signing::secret_key(&subscription.secret)
-            .map_err(|e| format!("the subscription's secret is not usable: {e}"));
-        Target { subscription, url, key }
+            .map_err(|e| format!("the subscription's secret is not usable: {e}"))?;
+        Ok((uri, key))
+    }
+
+    /// Where to send and the key to sign with, or why the subscription cannot be sent to.
+    fn ready(&self) -> Result<(&http::Uri, &[u8]), &str> {
+        match &self.ready {
+            Ok((uri, key)) => Ok((uri, key)),
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -221,7 +262,7 @@ fn jitter() -> f64 {
 }
 
 /// `Retry-After` as milliseconds: seconds, or an HTTP date.
-fn retry_after_ms(value: Option<&reqwest::header::HeaderValue>) -> Option<i64> {
+fn retry_after_ms(value: Option<&HeaderValue>) -> Option<i64> {
     let text = value?.to_str().ok()?.trim();
     let ms = match text.parse::<i64>() {
         Ok(seconds) => seconds.saturating_mul(1000),
@@ -321,7 +362,7 @@ impl Worker {
         let mut ready: VecDeque<PendingDelivery> = VecDeque::new();
         let mut later: BinaryHeap<Reverse<(i64, i64)>> = BinaryHeap::new();
         let mut waiting: HashMap<i64, PendingDelivery> = HashMap::new();
-        let mut target = Arc::new(Target::new(self.settings.borrow().clone()));
+        let mut target = Arc::new(Target::new(self.settings.borrow().clone(), self.sender.policy));
         loop {
             if *self.stopping.borrow() {
                 return;
@@ -374,7 +415,7 @@ impl Worker {
                 let Ok(slot) = slot else { return };
                 let subscription = self.settings.borrow().clone();
                 if !Arc::ptr_eq(&subscription, &target.subscription) {
-                    target = Arc::new(Target::new(subscription));
+                    target = Arc::new(Target::new(subscription, self.sender.policy));
                 }
                 let target = target.clone();
                 let sender = self.sender.clone();
@@ -448,9 +489,67 @@ mod tests {
         }
     }
 
+    fn delivery() -> PendingDelivery {
+        PendingDelivery {
+            seq: 1,
+            attempts: 0,
+            round_start: 0,
+            next_attempt_at: 0,
+            entry: crate::store::RawOutboxEntry {
+                seq: 1,
+                id: "evt_1".into(),
+                entry_type: "order:created".into(),
+                time: 0,
+                integration_id: None,
+                data: "{}".into(),
+            },
+        }
+    }
+
+    fn subscription(url: &str) -> Arc<SubscriptionRecord> {
+        Arc::new(SubscriptionRecord {
+            id: "s".into(),
+            url: url.into(),
+            types: Vec::new(),
+            secret: signing::new_secret(),
+            enabled: true,
+            description: None,
+            source: crate::store::SubscriptionSource::Api,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn network_failures_are_retried_and_refused_targets_given_up_with_the_reason() {
+        let config = DeliveryConfig {
+            allow_loopback: true,
+            ..DeliveryConfig::default()
+        };
+        let sender = WebhookSender::new(&config, "bot".into()).unwrap();
+        // A port nobody listens on: bind one, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = Target::new(subscription(&format!("http://127.0.0.1:{port}/hook")), sender.policy());
+        let attempt = sender.attempt(&target, &delivery()).await;
+        assert_eq!(attempt.outcome, DeliveryStatus::Pending, "{attempt:?}");
+        let error = attempt.error.unwrap();
+        assert!(error.starts_with("cannot connect: "), "{error}");
+        assert!(error.to_lowercase().contains("refused"), "{error}");
+
+        let strict = WebhookSender::new(&DeliveryConfig::default(), "bot".into()).unwrap();
+        let target = Target::new(subscription("http://localhost:9/hook"), strict.policy());
+        let attempt = strict.attempt(&target, &delivery()).await;
+        assert_eq!(attempt.outcome, DeliveryStatus::Dead, "{attempt:?}");
+        assert!(attempt.error.unwrap().starts_with("refused to deliver to localhost"));
+    }
+
     #[test]
     fn retry_after_takes_seconds_or_a_date() {
-        let value = |text: &str| reqwest::header::HeaderValue::from_str(text).unwrap();
+        let value = |text: &str| HeaderValue::from_str(text).unwrap();
         assert_eq!(retry_after_ms(Some(&value("3"))), Some(3000));
         assert_eq!(retry_after_ms(Some(&value("Wed, 21 Oct 2015 07:28:00 GMT"))), Some(0));
         assert_eq!(retry_after_ms(Some(&value("soon"))), None);
