@@ -428,3 +428,36 @@ fn a_host_killed_mid_delivery_resumes_and_loses_nothing() {
         .collect();
     assert_eq!(event_ids, stored);
 }
+
+#[test]
+fn finished_deliveries_are_forgotten_after_the_retention_and_pending_ones_are_kept() {
+    let receiver = Receiver::start();
+    let down = Receiver::start();
+    down.always(Some(503));
+    let host = host_with(&format!("{FAST_RETRIES}retention-s = 1\nmax-attempts = 1000\n"), "");
+    let live = subscribe(&host, json!({ "url": receiver.url("/live") }));
+    let failing = subscribe(&host, json!({ "url": down.url("/failing") }));
+    let (live, failing) = (live["id"].as_str().unwrap(), failing["id"].as_str().unwrap());
+
+    record_events(&host, 0..5);
+    receiver.wait_for_count(5, WAIT);
+    eventually("delivered deliveries to be recorded", || {
+        (deliveries(&host, live, Some("delivered")).len() == 5).then_some(())
+    });
+    // A second later (the retention) they are forgotten, attempts and all...
+    eventually("delivered deliveries to be forgotten", || {
+        deliveries(&host, live, None).is_empty().then_some(())
+    });
+    // ...while the deliveries still owed to the failing receiver stay, with their attempts,
+    // well past the retention, and the events themselves are untouched.
+    let owed = deliveries(&host, failing, None);
+    assert_eq!(owed.len(), 5, "{owed:?}");
+    assert!(owed.iter().all(|d| d["status"] == "pending"), "{owed:?}");
+    assert!(owed.iter().all(|d| d["attempts"].as_i64().unwrap() >= 1), "{owed:?}");
+    assert_eq!(host.events(Some("probe:thing")).len(), 5);
+
+    // When the receiver recovers, every owed event still reaches it.
+    down.always(None);
+    let got = down.wait_until(WAIT, "the owed events", |got| distinct_ids(got).len() == 5);
+    assert_eq!(distinct_ids(&got), distinct_ids(&receiver.received()));
+}

@@ -25,6 +25,9 @@ pub struct DeliveryConfig {
     pub retry_max_ms: u64,
     /// Requests in flight at once per subscription.
     pub max_in_flight: usize,
+    /// How long finished deliveries (with their attempts) and delivered outbox entries
+    /// are kept, in seconds; 0 keeps them for ever. Pending deliveries are always kept.
+    pub retention_s: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -37,6 +40,7 @@ impl Default for DeliveryConfig {
             retry_initial_ms: 1_000,
             retry_max_ms: 3_600_000,
             max_in_flight: 32,
+            retention_s: 7 * 24 * 3600,
         }
     }
 }

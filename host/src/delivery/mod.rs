@@ -192,6 +192,18 @@ impl Delivery {
 
         let fan_out = delivery.runtime.handle().spawn(delivery.clone().fan_out());
         delivery.lock_tasks().push(fan_out);
+        if delivery.config.retention_s > 0 {
+            let mut readers = vec![FANOUT_CURSOR];
+            if delivery.nats.is_some() {
+                readers.push(nats::CURSOR);
+            }
+            let retention = Duration::from_secs(delivery.config.retention_s);
+            let pruner = delivery
+                .runtime
+                .handle()
+                .spawn(prune_history(store.clone(), retention, readers));
+            delivery.lock_tasks().push(pruner);
+        }
         if let Some((config, status)) = nats_status {
             let mut sink = NatsSink::new(store.clone(), config, bot_id);
             sink.status = status;
@@ -514,6 +526,40 @@ impl Delivery {
             let _ = tokio::time::timeout(timeout, flushed).await;
             // Give the last batch time to commit.
             let _ = tokio::time::timeout(Duration::from_millis(500), recorder).await;
+        }
+    }
+}
+
+/// Deletes delivery history past its retention, checking a tenth of the retention apart
+/// (once a minute at most), a batch per transaction so that other writes go in between.
+async fn prune_history(store: SharedStore, retention: Duration, readers: Vec<&'static str>) {
+    const BATCH: usize = 5000;
+    let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        let before = now_ms() - retention.as_millis() as i64;
+        let mut total = store::Pruned::default();
+        loop {
+            match store.prune_delivery_history(before, &readers, BATCH).await {
+                Ok(pruned) => {
+                    total.deliveries += pruned.deliveries;
+                    total.outbox += pruned.outbox;
+                    if pruned.deliveries < BATCH && pruned.outbox < BATCH {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "cannot prune delivery history; trying again later");
+                    break;
+                }
+            }
+        }
+        if total != store::Pruned::default() {
+            tracing::info!(
+                deliveries = total.deliveries,
+                outbox = total.outbox,
+                "forgot delivery history past its retention (delivery.retention-s)"
+            );
         }
     }
 }

@@ -150,6 +150,14 @@ pub struct DeliveryCounts {
     pub dead: i64,
 }
 
+/// What one pass of pruning deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Finished deliveries, with their attempts.
+    pub deliveries: usize,
+    pub outbox: usize,
+}
+
 /// Filters and paging for listing a subscription's deliveries, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
@@ -204,4 +212,10 @@ pub trait DeliveryStore {
     fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<DeliveryRecord>>;
     /// Pending and dead deliveries per subscription id.
     fn delivery_counts(&self) -> anyhow::Result<Vec<(String, DeliveryCounts)>>;
+    /// Deletes delivery history from before `before` (ms), at most `limit` rows of each
+    /// kind in one transaction: finished (delivered or dead) deliveries with their
+    /// attempts, then outbox entries that every reader named in `readers` has passed and
+    /// no remaining delivery refers to. Pending deliveries, and the entries they will
+    /// send, are never deleted.
+    fn prune_delivery_history(&self, before: i64, readers: &[&str], limit: usize) -> Pending<Pruned>;
 }

@@ -387,6 +387,66 @@ impl DeliveryStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
+
+    fn prune_delivery_history(&self, before: i64, readers: &[&str], limit: usize) -> Pending<Pruned> {
+        let readers: Vec<String> = readers.iter().map(|r| r.to_string()).collect();
+        self.write(move |tx| {
+            let limit = limit as i64;
+            // Rows are created in time order, so the first recent row bounds every scan
+            // below: a pass reads only what is old, however much recent history is kept.
+            let first_recent = |sql: &str| -> rusqlite::Result<i64> {
+                Ok(tx
+                    .prepare_cached(sql)?
+                    .query_row([before], |row| row.get(0))
+                    .optional()?
+                    .unwrap_or(i64::MAX))
+            };
+            let recent_delivery =
+                first_recent("SELECT seq FROM deliveries WHERE created_at >= ?1 ORDER BY seq LIMIT 1")?;
+            let finished: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT seq FROM deliveries
+                     WHERE seq < ?1 AND status != 'pending' AND updated_at < ?2 ORDER BY seq LIMIT ?3",
+                )?
+                .query_map(params![recent_delivery, before, limit], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            {
+                let mut attempts = tx.prepare_cached("DELETE FROM delivery_attempts WHERE delivery_seq = ?1")?;
+                let mut delivery = tx.prepare_cached("DELETE FROM deliveries WHERE seq = ?1")?;
+                for seq in &finished {
+                    attempts.execute([seq])?;
+                    delivery.execute([seq])?;
+                }
+            }
+
+            // Outbox entries go once every reader is past them and no delivery (pending,
+            // or finished but recent) still needs them. Deliveries are created in outbox
+            // order, so the oldest delivery refers to the oldest entry still needed.
+            let mut keep_from = first_recent("SELECT seq FROM outbox WHERE time >= ?1 ORDER BY seq LIMIT 1")?;
+            let referenced: Option<i64> = tx
+                .prepare_cached("SELECT outbox_seq FROM deliveries ORDER BY seq LIMIT 1")?
+                .query_row([], |row| row.get(0))
+                .optional()?;
+            keep_from = keep_from.min(referenced.unwrap_or(i64::MAX));
+            for reader in &readers {
+                let cursor: i64 = tx
+                    .prepare_cached("SELECT seq FROM delivery_cursors WHERE name = ?1")?
+                    .query_row([reader], |row| row.get(0))
+                    .optional()?
+                    .unwrap_or(0);
+                keep_from = keep_from.min(cursor + 1);
+            }
+            let outbox = tx
+                .prepare_cached(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
+                )?
+                .execute(params![keep_from, limit])?;
+            Ok(Pruned {
+                deliveries: finished.len(),
+                outbox,
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -395,7 +455,7 @@ mod tests {
 
     use crate::store::sqlite::SqliteStore;
     use crate::store::{
-        DeliveryStatus, DeliveryStore, EventRecord, PageRequest, Store, SubscriptionRecord, SubscriptionSource,
+        DeliveryStatus, DeliveryStore, EventRecord, PageRequest, Pruned, Store, SubscriptionRecord, SubscriptionSource,
     };
 
     fn event(id: &str) -> EventRecord {
@@ -498,5 +558,74 @@ mod tests {
         assert!(store.delete_subscription("sub_a").wait().unwrap());
         assert!(store.delivery(first).unwrap().is_none());
         assert!(store.attempts(first).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pruning_forgets_finished_history_and_keeps_what_is_owed() {
+        let store = SqliteStore::in_memory().unwrap();
+        store.save_subscription(&subscription("sub_a")).wait().unwrap();
+        for id in ["evt_1", "evt_2", "evt_3"] {
+            store.insert_event(&event(id)).wait().unwrap();
+        }
+        let entries = store.raw_outbox_after(0, 10).unwrap();
+        let owed: Vec<(String, i64)> = entries.iter().map(|e| ("sub_a".to_string(), e.seq)).collect();
+        store.fan_out(&owed, "fanout", entries[2].seq, 5).wait().unwrap();
+        store.set_cursor("nats", entries[0].seq - 1).wait().unwrap();
+        let pending = store.pending_deliveries("sub_a", 0, 10).unwrap();
+        let attempt = |delivery: &crate::store::PendingDelivery, outcome| crate::store::AttemptRecord {
+            delivery_seq: delivery.seq,
+            number: 1,
+            started_at: 6,
+            duration_ms: 1,
+            status_code: Some(200),
+            error: None,
+            outcome,
+            next_attempt_at: None,
+        };
+        let finished = [
+            attempt(&pending[0], DeliveryStatus::Delivered),
+            attempt(&pending[1], DeliveryStatus::Dead),
+        ];
+        store.record_attempts(&finished, 7).wait().unwrap();
+        let time = entries[0].time;
+
+        // Nothing is older than `before` yet.
+        let nothing = store
+            .prune_delivery_history(time.min(5), &["fanout"], 100)
+            .wait()
+            .unwrap();
+        assert_eq!(nothing, Pruned::default());
+
+        // A reader behind holds the outbox back; finished deliveries go regardless.
+        let later = time.max(7) + 1;
+        let pruned = store
+            .prune_delivery_history(later, &["fanout", "nats"], 100)
+            .wait()
+            .unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                deliveries: 2,
+                outbox: 0
+            }
+        );
+        assert!(store.delivery(pending[0].seq).unwrap().is_none());
+        assert!(store.attempts(pending[1].seq).unwrap().is_empty());
+
+        // The pending delivery keeps its entry (and everything after it).
+        let pruned = store.prune_delivery_history(later, &["fanout"], 100).wait().unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                deliveries: 0,
+                outbox: 2
+            }
+        );
+        let left = store.pending_deliveries("sub_a", 0, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].entry.id, entries[2].id);
+        assert_eq!(store.raw_outbox_after(0, 10).unwrap().len(), 1);
+        // Events themselves are not delivery history.
+        assert!(store.event("evt_1").unwrap().is_some());
     }
 }
