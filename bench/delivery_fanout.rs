@@ -7,7 +7,15 @@
 //! `--slow` adds one more subscription whose receiver never answers (every attempt runs
 //! into the attempt timeout), to show that a slow receiver does not slow ingestion or the
 //! other subscriptions. Run by bench/delivery-fanout.sh.
+//!
+//! `--native PATH` runs the same load, receiver and report against the limit instead of
+//! sluice: `PATH fan-out` (bench/native), a native hyper + tokio program that reads each
+//! request as the webhook plugin does and sends the same signed envelope to every
+//! subscription, in memory, with nothing around it.
 
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +32,8 @@ struct Options {
     seconds: u64,
     subscriptions: usize,
     slow: bool,
+    /// The bench-native binary: measure its fan-out mode instead of sluice.
+    native: Option<PathBuf>,
 }
 
 fn options() -> Options {
@@ -32,6 +42,7 @@ fn options() -> Options {
         seconds: 20,
         subscriptions: 4,
         slow: false,
+        native: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -45,10 +56,97 @@ fn options() -> Options {
             "--seconds" => options.seconds = value(),
             "--subscriptions" => options.subscriptions = value() as usize,
             "--slow" => options.slow = true,
-            other => panic!("unknown argument {other}; use --rate N --seconds N --subscriptions N [--slow]"),
+            "--native" => options.native = Some(args.next().expect("the bench-native binary after --native").into()),
+            other => {
+                panic!("unknown argument {other}; use --rate N --seconds N --subscriptions N [--slow] [--native PATH]")
+            }
         }
     }
     options
+}
+
+/// What the load is sent to: sluice with the webhook example plugin, or the native
+/// fan-out (the limit).
+enum Subject {
+    Sluice(Host),
+    Native(NativeFanOut),
+}
+
+impl Subject {
+    fn webhook_url(&self) -> String {
+        match self {
+            Subject::Sluice(host) => host.webhook_url("webhook"),
+            Subject::Native(native) => format!("{}/webhook", native.base),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Subject::Sluice(host) => format!("sluice at {} (data in {})", host.base, host.data.display()),
+            Subject::Native(native) => format!("native fan-out (the limit) at {}", native.base),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Subject::Sluice(host) => host.pid(),
+            Subject::Native(native) => Some(native.child.id()),
+        }
+    }
+}
+
+/// `bench-native fan-out`, stopped when dropped.
+struct NativeFanOut {
+    child: Child,
+    base: String,
+}
+
+impl NativeFanOut {
+    fn start(binary: &PathBuf, targets: &[String]) -> NativeFanOut {
+        let mut command = Command::new(binary);
+        command.args(["fan-out", "--listen", "127.0.0.1:0"]);
+        for target in targets {
+            command.args(["--target", target]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(base) = line.strip_prefix("listening on ") {
+                        break base.trim().to_string();
+                    }
+                }
+                _ => panic!("{} fan-out exited before listening", binary.display()),
+            }
+        };
+        // Keep reading so that the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        NativeFanOut { child, base }
+    }
+}
+
+impl Drop for NativeFanOut {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds (`/proc/PID/stat`).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 / per_second.max(1) as f64)
 }
 
 /// Counts deliveries per subscription path (`/s0`, `/s1`, ...); `/slow` never answers.
@@ -110,27 +208,36 @@ fn main() {
         }
     });
 
-    let mut config = String::from("[delivery]\nallow-loopback = true\nattempt-timeout-ms = 2000\nmax-attempts = 3\n");
-    for index in 0..options.subscriptions {
-        config.push_str(&format!(
-            "\n[[subscriptions]]\nid = \"s{index}\"\nurl = \"http://{receiver}/s{index}\"\n"
-        ));
-    }
+    let mut targets: Vec<(String, String)> = (0..options.subscriptions)
+        .map(|index| (format!("s{index}"), format!("http://{receiver}/s{index}")))
+        .collect();
     if options.slow {
-        config.push_str(&format!(
-            "\n[[subscriptions]]\nid = \"slow\"\nurl = \"http://{receiver}/slow\"\n"
-        ));
+        targets.push(("slow".into(), format!("http://{receiver}/slow")));
     }
-    let host = Host::builder()
-        .plugin("webhook", guest("webhook"), None)
-        .config(&config)
-        .env("SLUICE_LOG", "warn")
-        .start();
-    let webhook = host.webhook_url("webhook");
+    let subject = match &options.native {
+        Some(binary) => Subject::Native(NativeFanOut::start(
+            binary,
+            &targets.iter().map(|(_, url)| url.clone()).collect::<Vec<_>>(),
+        )),
+        None => {
+            let mut config =
+                String::from("[delivery]\nallow-loopback = true\nattempt-timeout-ms = 2000\nmax-attempts = 3\n");
+            for (id, url) in &targets {
+                config.push_str(&format!("\n[[subscriptions]]\nid = \"{id}\"\nurl = \"{url}\"\n"));
+            }
+            Subject::Sluice(
+                Host::builder()
+                    .plugin("webhook", guest("webhook"), None)
+                    .config(&config)
+                    .env("SLUICE_LOG", "warn")
+                    .start(),
+            )
+        }
+    };
+    let webhook = subject.webhook_url();
     println!(
-        "sluice at {} (data in {}), {} subscription(s){} on {receiver}, {} events/s for {} s",
-        host.base,
-        host.data.display(),
+        "{}, {} subscription(s){} on {receiver}, {} events/s for {} s",
+        subject.describe(),
         options.subscriptions,
         if options.slow { " + 1 that never answers" } else { "" },
         options.rate,
@@ -141,6 +248,9 @@ fn main() {
     let recorded = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let server_pid = subject.pid().map(|pid| pid.to_string());
+    let cpu_now = || (server_pid.as_deref().and_then(cpu_seconds), cpu_seconds("self"));
+    let cpu_before = cpu_now();
     let started = Instant::now();
     let load = {
         let (recorded, failed, latencies) = (recorded.clone(), failed.clone(), latencies.clone());
@@ -230,6 +340,7 @@ fn main() {
         last = (now_recorded, now_delivered);
     }
     let load_seconds = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_now();
     let total_recorded = recorded.load(Ordering::Relaxed);
     let drain_started = Instant::now();
     while delivered_min(&counts) < total_recorded && drain_started.elapsed() < Duration::from_secs(120) {
@@ -237,7 +348,10 @@ fn main() {
     }
     let drained = drain_started.elapsed().as_secs_f64();
     let delivered: u64 = counts.per_path.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-    let status = host.api_get("/v1/delivery").body;
+    let status = match &subject {
+        Subject::Sluice(host) => Some(host.api_get("/v1/delivery").body),
+        Subject::Native(_) => None,
+    };
     println!();
     println!(
         "recorded {total_recorded} events in {load_seconds:.1} s ({:.0}/s), {} refused or failed",
@@ -255,8 +369,28 @@ fn main() {
     println!(
         "largest backlog: first half {first_half}, second half {second_half} (a growing backlog shows as a larger second half)"
     );
-    println!("delivery status: {status}");
-    drop(host);
+    let share = |before: Option<f64>, after: Option<f64>| match (before, after) {
+        (Some(before), Some(after)) => format!(
+            "{:.1} s ({:.0}% of one core)",
+            after - before,
+            100.0 * (after - before) / load_seconds
+        ),
+        _ => "unknown".into(),
+    };
+    println!(
+        "cpu during the load: {} {}, this benchmark (load + receiver) {}",
+        if options.native.is_some() {
+            "native fan-out"
+        } else {
+            "sluice"
+        },
+        share(cpu_before.0, cpu_after.0),
+        share(cpu_before.1, cpu_after.1)
+    );
+    if let Some(status) = status {
+        println!("delivery status: {status}");
+    }
+    drop(subject);
     // One line for bench/run's table (bench/driver/src/script.rs): deliveries per second
     // and the webhook requests' latency over the whole run.
     all_latencies.extend(std::mem::take(&mut *latencies.lock().unwrap()));

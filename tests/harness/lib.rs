@@ -416,6 +416,11 @@ impl Host {
         }
     }
 
+    /// The running host's process id (benchmarks read its CPU time in /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);

@@ -67,7 +67,7 @@ pub struct Options {
     #[arg(long, default_value_t = 10)]
     pub plugins: usize,
     /// Only the load benchmark's (a)-(c): skip the slower script rows (queued ingest,
-    /// delivery fan-out).
+    /// delivery fan-out and its limit).
     #[arg(long)]
     pub quick: bool,
     /// Smoke mode: one short round, everything checked, no targets judged.

@@ -90,6 +90,15 @@ pub fn rows(options: &Options) -> Vec<Row> {
             path: options.bench_dir.join("rows/trigger-ingest"),
         },
     });
+    // The limit of (e): the same load and receiver, the fan-out done natively in memory.
+    rows.push(Row {
+        key: "e0",
+        label: "native fan-out to 4 webhook subscriptions, in memory (the limit of (e); deliveries/s; not pinned)"
+            .into(),
+        kind: RowKind::Script {
+            path: options.bench_dir.join("rows/delivery-fanout-native"),
+        },
+    });
     rows.push(Row {
         key: "e",
         label: "sluice, delivery fan-out to 4 webhook subscriptions (deliveries/s; not pinned)".into(),

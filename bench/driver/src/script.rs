@@ -4,11 +4,12 @@
 //! The driver runs it once per round, with these environment variables:
 //! `BENCH_DURATION_S` (measured seconds), `BENCH_WARMUP_S` (warm-up seconds before),
 //! `BENCH_CONNECTIONS`, `BENCH_SERVER_CPU` and `BENCH_LOAD_CPU` (pin with
-//! `taskset -c`), `BENCH_SLUICE` (the release `sluice` binary), `BENCH_SMOKE` (`1` in
-//! smoke mode). Its last output line starting with `result ` carries `key=value` pairs:
-//! `per_s` (throughput) and `p50_ms`, `p99_ms` (latency), and optionally
-//! `rss_idle_kib`, `rss_load_kib` (the server's resident size). It exits 0 when the
-//! round is valid (every answer correct), anything else otherwise.
+//! `taskset -c`), `BENCH_SLUICE` (the release `sluice` binary), `BENCH_NATIVE` (the
+//! `bench-native` binary), `BENCH_SMOKE` (`1` in smoke mode). Its last output line
+//! starting with `result ` carries `key=value` pairs: `per_s` (throughput) and
+//! `p50_ms`, `p99_ms` (latency), and optionally `rss_idle_kib`, `rss_load_kib` (the
+//! server's resident size). It exits 0 when the round is valid (every answer correct),
+//! anything else otherwise.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -52,6 +53,7 @@ pub fn run(path: &Path, options: &Options) -> anyhow::Result<ScriptResult> {
         .env("BENCH_SERVER_CPU", options.server_cpu.to_string())
         .env("BENCH_LOAD_CPU", options.load_cpu.to_string())
         .env("BENCH_SLUICE", &options.sluice)
+        .env("BENCH_NATIVE", &options.native)
         .env("BENCH_SMOKE", if options.smoke { "1" } else { "0" })
         .output()
         .with_context(|| format!("cannot run {}", path.display()))?;

@@ -4,6 +4,11 @@
 //!
 //! `bench-native [ADDR]` listens on ADDR (default 127.0.0.1:0) and prints
 //! `listening on http://ADDR` once it accepts connections.
+//!
+//! `bench-native fan-out --listen ADDR --target URL ...` is the limit of the delivery
+//! fan-out benchmark instead: see [`fan_out`].
+
+mod fan_out;
 
 use std::convert::Infallible;
 
@@ -45,6 +50,18 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|mode| mode == "fan-out") {
+        let result = match fan_out::Options::parse(&args[1..]) {
+            Ok(options) => fan_out::run(options).await,
+            Err(problem) => Err(format!("{problem}\nusage: {}", fan_out::USAGE)),
+        };
+        if let Err(problem) = result {
+            eprintln!("bench-native fan-out: {problem}");
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
     let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = TcpListener::bind(&address).await?;
     println!("listening on http://{}", listener.local_addr()?);
