@@ -101,3 +101,55 @@ fn a_damaged_cache_entry_is_compiled_again_not_used() {
     host.restart();
     assert_eq!(code_sources(&host, &["webhook"]), ["cache"]);
 }
+
+/// The perf map's entries naming plugin code: `0x<start hex> <size hex> wasm[..]::...`.
+fn plugin_functions_in_perf_map(pid: u32) -> Vec<String> {
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let text = std::fs::read_to_string(&map).unwrap_or_default();
+    text.lines()
+        .filter(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let hex = |field: &str| u64::from_str_radix(field.trim_start_matches("0x"), 16).is_ok();
+            let start = fields.next().is_some_and(hex);
+            let size = fields.next().is_some_and(hex);
+            start && size && fields.next().is_some_and(|name| name.starts_with("wasm["))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn with_perf_map_perf_names_plugin_functions_compiled_or_cached() {
+    let mut host = Host::builder()
+        .plugin("webhook", guest("webhook"), None)
+        .own_code_cache()
+        .arg("--perf-map")
+        .start();
+    assert_eq!(code_sources(&host, &["webhook"]), ["compiled"]);
+    let first = host.pid().unwrap();
+    assert_eq!(host.post(&host.webhook_url("webhook"), "{}").status, 200);
+    let named = plugin_functions_in_perf_map(first);
+    assert!(named.len() > 10, "the map names the plugin's functions: {named:?}");
+
+    host.restart();
+    assert_eq!(code_sources(&host, &["webhook"]), ["cache"]);
+    let second = host.pid().unwrap();
+    assert!(
+        !plugin_functions_in_perf_map(second).is_empty(),
+        "code loaded from the cache is named too"
+    );
+    host.stop();
+    for pid in [first, second] {
+        let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    }
+
+    // Without the flag no map is written.
+    let mut plain = Host::builder().plugin("webhook", guest("webhook"), None).start();
+    assert_eq!(plain.post(&plain.webhook_url("webhook"), "{}").status, 200);
+    let pid = plain.pid().unwrap();
+    assert!(
+        plugin_functions_in_perf_map(pid).is_empty(),
+        "no map without --perf-map"
+    );
+    plain.stop();
+}

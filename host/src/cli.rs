@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// Default: <data>/cache.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Name plugin functions for `perf`: write /tmp/perf-<pid>.map, where `perf report`
+    /// finds the name of every compiled plugin function (`wasm[N]::function[M]` and the
+    /// export names), instead of showing them as unknown JIT code.
+    #[arg(long, env = "SLUICE_PERF_MAP")]
+    pub perf_map: bool,
 }
 
 fn init_logging() {

@@ -15,7 +15,7 @@ use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::runtime::Runtime;
+use crate::runtime::{Profiling, Runtime};
 use crate::store::{SharedStore, SqliteStore, Tags};
 
 /// How long running requests may take to finish after a stop signal.
@@ -34,6 +34,8 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Compiled-code cache folder; `None` means `<data>/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
+    pub profiling: Profiling,
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -46,6 +48,11 @@ impl From<ServeArgs> for ServeOptions {
             api_token: args.api_token,
             config: args.config,
             cache_dir: args.cache,
+            profiling: if args.perf_map {
+                Profiling::PerfMap
+            } else {
+                Profiling::Off
+            },
         }
     }
 }
@@ -141,7 +148,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| options.data_dir.join("cache"));
-    let runtime = Arc::new(Runtime::new(Some(cache_dir))?);
+    let runtime = Arc::new(Runtime::with_profiling(Some(cache_dir), options.profiling)?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),

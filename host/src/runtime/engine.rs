@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use super::bindings::Integration;
 use super::host::HostState;
@@ -37,6 +39,15 @@ pub struct Runtime {
     _ticker: EpochTicker,
 }
 
+/// Whether the plugins' compiled code is described for outside profilers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Profiling {
+    #[default]
+    Off,
+    /// `/tmp/perf-<pid>.map`, which `perf report` reads to name JIT code.
+    PerfMap,
+}
+
 /// Where a component's compiled code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeSource {
@@ -58,6 +69,11 @@ impl Runtime {
     /// Builds the engine. With a `cache_dir`, compiled code is kept there, keyed by the
     /// plugin's SHA-256 and the engine's settings, and reused on the next start.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+        Runtime::with_profiling(cache_dir, Profiling::Off)
+    }
+
+    /// [`Runtime::new`], with the plugins' code described for a profiler.
+    pub fn with_profiling(cache_dir: Option<PathBuf>, profiling: Profiling) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
             .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
@@ -88,6 +104,9 @@ impl Runtime {
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if profiling == Profiling::PerfMap {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasmtime engine")?;

@@ -17,6 +17,6 @@ pub mod plugin;
 pub mod sandbox;
 
 pub use definition::PluginDefinition;
-pub use engine::Runtime;
+pub use engine::{Profiling, Runtime};
 pub use plugin::CompiledPlugin;
 pub use sandbox::{CallError, CallReport, Invocation, Outcome};
