@@ -466,3 +466,60 @@ fn states_can_be_got_or_set_and_patched() {
     assert_eq!(expiring.status, 400);
     assert!(message(&expiring).contains("expiry"));
 }
+
+#[test]
+fn a_state_the_plugin_declares_is_checked_against_its_schema_and_a_refusal_keeps_it() {
+    let host = host();
+    let conversation_id = conversation(&host, "progress")["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/chat/states/conversation/{conversation_id}/progress");
+    let patch = |payload: Value| {
+        host.send(
+            host.client()
+                .patch(host.url(&path))
+                .bearer_auth(sluice_tests::API_TOKEN)
+                .json(&json!({ "payload": payload })),
+        )
+    };
+
+    for (what, payload) in [
+        ("a missing required field", json!({ "note": "no step" })),
+        ("a field of the wrong type", json!({ "step": "first" })),
+    ] {
+        for route in [path.clone(), format!("{path}/get-or-set")] {
+            let refused = host.api_post(&route, &json!({ "payload": payload }));
+            assert_eq!(refused.status, 400, "{what} at {route}: {}", refused.body);
+            assert_eq!(refused.json()["type"], "InvalidDataFormat");
+            assert!(
+                message(&refused).contains("state progress does not match its schema in integration courier"),
+                "{}",
+                refused.body
+            );
+        }
+    }
+    assert_eq!(host.api_get(&path).status, 404, "nothing was stored");
+
+    let set = host.api_post(&path, &json!({ "payload": { "step": 1 } }));
+    assert_eq!(set.status, 200, "{}", set.body);
+    // A patch is checked as the state it would make: removing `step` is refused.
+    let refused = patch(json!({ "step": null, "note": "lost" }));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(message(&refused).contains("step"), "{}", refused.body);
+    assert_eq!(
+        host.api_get(&path).json()["state"]["payload"],
+        json!({ "step": 1 }),
+        "the state is kept"
+    );
+    let moved = patch(json!({ "step": 2, "note": "ok" }));
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(
+        host.api_get(&path).json()["state"]["payload"],
+        json!({ "step": 2, "note": "ok" })
+    );
+
+    // A state the plugin does not declare takes any object.
+    let free = host.api_post(
+        &format!("/v1/chat/states/conversation/{conversation_id}/scratch"),
+        &json!({ "payload": { "anything": [1, "two"] } }),
+    );
+    assert_eq!(free.status, 200, "{}", free.body);
+}

@@ -226,6 +226,19 @@ pub struct Page<T> {
     pub next_token: Option<String>,
 }
 
+/// What a patched state must satisfy before it is written; `Err` says why it does not.
+pub type StateCheck = Box<dyn Fn(&Value) -> Result<(), String> + Send>;
+
+/// What [`Store::patch_state`] did.
+#[derive(Debug)]
+pub enum Patched {
+    Done(StateRecord),
+    /// There is no such state.
+    Missing,
+    /// The merged state failed the check; nothing was written.
+    Refused(String),
+}
+
 /// A store error the API can show as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -265,8 +278,14 @@ pub trait Store: DeliveryStore + TriggerStore + Send + Sync + 'static {
     /// transaction. `true` when it was created.
     fn get_or_put_state(&self, key: &StateKey, payload: &Value) -> Pending<(StateRecord, bool)>;
     /// Merges `patch`'s top-level fields into an existing state (a `null` field removes
-    /// that field), in one transaction. `None` when there is no such state.
-    fn patch_state(&self, key: &StateKey, patch: &serde_json::Map<String, Value>) -> Pending<Option<StateRecord>>;
+    /// that field), in one transaction; the merged state is written only if it passes
+    /// `check` (its schema), which runs inside that transaction.
+    fn patch_state(
+        &self,
+        key: &StateKey,
+        patch: &serde_json::Map<String, Value>,
+        check: StateCheck,
+    ) -> Pending<Patched>;
 
     /// Finds the installation's conversation in `channel` carrying all of `tags`, or
     /// creates it (publishing `chat:channel:created`). `true` when it was created.

@@ -727,12 +727,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn patch_state(&self, key: &StateKey, patch: &serde_json::Map<String, Value>) -> Pending<Option<StateRecord>> {
+    fn patch_state(
+        &self,
+        key: &StateKey,
+        patch: &serde_json::Map<String, Value>,
+        check: StateCheck,
+    ) -> Pending<Patched> {
         let now = now_ms();
         let (key, patch) = (key.clone(), patch.clone());
         self.write(move |tx| {
             let Some(mut state) = state_row(tx, &key)? else {
-                return Ok(None);
+                return Ok(Patched::Missing);
             };
             let mut fields = match state.payload {
                 Value::Object(fields) => fields,
@@ -746,6 +751,9 @@ impl Store for SqliteStore {
                 }
             }
             state.payload = Value::Object(fields);
+            if let Err(why) = check(&state.payload) {
+                return Ok(Patched::Refused(why));
+            }
             state.updated_at = now;
             execute(
                 tx,
@@ -760,7 +768,7 @@ impl Store for SqliteStore {
                     now
                 ],
             )?;
-            Ok(Some(state))
+            Ok(Patched::Done(state))
         })
     }
 
@@ -1197,13 +1205,14 @@ mod tests {
             owner_id: "bot_1".into(),
             name: "settings".into(),
         };
-        assert!(
+        let anything: fn() -> StateCheck = || Box::new(|_| Ok(()));
+        assert!(matches!(
             store
-                .patch_state(&key, &serde_json::Map::new())
+                .patch_state(&key, &serde_json::Map::new(), anything())
                 .wait()
-                .unwrap()
-                .is_none()
-        );
+                .unwrap(),
+            Patched::Missing
+        ));
         let (first, created) = store.get_or_put_state(&key, &json!({"a": 1, "b": 2})).wait().unwrap();
         assert!(created);
         let (again, created) = store.get_or_put_state(&key, &json!({"other": true})).wait().unwrap();
@@ -1211,13 +1220,31 @@ mod tests {
         assert_eq!(again.id, first.id);
         assert_eq!(again.payload, json!({"a": 1, "b": 2}));
         let patch = json!({"b": null, "c": [3]});
-        let patched = store
-            .patch_state(&key, patch.as_object().unwrap())
+        let Patched::Done(patched) = store
+            .patch_state(&key, patch.as_object().unwrap(), anything())
             .wait()
             .unwrap()
-            .unwrap();
+        else {
+            panic!("the state exists and any payload passes");
+        };
         assert_eq!(patched.payload, json!({"a": 1, "c": [3]}));
         assert_eq!(store.state(&key).unwrap().unwrap().payload, patched.payload);
+
+        // The check sees the merged state, and a refusal writes nothing.
+        let needs_a: StateCheck = Box::new(|merged| match merged.get("a") {
+            Some(_) => Ok(()),
+            None => Err("a is required".into()),
+        });
+        let patch = json!({"a": null});
+        match store
+            .patch_state(&key, patch.as_object().unwrap(), needs_a)
+            .wait()
+            .unwrap()
+        {
+            Patched::Refused(why) => assert_eq!(why, "a is required"),
+            other => panic!("removing a must be refused: {other:?}"),
+        }
+        assert_eq!(store.state(&key).unwrap().unwrap().payload, json!({"a": 1, "c": [3]}));
     }
 
     #[test]

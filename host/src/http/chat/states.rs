@@ -1,16 +1,17 @@
 //! States: `getState`, `setState`, `getOrSetState`, `patchState` and delete, at
-//! `/v1/chat/states/{type}/{id}/{name}`.
+//! `/v1/chat/states/{type}/{id}/{name}`. A state the plugin declares must match its schema.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::body;
 use crate::http::errors::ApiResult;
 use crate::http::{ApiError, AppState, shapes};
-use crate::store::{self, StateKey, StateRecord, StateScope};
+use crate::store::{self, Patched, StateCheck, StateKey, StateRecord, StateScope};
 
 /// Resolves the state key of `/v1/chat/states/{type}/{id}/{name}`: integration state
 /// belongs to the installation `id`, conversation and user state to the installation
@@ -51,6 +52,38 @@ pub async fn state_key(app: &AppState, scope: &str, id: &str, name: &str) -> Api
         owner_id: id.to_string(),
         name: name.to_string(),
     })
+}
+
+/// The schema the installation's plugin declares for this state, as a check a payload
+/// must pass: the same check a plugin's own `set-state` gets. Bot states, and states the
+/// plugin does not declare, take any object.
+fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
+    let declared = (key.scope != StateScope::Bot)
+        .then(|| app.plugins.registry.snapshot().by_id(&key.installation_id).cloned())
+        .flatten()
+        .filter(|installation| {
+            let states = &installation.plugin.definition.states;
+            states.contains_key(&(key.scope, key.name.clone()))
+        });
+    let Some(installation) = declared else {
+        return Box::new(|_| Ok(()));
+    };
+    let (scope, name) = (key.scope, key.name.clone());
+    Box::new(move |payload| {
+        let definition = &installation.plugin.definition;
+        let schema = &definition.states[&(scope, name.clone())];
+        schema.check(payload).map_err(|problems| {
+            format!(
+                "state {name} does not match its schema in integration {}: {problems}",
+                definition.name
+            )
+        })
+    })
+}
+
+/// A payload that does not match the state's schema.
+fn invalid_state(why: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "InvalidDataFormat", why)
 }
 
 fn state_json(app: &AppState, state: &StateRecord) -> Value {
@@ -115,6 +148,7 @@ pub async fn set(
             .object()
             .map_err(|_| ApiError::bad_request("payload must be a JSON object (or null to delete the state)"))?,
     );
+    schema_check(&app, &key)(&payload).map_err(invalid_state)?;
     let state = app.store.put_state(&key, &payload).await?;
     Ok(Json(json!({ "state": state_json(&app, &state) })))
 }
@@ -128,6 +162,7 @@ pub async fn get_or_set(
     request.check_expiry()?;
     let payload = Value::Object(request.object()?);
     let key = state_key(&app, &scope, &id, &name).await?;
+    schema_check(&app, &key)(&payload).map_err(invalid_state)?;
     let (state, _created) = app.store.get_or_put_state(&key, &payload).await?;
     Ok(Json(
         json!({ "state": state_json(&app, &state), "meta": { "cached": false } }),
@@ -143,11 +178,16 @@ pub async fn patch(
     request.check_expiry()?;
     let patch = request.object()?;
     let key = state_key(&app, &scope, &id, &name).await?;
-    let state = app.store.patch_state(&key, &patch).await?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "state {scope}/{id}/{name} does not exist; create it with setState first"
-        ))
-    })?;
+    let check = schema_check(&app, &key);
+    let state = match app.store.patch_state(&key, &patch, check).await? {
+        Patched::Done(state) => state,
+        Patched::Missing => {
+            return Err(ApiError::not_found(format!(
+                "state {scope}/{id}/{name} does not exist; create it with setState first"
+            )));
+        }
+        Patched::Refused(why) => return Err(invalid_state(why)),
+    };
     Ok(Json(json!({ "state": state_json(&app, &state) })))
 }
 

@@ -9,6 +9,8 @@
 //!
 //! Channel `notes`, message type `note` `{text, ack?, fail?}`: `handle-message` acks
 //! with the tags in `ack`, or fails with the kind in `fail`.
+//!
+//! State `progress` of a conversation: `{step}`, a whole number from 0, required.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "integration" });
 
@@ -113,7 +115,12 @@ impl Guest for Courier {
                 conversation_tags: vec!["topic".into()],
                 message_tags: vec!["noteId".into()],
             }],
-            states: vec![],
+            states: vec![StateDefinition {
+                name: "progress".into(),
+                scope: StateScope::Conversation,
+                schema: r#"{"type": "object", "properties": {"step": {"type": "integer", "minimum": 0}}, "required": ["step"]}"#
+                    .into(),
+            }],
             user_tags: vec!["name".into()],
         }
     }
