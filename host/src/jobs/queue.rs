@@ -33,6 +33,9 @@ pub const MAX_BATCH: usize = 1024;
 /// How many queued rows a claim looks at, at most, to find jobs whose session is free.
 const CLAIM_SCAN_LIMIT: usize = 5000;
 
+/// How many finished jobs of each status one pruning transaction deletes.
+const PRUNE_BATCH: usize = 5000;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY,
@@ -212,6 +215,7 @@ enum Command {
     },
     Prune {
         before: i64,
+        limit: usize,
         reply: Reply<usize>,
     },
 }
@@ -354,9 +358,29 @@ impl Queue {
     }
 
     /// Forgets finished and cancelled jobs that ended before `before` (and with them
-    /// their idempotency keys).
+    /// their idempotency keys), however many there are.
     pub async fn prune(&self, before: i64) -> anyhow::Result<usize> {
-        self.ask(|reply| Command::Prune { before, reply }).await
+        self.prune_in_batches(before, PRUNE_BATCH).await
+    }
+
+    /// [`Queue::prune`], `batch` jobs of each status per transaction, so that the queue's
+    /// writer is never held long and enqueues go on between batches.
+    async fn prune_in_batches(&self, before: i64, batch: usize) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let pruned = self
+                .ask(|reply| Command::Prune {
+                    before,
+                    limit: batch,
+                    reply,
+                })
+                .await?;
+            total += pruned;
+            // Fewer than a batch means no status had a full batch left.
+            if pruned < batch {
+                return Ok(total);
+            }
+        }
     }
 
     /// One job, without its body.
@@ -517,14 +541,14 @@ fn apply(tx: &Transaction, command: Command) -> Pending {
                 .map_err(Into::into);
             Pending::Count(reply, result)
         }
-        Command::Prune { before, reply } => {
+        Command::Prune { before, limit, reply } => {
             let result = ["done", "cancelled"]
                 .iter()
                 .try_fold(0, |total, status| {
                     tx.execute(
                         "DELETE FROM jobs WHERE seq IN
-                             (SELECT seq FROM jobs WHERE status = ?1 AND due_at < ?2 LIMIT 10000)",
-                        params![status, before],
+                             (SELECT seq FROM jobs WHERE status = ?1 AND due_at < ?2 LIMIT ?3)",
+                        params![status, before, limit as i64],
                     )
                     .map(|n| total + n)
                 })
@@ -784,6 +808,56 @@ mod tests {
         assert!(queue.retry_failed(&queued.id, 2).await.unwrap());
         let retried = queue.claim(1).await.unwrap();
         assert_eq!((retried.jobs[0].attempt, retried.jobs[0].budget), (3, 4));
+    }
+
+    #[tokio::test]
+    async fn pruning_forgets_every_old_finished_job_in_batches_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.db");
+        let queue = Queue::open(&path).unwrap();
+        let mut done = Vec::new();
+        for n in 0..5 {
+            done.push(
+                queue
+                    .enqueue(job("trg", None, Some(&format!("old-{n}"))))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let failed = queue.enqueue(job("trg", None, None)).await.unwrap().id;
+        let claimed = queue.claim(10).await.unwrap();
+        assert_eq!(claimed.jobs.len(), 6);
+        for id in &done {
+            queue.finish(id, Finish::Done).await.unwrap();
+        }
+        queue.finish(&failed, Finish::Failed("boom".into())).await.unwrap();
+        // All of them ended long ago; one more finishes now, and one is still queued.
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE jobs SET due_at = 1", [])
+            .unwrap();
+        let recent = queue.enqueue(job("trg", None, None)).await.unwrap().id;
+        queue.claim(1).await.unwrap();
+        queue.finish(&recent, Finish::Done).await.unwrap();
+        let waiting = queue.enqueue(job("trg", None, None)).await.unwrap().id;
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE jobs SET due_at = 1 WHERE id = ?1", [&waiting])
+            .unwrap();
+
+        let pruned = queue.prune_in_batches(now_ms() - 60_000, 2).await.unwrap();
+        assert_eq!(pruned, 5, "every old finished job, over several batches");
+        for id in &done {
+            assert!(queue.job(id).unwrap().is_none(), "{id} is forgotten");
+        }
+        for (id, status) in [(&failed, "failed"), (&recent, "done"), (&waiting, "queued")] {
+            assert_eq!(queue.job(id).unwrap().unwrap().status, status, "{id} is kept");
+        }
+        // Its idempotency key went with it: the same key queues a new job.
+        let again = queue.enqueue(job("trg", None, Some("old-0"))).await.unwrap();
+        assert!(!again.replayed);
+        assert_eq!(queue.prune(now_ms() - 60_000).await.unwrap(), 0);
     }
 
     #[tokio::test]
