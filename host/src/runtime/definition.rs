@@ -254,6 +254,15 @@ impl PluginDefinition {
         }
     }
 
+    /// Checks a state's payload against the schema declared for it; a state the plugin
+    /// does not declare takes any payload. The error names each missing or wrong field.
+    pub fn check_state(&self, scope: StateScope, name: &str, payload: &Value) -> Result<(), String> {
+        match self.states.get(&(scope, name.to_string())) {
+            Some(schema) => schema.check(payload),
+            None => Ok(()),
+        }
+    }
+
     /// The definition as JSON, for `sluice inspect` and the admin API.
     pub fn to_json(&self) -> Value {
         fn sorted<T>(map: &HashMap<String, T>) -> Vec<(&String, &T)> {

@@ -599,11 +599,10 @@ impl client::Host for HostState {
         let outcome = async {
             let key = caller.state_key(scope, id, name).await?;
             let payload = parse_object(&format!("the payload of state {}", key.name), &payload)?;
-            if let Some(schema) = caller.definition.states.get(&(key.scope, key.name.clone())) {
-                schema
-                    .check(&payload)
-                    .map_err(|problems| invalid(format!("state {} does not match its schema: {problems}", key.name)))?;
-            }
+            caller
+                .definition
+                .check_state(key.scope, &key.name, &payload)
+                .map_err(|problems| invalid(format!("state {} does not match its schema: {problems}", key.name)))?;
             caller
                 .store
                 .put_state(&key, &payload)

@@ -58,21 +58,17 @@ pub async fn state_key(app: &AppState, scope: &str, id: &str, name: &str) -> Api
 /// must pass: the same check a plugin's own `set-state` gets. Bot states, and states the
 /// plugin does not declare, take any object.
 fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
-    let declared = (key.scope != StateScope::Bot)
-        .then(|| app.plugins.registry.snapshot().by_id(&key.installation_id).cloned())
-        .flatten()
-        .filter(|installation| {
-            let states = &installation.plugin.definition.states;
-            states.contains_key(&(key.scope, key.name.clone()))
-        });
-    let Some(installation) = declared else {
+    let installation = match key.scope {
+        StateScope::Bot => None,
+        _ => app.plugins.registry.snapshot().by_id(&key.installation_id).cloned(),
+    };
+    let Some(installation) = installation else {
         return Box::new(|_| Ok(()));
     };
     let (scope, name) = (key.scope, key.name.clone());
     Box::new(move |payload| {
         let definition = &installation.plugin.definition;
-        let schema = &definition.states[&(scope, name.clone())];
-        schema.check(payload).map_err(|problems| {
+        definition.check_state(scope, &name, payload).map_err(|problems| {
             format!(
                 "state {name} does not match its schema in integration {}: {problems}",
                 definition.name
