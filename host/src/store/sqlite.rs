@@ -268,12 +268,12 @@ fn publish(
     entry_type: &str,
     integration_id: Option<&str>,
     time: i64,
-    data: &Value,
+    data: &str,
 ) -> anyhow::Result<()> {
     execute(
         tx,
         "INSERT INTO outbox (id, type, time, integration_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![record_id("ntf"), entry_type, time, integration_id, data.to_string()],
+        params![record_id("ntf"), entry_type, time, integration_id, data],
     )?;
     Ok(())
 }
@@ -513,13 +513,33 @@ fn insert_conversation(
         "chat:channel:created",
         Some(installation_id),
         now,
-        &conversation_data(&conversation),
+        &conversation_data(&conversation).to_string(),
     )?;
     Ok(conversation)
 }
 
+/// An event with its row's payload and its outbox entry already serialised: made before
+/// the write where it can be, so that the writer thread, which every write waits for,
+/// only inserts.
+pub(super) struct EventRow {
+    event: EventRecord,
+    payload: String,
+    outbox_data: String,
+}
+
+impl EventRow {
+    pub(super) fn new(event: EventRecord) -> EventRow {
+        EventRow {
+            payload: event.payload.to_string(),
+            outbox_data: json!({ "event": crate::http::shapes::event(&event) }).to_string(),
+            event,
+        }
+    }
+}
+
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
-fn insert_event_row(tx: &Connection, event: &EventRecord) -> anyhow::Result<()> {
+fn insert_event_row(tx: &Connection, row: &EventRow) -> anyhow::Result<()> {
+    let event = &row.event;
     execute(tx,
         "INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -527,7 +547,7 @@ fn insert_event_row(tx: &Connection, event: &EventRecord) -> anyhow::Result<()> 
             event.id,
             event.installation_id,
             event.event_type,
-            event.payload.to_string(),
+            row.payload,
             event.conversation_id,
             event.user_id,
             event.message_id,
@@ -541,7 +561,7 @@ fn insert_event_row(tx: &Connection, event: &EventRecord) -> anyhow::Result<()> 
         &event.event_type,
         event.installation_id.as_deref(),
         event.created_at,
-        &json!({ "event": crate::http::shapes::event(event) }),
+        &row.outbox_data,
     )
 }
 
@@ -606,8 +626,8 @@ impl Store for SqliteStore {
     }
 
     fn insert_event(&self, event: &EventRecord) -> Pending<()> {
-        let event = event.clone();
-        self.write(move |c| insert_event_row(c, &event))
+        let row = EventRow::new(event.clone());
+        self.write(move |c| insert_event_row(c, &row))
     }
 
     fn event(&self, id: &str) -> anyhow::Result<Option<EventRecord>> {
@@ -978,7 +998,7 @@ impl Store for SqliteStore {
                 "chat:message:new",
                 Some(&message.installation_id),
                 message.created_at,
-                &json!({ "message": crate::http::shapes::message(message) }),
+                &json!({ "message": crate::http::shapes::message(message) }).to_string(),
             )?;
             Ok(())
         })

@@ -3,7 +3,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{CONVERSATION_COLUMNS, conversation_row, execute, insert_conversation, insert_event_row, insert_tags};
+use super::{
+    CONVERSATION_COLUMNS, EventRow, conversation_row, execute, insert_conversation, insert_event_row, insert_tags,
+};
 use crate::ids::record_id;
 use crate::store::{
     Contact, ConversationRecord, EventRecord, EventResolution, Pending, SqliteStore, StoreError, Tags,
@@ -412,7 +414,7 @@ impl TriggerStore for SqliteStore {
             let mut received = resolution.received_event.clone();
             received.conversation_id = Some(conversation.id.clone());
             received.user_id = contact_user_id.clone();
-            insert_event_row(tx, &received)?;
+            insert_event_row(tx, &EventRow::new(received))?;
             Ok(TriggerEventLink {
                 event_id: resolution.event_id.clone(),
                 trigger_id: resolution.trigger_id.clone(),
@@ -431,7 +433,7 @@ impl TriggerStore for SqliteStore {
         attempt: u32,
         outcome: &EventRecord,
     ) -> Pending<bool> {
-        let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), outcome.clone());
+        let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), EventRow::new(outcome.clone()));
         self.write(move |tx| {
             let event_id = event_id.as_str();
             if let Some(link) = find_link(tx, event_id)? {
