@@ -214,3 +214,85 @@ fn a_body_over_the_limit_gets_413_before_the_plugin_runs() {
         assert_eq!(host.post(&url, "{\"small\":true}").status, 200, "[{language}]");
     }
 }
+
+/// Sends only a request's head declaring `length` bytes of body, and reads the answer:
+/// what a client learns about a body too large to send, without the race of writing it
+/// while sluice answers 413 and closes.
+fn declare_body(url: &str, length: usize) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (address, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn the_default_body_limit_is_an_eighth_of_the_memory_limit() {
+    let host = host_with(&webhook_build("rust"), None);
+    assert_eq!(host.installation("webhook")["limits"]["maxBodyBytes"], 8 << 20);
+    let url = host.webhook_url("webhook");
+    let answer = declare_body(&url, (8 << 20) + 1);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("limit of 8388608 bytes"), "{answer}");
+    assert!(host.events(None).is_empty());
+    assert_eq!(
+        host.post(&url, &"x".repeat(8 << 20)).status,
+        200,
+        "the limit itself passes"
+    );
+
+    let smaller = host_with(&webhook_build("rust"), Some("[limits]\nmax-memory-bytes = 16777216\n"));
+    assert_eq!(smaller.installation("webhook")["limits"]["maxBodyBytes"], 2 << 20);
+}
+
+#[test]
+fn a_body_the_plugin_cannot_hold_in_its_memory_is_explained_and_the_host_goes_on() {
+    // The body limit raised to half the memory: a 20 MB body passes the check, and the
+    // plugin, holding it several times over, runs out of its 64 MiB.
+    let host = host_with(&webhook_build("rust"), Some("[limits]\nmax-body-bytes = 33554432\n"));
+    let url = host.webhook_url("webhook");
+    let answer = host.post(&url, &"x".repeat(20_000_000));
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "PluginCrashed");
+    let message = answer.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("went over its memory limit of 67108864 bytes"),
+        "{message}"
+    );
+    assert!(message.contains("the request's body was 20000000 bytes"), "{message}");
+    assert!(
+        message.contains("raise limits.max-memory-bytes in webhook.toml, or lower limits.max-body-bytes"),
+        "{message}"
+    );
+    assert!(host.events(None).is_empty());
+    assert_eq!(host.post(&url, "{\"small\":true}").status, 200, "the host goes on");
+    assert_eq!(host.events(None).len(), 1);
+}
+
+#[test]
+fn a_body_limit_above_the_memory_limit_is_cut_to_it_with_a_warning() {
+    let host = Host::builder()
+        .plugin(
+            "webhook",
+            webhook_build("rust"),
+            Some("[limits]\nmax-body-bytes = 104857600\n"),
+        )
+        .start();
+    let installation = host.installation("webhook");
+    assert_eq!(installation["status"], "active", "{installation}");
+    assert_eq!(installation["limits"]["maxBodyBytes"], 64 << 20);
+    assert!(
+        host.output
+            .text()
+            .contains("sidecar{file=webhook.toml}: sluice::config: limits.max-body-bytes (104857600) is more than limits.max-memory-bytes (67108864)"),
+        "{}",
+        host.output.text()
+    );
+}

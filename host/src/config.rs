@@ -12,10 +12,12 @@ pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 
 /// Limits applied to every call into an installation's plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+#[serde(rename_all = "kebab-case", try_from = "LimitsFile")]
 pub struct Limits {
     /// Largest request body accepted; bigger requests get 413 before the plugin runs.
-    /// The default is the Botpress Webhook integration's 100 MB.
+    /// Unless set, an eighth of the memory limit (a plugin holds its body, and what it
+    /// parses from it, in that memory), at most the Botpress Webhook integration's 100 MB;
+    /// never more than the memory limit.
     pub max_body_bytes: u64,
     /// Largest linear memory the plugin may grow to.
     pub max_memory_bytes: u64,
@@ -23,25 +25,56 @@ pub struct Limits {
     pub timeout_ms: u64,
 }
 
+/// The largest default body limit: the Botpress Webhook integration's.
+const MAX_DEFAULT_BODY_BYTES: u64 = 100 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_body_bytes: 100 << 20,
-            max_memory_bytes: 64 << 20,
-            timeout_ms: 10_000,
-        }
+        Limits::try_from(LimitsFile::default()).expect("the default limits are consistent")
     }
 }
 
-impl Limits {
-    fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.max_memory_bytes <= MAX_MEMORY_BYTES,
-            "limits.max-memory-bytes is {} but at most {MAX_MEMORY_BYTES} (4 GiB) is allowed",
-            self.max_memory_bytes
-        );
-        anyhow::ensure!(self.timeout_ms > 0, "limits.timeout-ms must be above 0");
-        Ok(())
+/// `[limits]` as written in a sidecar.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct LimitsFile {
+    max_body_bytes: Option<u64>,
+    max_memory_bytes: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+impl TryFrom<LimitsFile> for Limits {
+    type Error = String;
+
+    fn try_from(file: LimitsFile) -> Result<Limits, String> {
+        let max_memory_bytes = file.max_memory_bytes.unwrap_or(64 << 20);
+        if max_memory_bytes > MAX_MEMORY_BYTES {
+            return Err(format!(
+                "limits.max-memory-bytes is {max_memory_bytes} but at most {MAX_MEMORY_BYTES} (4 GiB) is allowed"
+            ));
+        }
+        let timeout_ms = file.timeout_ms.unwrap_or(10_000);
+        if timeout_ms == 0 {
+            return Err("limits.timeout-ms must be above 0".into());
+        }
+        let max_body_bytes = match file.max_body_bytes {
+            Some(bytes) if bytes > max_memory_bytes => {
+                // Refusing the sidecar would take a working installation down; a body
+                // that cannot fit is refused instead, with 413 rather than a crash.
+                tracing::warn!(
+                    "limits.max-body-bytes ({bytes}) is more than limits.max-memory-bytes ({max_memory_bytes}); \
+                     a plugin holds the whole body in its memory, so bodies over {max_memory_bytes} bytes get 413"
+                );
+                max_memory_bytes
+            }
+            Some(bytes) => bytes,
+            None => (max_memory_bytes / 8).min(MAX_DEFAULT_BODY_BYTES),
+        };
+        Ok(Limits {
+            max_body_bytes,
+            max_memory_bytes,
+            timeout_ms,
+        })
     }
 }
 
@@ -91,14 +124,16 @@ impl Sidecar {
             Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
         };
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let sidecar = Self::parse(&text).with_context(|| format!("{name} is not a valid sidecar file"))?;
+        // Warnings about the file's values name it.
+        let sidecar = tracing::warn_span!("sidecar", file = %name)
+            .in_scope(|| Self::parse(&text))
+            .with_context(|| format!("{name} is not a valid sidecar file"))?;
         Ok((sidecar, text))
     }
 
     /// Parses sidecar text and checks its limits.
     pub fn parse(text: &str) -> anyhow::Result<Sidecar> {
         let sidecar: Sidecar = toml::from_str(text)?;
-        sidecar.limits.check()?;
         for host in &sidecar.allowed_hosts {
             crate::runtime::outbound::HostPattern::parse(host)
                 .with_context(|| format!("allowed-hosts entry {host:?} is not valid"))?;
@@ -150,7 +185,8 @@ mod tests {
     fn empty_sidecar_means_defaults() {
         let sidecar = Sidecar::parse("").unwrap();
         assert_eq!(sidecar.limits, Limits::default());
-        assert_eq!(sidecar.limits.max_body_bytes, 100 * 1024 * 1024);
+        assert_eq!(sidecar.limits.max_memory_bytes, 64 * 1024 * 1024);
+        assert_eq!(sidecar.limits.max_body_bytes, 8 * 1024 * 1024);
         assert_eq!(sidecar.configuration_json(), serde_json::json!({}));
     }
 
@@ -180,6 +216,21 @@ mod tests {
     fn sidecar_typos_are_named() {
         let error = Sidecar::parse("[limits]\nmax-body = 3\n").unwrap_err();
         assert!(format!("{error:#}").contains("max-body"), "{error:#}");
+    }
+
+    #[test]
+    fn the_body_limit_follows_the_memory_limit_and_never_exceeds_it() {
+        let limits = |text: &str| Sidecar::parse(text).map(|s| s.limits);
+        let bigger = limits("[limits]\nmax-memory-bytes = 268435456\n").unwrap();
+        assert_eq!(bigger.max_body_bytes, 32 << 20);
+        let huge = limits("[limits]\nmax-memory-bytes = 4294967296\n").unwrap();
+        assert_eq!(huge.max_body_bytes, 100 << 20);
+        // Set, it is kept, up to the memory limit.
+        let set = limits("[limits]\nmax-body-bytes = 67108864\n").unwrap();
+        assert_eq!(set.max_body_bytes, 64 << 20);
+        // More than fits in memory is cut to the memory limit.
+        let too_much = limits("[limits]\nmax-body-bytes = 104857600\n").unwrap();
+        assert_eq!(too_much.max_body_bytes, 64 << 20);
     }
 
     #[test]

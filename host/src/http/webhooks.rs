@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 use crate::ids::record_id;
 use crate::runtime::bindings::types as wit;
+use crate::runtime::sandbox::CallError;
 use crate::runtime::{Invocation, Outcome};
 
 /// Header carrying the request id on every webhook answer.
@@ -93,6 +94,7 @@ async fn handle(
         Some(path) => format!("/{path}"),
         None => "/".to_string(),
     };
+    let body_bytes = body.len() as u64;
     let http_request = wit::HttpRequest {
         method: parts.method.as_str().to_string(),
         path,
@@ -118,15 +120,29 @@ async fn handle(
             ),
         )),
         Ok(other) => Err(ApiError::internal(anyhow::anyhow!("handler answered {other:?}"))),
-        Err(failure) => Err(ApiError::new(
-            StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            match failure.status() {
-                504 => "OperationTimeout",
-                503 => "Unavailable",
-                _ => "PluginCrashed",
-            },
-            format!("installation {}: {failure}", installation.name()),
-        )),
+        Err(failure) => {
+            let mut message = format!("installation {}: {failure}", installation.name());
+            if let CallError::MemoryLimit { limit } = failure
+                && body_bytes > limit / 16
+            {
+                // Most likely the body itself: say what to change.
+                message.push_str(&format!(
+                    "; the request's body was {body_bytes} bytes, and a plugin needs several times its body \
+                     in memory: raise limits.max-memory-bytes in {0}.toml, or lower limits.max-body-bytes \
+                     there so that such bodies are refused with 413 before the plugin runs",
+                    installation.name()
+                ));
+            }
+            Err(ApiError::new(
+                StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                match failure.status() {
+                    504 => "OperationTimeout",
+                    503 => "Unavailable",
+                    _ => "PluginCrashed",
+                },
+                message,
+            ))
+        }
     }
 }
 
