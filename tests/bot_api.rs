@@ -51,6 +51,25 @@ fn an_action_answers_its_output_and_cost() {
 }
 
 #[test]
+fn a_body_over_the_api_limit_is_a_413_naming_it_and_nothing_is_stored() {
+    let host = host();
+    let conversation = conversation(&host, "large");
+    let text = "x".repeat(3 << 20);
+    let answer = host.api_post(
+        "/v1/chat/messages",
+        &json!({ "conversationId": conversation["id"], "type": "text", "payload": { "text": text }, "tags": {} }),
+    );
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "PayloadTooLarge");
+    assert!(message(&answer).contains("limit of 2097152 bytes"), "{}", answer.body);
+    let listed = host.api_get(&format!(
+        "/v1/chat/messages?conversationId={}",
+        conversation["id"].as_str().unwrap()
+    ));
+    assert_eq!(listed.json()["messages"], json!([]), "{}", listed.body);
+}
+
+#[test]
 fn bad_action_input_is_a_400_naming_the_field_and_the_plugin_does_not_run() {
     let host = host();
     let answer = call(&host, "courier:echo", json!({ "text": 5 }));

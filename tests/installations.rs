@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::{Host, guest};
+use sluice_tests::{Host, guest, post_whole_then_read};
 
 const PROBE_CONFIG: &str = "[configuration]\nname = \"first\"\n";
 
@@ -37,6 +37,16 @@ fn an_unknown_webhook_answers_404_in_json() {
     assert_eq!(answer.status, 404);
     assert_eq!(answer.json()["type"], "ResourceNotFound");
     assert!(answer.json()["message"].as_str().unwrap().contains("webhook id"));
+
+    // A large body sent whole before reading, as most clients do: the 404 still arrives
+    // (sluice reads the body it does not need instead of resetting the connection).
+    let whole = post_whole_then_read(
+        &host.url("/webhooks/0123456789abcdef0123456789abcdef"),
+        &[],
+        &vec![b'x'; 16 << 20],
+    );
+    assert!(whole.starts_with("HTTP/1.1 404"), "{whole}");
+    assert!(whole.contains("webhook id"), "{whole}");
 }
 
 #[test]

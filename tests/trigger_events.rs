@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_tests::{Answer, Host, eventually, guest};
+use sluice_tests::{Answer, Host, eventually, guest, post_whole_then_read};
 
 const CONFIG: &str = r#"
 [triggers]
@@ -87,6 +87,15 @@ fn the_event_endpoint_checks_secret_method_parameters_and_body() {
     );
     let wrong = host.send(post().bearer_auth("0".repeat(64)).body("{}"));
     assert_eq!(wrong.status, 401);
+    let wrong_with_a_large_body = post_whole_then_read(
+        &url,
+        &[("authorization", &format!("Bearer {}", "0".repeat(64)))],
+        &vec![b'x'; 16 << 20],
+    );
+    assert!(
+        wrong_with_a_large_body.starts_with("HTTP/1.1 401"),
+        "{wrong_with_a_large_body}"
+    );
     let right = host.send(post().bearer_auth(&secret).body(r#"{"order_id":"12345"}"#));
     let event_id = accepted(&right);
     assert!(event_id.starts_with("tev_"), "{event_id}");
@@ -161,6 +170,15 @@ fn the_event_endpoint_checks_secret_method_parameters_and_body() {
             .body("x".repeat(70_000)),
     );
     assert_eq!(too_large.status, 413, "{}", too_large.body);
+    // Far over, and written whole before the answer is read: the client still reads the 413.
+    let authorization = format!("Bearer {secret}");
+    let answer = post_whole_then_read(
+        &url,
+        &[("authorization", &authorization), ("content-type", "text/plain")],
+        &vec![b'x'; 16 << 20],
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("over the limit of 65536 bytes"), "{answer}");
 
     // An open trigger takes events without a secret; a deleted one is gone.
     let (open, _) = trigger(&host, json!({ "authenticate": false }));

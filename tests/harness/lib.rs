@@ -159,6 +159,32 @@ impl Answer {
     }
 }
 
+/// POSTs `body` the way many clients do (Python's `urllib` and `requests`, Node's
+/// `fetch`): the whole request is written before anything is read. Returns the raw answer,
+/// head and body. Panics when writing fails: a server that closes on a body it refuses,
+/// instead of reading it to the end, resets the connection and the client never sees why.
+pub fn post_whole_then_read(url: &str, headers: &[(&str, &str)], body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (address, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(address).expect("sluice accepts connections");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("the request head is written");
+    stream
+        .write_all(body)
+        .unwrap_or_else(|error| panic!("writing the {} byte body failed: {error}", body.len()));
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("the answer is read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// One plugin to drop into the plugins folder before start.
 struct PluginFile {
     name: String,

@@ -9,6 +9,9 @@ use serde_json::json;
 
 use crate::ids::record_id;
 
+/// The largest JSON body the bot, admin and subscription APIs read.
+pub const API_BODY_LIMIT: usize = 2 << 20;
+
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -52,6 +55,11 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", message)
     }
 
+    /// A JSON body of the API over [`API_BODY_LIMIT`].
+    pub fn api_body_too_large() -> ApiError {
+        ApiError::payload_too_large(format!("the body is over the API's limit of {API_BODY_LIMIT} bytes"))
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message)
     }
@@ -84,8 +92,9 @@ impl IntoResponse for ApiError {
         let body = json!({ "id": id, "code": self.status.as_u16(), "type": self.kind, "message": self.message });
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body was not read, so the connection cannot carry another
-            // request; saying so keeps clients from reusing it and failing.
+            // The rest of the body is read and thrown away only within bounds (see
+            // `bodies`), and not at all from a client still waiting for `100 Continue`:
+            // the connection may not carry another request, so say so.
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,
                 axum::http::HeaderValue::from_static("close"),

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bodies;
 pub mod chat;
 pub mod errors;
 pub mod shapes;
@@ -57,12 +58,16 @@ pub fn router(app: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_api_token,
-        ));
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(errors::API_BODY_LIMIT));
     Router::new()
         .route("/webhooks/{webhook_id}", any(webhooks::receive))
         .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))
         .merge(protected)
         .merge(triggers::routes(app.clone()))
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
+        // Outermost, so that a body refused anywhere (a limit, a secret, an unknown
+        // route) is still read to its end and the client gets to read why.
+        .layer(tower::util::MapRequestLayer::new(bodies::linger_on_drop))
         .with_state(app)
 }

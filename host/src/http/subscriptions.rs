@@ -110,6 +110,9 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
 
 fn body(body: Result<Json<SubscriptionBody>, JsonRejection>) -> ApiResult<SubscriptionInput> {
     let Json(body) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::api_body_too_large();
+        }
         ApiError::bad_request(format!(
             "the body must be a JSON object with url, types, secret, enabled and description: {}",
             rejection.body_text()

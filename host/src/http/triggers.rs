@@ -13,7 +13,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::bodies::{TooLarge, read_limited};
 use super::errors::ApiResult;
 use super::{ApiError, AppState, auth};
 use crate::ids::{record_id, secret_token, secrets_match};
@@ -657,7 +658,8 @@ async fn accept_event(app: &AppState, id: &str, request: Request) -> ApiResult<R
     }
     let jobs = jobs(app);
     let trigger = jobs.trigger(id).ok_or_else(|| not_found(id))?;
-    let headers = request.headers();
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     if trigger.authenticate {
         match bearer(headers) {
             Some(given) if secrets_match(given.as_bytes(), trigger.secret.as_bytes()) => {}
@@ -669,7 +671,7 @@ async fn accept_event(app: &AppState, id: &str, request: Request) -> ApiResult<R
             }
         }
     }
-    let query = request.uri().query().unwrap_or_default().to_string();
+    let query = parts.uri.query().unwrap_or_default().to_string();
     let parameters = event_parameters(&query).map_err(ApiError::bad_request)?;
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
@@ -696,13 +698,6 @@ async fn accept_event(app: &AppState, id: &str, request: Request) -> ApiResult<R
             "the event body is over the limit of {limit} bytes (triggers.max-body-bytes in the host configuration)"
         ))
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(too_large());
-    }
     let mut kept_headers: Vec<(String, String)> = headers
         .iter()
         .filter(|(name, _)| !matches!(name.as_str(), "authorization" | "cookie" | "proxy-authorization"))
@@ -714,9 +709,9 @@ async fn accept_event(app: &AppState, id: &str, request: Request) -> ApiResult<R
         })
         .collect();
     kept_headers.push((SOURCE_HEADER.into(), JobSource::Event.as_str().into()));
-    let body = axum::body::to_bytes(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX))
+    let body = read_limited(headers, body, limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|TooLarge| too_large())?;
     check_body(content_type.as_deref(), &body)?;
 
     let job = NewJob {

@@ -6,6 +6,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header::CONTENT_LENGTH};
 use axum::response::{IntoResponse, Response};
 
+use super::bodies::{TooLarge, read_limited};
 use super::{ApiError, AppState};
 use crate::ids::record_id;
 use crate::runtime::bindings::types as wit;
@@ -67,19 +68,10 @@ async fn handle(
             installation.name()
         ))
     };
-    let declared_length = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > limit) {
-        return Err(too_large());
-    }
-
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+    let body = read_limited(&parts.headers, body, limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|TooLarge| too_large())?;
     let headers = parts
         .headers
         .iter()

@@ -70,6 +70,9 @@ pub fn page_meta(next_token: Option<String>) -> Value {
 fn body<T>(operation: &str, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(body)| body).map_err(|rejection| {
         let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::api_body_too_large();
+        }
         let message = format!("the body is not a valid {operation} request: {}", rejection.body_text());
         if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             ApiError::new(
