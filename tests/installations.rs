@@ -170,6 +170,44 @@ fn a_file_that_is_not_a_plugin_is_refused_and_named() {
 }
 
 #[test]
+fn a_known_webhook_whose_files_break_across_a_restart_answers_503_naming_why_until_fixed() {
+    let mut host = Host::builder().plugin("webhook", guest("webhook"), None).start();
+    let old_url = host.webhook_url("webhook");
+    let path = format!("/webhooks/{}", old_url.split_once("/webhooks/").unwrap().1);
+    host.stop();
+    std::fs::write(host.plugins.join("webhook.toml"), "[limits\nmax-memory-bytes = 1\n").unwrap();
+    host.start_again();
+
+    // A platform sending to the URL hears it is worth retrying, and why.
+    let answer = host.post(&host.url(&path), "{\"kept\":\"for later\"}");
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "Unavailable");
+    let message = answer.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("webhook.toml is not a valid sidecar file"),
+        "{message}"
+    );
+    let list = host.api_get("/v1/admin/installations").json();
+    assert_eq!(list["failures"][0]["file"], "webhook.wasm", "{list}");
+    assert!(host.events(None).is_empty());
+    assert_eq!(
+        host.post(&host.url("/webhooks/0123456789abcdef0123456789abcdef"), "{}")
+            .status,
+        404,
+        "an id that never was is still unknown"
+    );
+
+    let mark = host.output.mark();
+    host.write_sidecar("webhook", "");
+    host.wait_for_reload(mark, &["plugin loaded", "file=webhook.wasm"], Duration::from_secs(20));
+    assert_eq!(
+        host.post(&host.url(&path), "{}").status,
+        200,
+        "the same URL serves again"
+    );
+}
+
+#[test]
 fn sigterm_stops_cleanly() {
     let mut host = Host::builder().plugin("webhook", guest("webhook"), None).start();
     assert_eq!(host.post(&host.webhook_url("webhook"), "{}").status, 200);

@@ -49,6 +49,13 @@ async fn handle(
     request_id: &str,
 ) -> Result<Response, ApiError> {
     let Some(installation) = app.plugins.registry.by_webhook(&params.webhook_id) else {
+        if let Some(failure) = app.plugins.registry.failure_by_webhook(&params.webhook_id) {
+            return Err(ApiError::unavailable(format!(
+                "the installation behind this webhook cannot take requests: {} could not be loaded: {}; \
+                 fix it and sluice loads it again",
+                failure.file, failure.reason
+            )));
+        }
         return Err(ApiError::not_found(
             "no installation has this webhook id; check the URL sluice printed at start-up",
         ));

@@ -12,6 +12,10 @@ use super::Installation;
 pub struct LoadFailure {
     pub file: String,
     pub reason: String,
+    /// The webhook id of the installation the file was, when it ran before (a restart
+    /// with a broken file): its URL answers 503 with the reason instead of 404, so a
+    /// platform sending to it hears it is worth retrying.
+    pub webhook_id: Option<String>,
 }
 
 /// One consistent view of every installation.
@@ -23,6 +27,7 @@ pub struct Snapshot {
     pub failures: Vec<LoadFailure>,
     by_webhook: HashMap<String, Arc<Installation>>,
     by_id: HashMap<String, Arc<Installation>>,
+    failed_by_webhook: HashMap<String, LoadFailure>,
 }
 
 impl Snapshot {
@@ -35,16 +40,26 @@ impl Snapshot {
             .values()
             .map(|i| (i.record.id.clone(), i.clone()))
             .collect();
+        let failed_by_webhook = failures
+            .iter()
+            .filter_map(|f| Some((f.webhook_id.clone()?, f.clone())))
+            .collect();
         Snapshot {
             installations,
             failures,
             by_webhook,
             by_id,
+            failed_by_webhook,
         }
     }
 
     pub fn by_webhook(&self, webhook_id: &str) -> Option<&Arc<Installation>> {
         self.by_webhook.get(webhook_id)
+    }
+
+    /// The failure that keeps a known webhook's installation from loading.
+    pub fn failure_by_webhook(&self, webhook_id: &str) -> Option<&LoadFailure> {
+        self.failed_by_webhook.get(webhook_id)
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<Installation>> {
@@ -71,6 +86,10 @@ impl Registry {
 
     pub fn by_webhook(&self, webhook_id: &str) -> Option<Arc<Installation>> {
         self.current.load().by_webhook(webhook_id).cloned()
+    }
+
+    pub fn failure_by_webhook(&self, webhook_id: &str) -> Option<LoadFailure> {
+        self.current.load().failure_by_webhook(webhook_id).cloned()
     }
 
     pub fn by_id_or_name(&self, key: &str) -> Option<Arc<Installation>> {

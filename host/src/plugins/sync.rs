@@ -130,7 +130,11 @@ impl PluginHost {
             let name = match installation_name(&file) {
                 Ok(name) => name,
                 Err(reason) => {
-                    report.failed.push(LoadFailure { file: label, reason });
+                    report.failed.push(LoadFailure {
+                        file: label,
+                        reason,
+                        webhook_id: None,
+                    });
                     continue;
                 }
             };
@@ -162,7 +166,11 @@ impl PluginHost {
                         }
                         None => tracing::error!(file = %label, %reason, "plugin file refused"),
                     }
-                    report.failed.push(LoadFailure { file: label, reason });
+                    report.failed.push(LoadFailure {
+                        file: label,
+                        reason,
+                        webhook_id: records.get(&name).map(|r| r.webhook_id.clone()),
+                    });
                     if let Some(previous) = previous {
                         installations.insert(name, previous);
                     }
