@@ -51,6 +51,16 @@ fn an_action_answers_its_output_and_cost() {
 }
 
 #[test]
+fn a_method_a_route_does_not_take_is_a_405_in_the_error_shape_with_allow() {
+    let host = host();
+    let answer = host.api_delete("/v1/chat/conversations");
+    assert_eq!(answer.status, 405, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "MethodNotAllowed");
+    assert!(message(&answer).contains("does not take DELETE"), "{}", answer.body);
+    assert_eq!(answer.header("allow"), Some("GET,HEAD"));
+}
+
+#[test]
 fn a_body_over_the_api_limit_is_a_413_naming_it_and_nothing_is_stored() {
     let host = host();
     let conversation = conversation(&host, "large");

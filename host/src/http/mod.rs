@@ -66,6 +66,13 @@ pub fn router(app: AppState) -> Router {
         .merge(protected)
         .merge(triggers::routes(app.clone()))
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("this route does not take {method}; the Allow header lists the methods it takes"),
+            )
+        })
         // Outermost, so that a body refused anywhere (a limit, a secret, an unknown
         // route) is still read to its end and the client gets to read why.
         .layer(tower::util::MapRequestLayer::new(bodies::linger_on_drop))
