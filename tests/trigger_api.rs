@@ -194,6 +194,20 @@ fn bad_trigger_settings_are_refused_with_the_problem_named() {
     );
     assert_eq!(not_json.status, 400);
     assert!(not_json.json()["message"].as_str().unwrap().contains("not valid JSON"));
+    let too_large = host.api_post(
+        "/api/v1/integration/trigger/create",
+        &json!({ "botId": "orders", "description": "x".repeat(3 << 20) }),
+    );
+    assert_eq!(too_large.status, 413, "{}", too_large.body);
+    assert_eq!(too_large.json()["type"], "PayloadTooLarge");
+    assert!(
+        too_large.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 2097152 bytes"),
+        "{}",
+        too_large.body
+    );
 
     // The same checks on update, and nothing changes.
     let id = host.create_trigger(&json!({ "botId": "orders", "name": "kept" }))["id"]

@@ -58,8 +58,7 @@ pub fn router(app: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_api_token,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(errors::API_BODY_LIMIT));
+        ));
     Router::new()
         .route("/webhooks/{webhook_id}", any(webhooks::receive))
         .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))
@@ -73,6 +72,9 @@ pub fn router(app: AppState) -> Router {
                 format!("this route does not take {method}; the Allow header lists the methods it takes"),
             )
         })
+        // Bodies read by extractors (`Json`, `Bytes`); webhooks and trigger events read
+        // theirs under their own limits.
+        .layer(axum::extract::DefaultBodyLimit::max(errors::API_BODY_LIMIT))
         // Outermost, so that a body refused anywhere (a limit, a secret, an unknown
         // route) is still read to its end and the client gets to read why.
         .layer(tower::util::MapRequestLayer::new(bodies::linger_on_drop))
