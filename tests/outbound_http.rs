@@ -88,6 +88,44 @@ fn a_host_that_is_not_allowed_is_refused_inside_the_plugin_and_nothing_is_sent()
 }
 
 #[test]
+fn an_allowed_host_that_is_down_fails_inside_the_plugin_and_the_log_says_whose_call() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = courier(Some(&format!("allowed-hosts = [\"http://127.0.0.1:{port}\"]\n")));
+    let answer = fetch(&host, json!({ "url": format!("http://127.0.0.1:{port}/api/ping") }));
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    assert!(
+        answer.json()["message"].as_str().unwrap().contains("ConnectionRefused"),
+        "{}",
+        answer.body
+    );
+    let line = host
+        .output
+        .wait_for("outbound request failed", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no log line for the failed call:\n{}", host.output.text()));
+    assert!(line.contains("courier"), "names the plugin: {line}");
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}/api/ping")),
+        "names the URL: {line}"
+    );
+    assert!(line.contains("request_id=req_"), "names the request: {line}");
+    assert!(
+        !host.output.text().contains("wasmtime_wasi_http"),
+        "one line, sluice's own:\n{}",
+        host.output.text()
+    );
+    assert_eq!(
+        host.post(&host.webhook_url("webhook"), "{}").status,
+        200,
+        "the host serves on"
+    );
+}
+
+#[test]
 fn the_deadline_covers_a_slow_outbound_call() {
     let platform = FakePlatform::start();
     platform.answer_after(Duration::from_secs(20));

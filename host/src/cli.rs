@@ -81,8 +81,13 @@ pub struct ServeArgs {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // wasmtime-wasi-http warns about a plugin's failed outbound call without saying whose;
+    // sluice logs those itself, with the plugin and request. Asked for by name, it shows.
+    if !std::env::var("SLUICE_LOG").is_ok_and(|directives| directives.contains("wasmtime_wasi_http")) {
+        filter = filter.add_directive("wasmtime_wasi_http=error".parse().expect("a valid directive"));
+    }
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

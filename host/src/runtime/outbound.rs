@@ -162,9 +162,17 @@ impl WasiHttpHooks for OutboundPolicy {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         tracing::debug!(plugin = %self.label, request_id = %self.request_id, method = %request.method(), url = %request.uri(), "outbound request");
+        let (label, request_id) = (self.label.clone(), self.request_id.clone());
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let (method, url) = (request.method().clone(), request.uri().clone());
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options)
+                .await
+                .inspect_err(|error| {
+                    // wasmtime-wasi-http's own line lacks the plugin and request (the
+                    // default log filter keeps it out): this one says whose call failed.
+                    tracing::warn!(plugin = %label, %request_id, %method, %url, %error, "outbound request failed");
+                })?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
