@@ -209,12 +209,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         jobs: jobs.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, http::router(app)).with_graceful_shutdown(async {
+    let server = http::server::run(listener, http::router(app), async {
         let _ = stop_rx.await;
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        result = &mut server => return result.context("the HTTP server failed"),
+        () = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
         signal = stop => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
     }
     let _ = stop_tx.send(());
@@ -224,7 +224,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         delivery.stop(DELIVERY_STOP_TIMEOUT)
     );
     match drained {
-        Ok(result) => result.context("the HTTP server failed while stopping")?,
+        Ok(()) => {}
         Err(_) => tracing::warn!(
             timeout_s = DRAIN_TIMEOUT.as_secs(),
             "requests still running after the drain timeout; exiting anyway"

@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
-use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_LENGTH, EXPECT};
+use axum::http::{HeaderMap, StatusCode};
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
+
+use super::ApiError;
 
 /// How long the rest of an unread body is read before the connection is closed anyway.
 const LINGER_TIME: Duration = Duration::from_secs(10);
@@ -99,31 +101,64 @@ impl Drop for LingeringBody {
     }
 }
 
-/// The body was over the limit (declared or as sent); the caller answers 413.
+/// Why a body was not read.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TooLarge;
+pub enum Unread {
+    /// Over the limit, declared or as sent: 413, in the caller's words.
+    TooLarge,
+    /// Not all there within [`BODY_READ_TIMEOUT`]: 408.
+    TooSlow,
+    /// The client broke it off.
+    Broken,
+}
+
+impl Unread {
+    /// The answer; `too_large` words the 413, which names the limit that applies.
+    pub fn answer(self, too_large: impl FnOnce() -> ApiError) -> ApiError {
+        match self {
+            Unread::TooLarge => too_large(),
+            Unread::TooSlow => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                format!(
+                    "the body did not arrive within {} s; send it whole, without pauses",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ),
+            Unread::Broken => ApiError::bad_request("the body was broken off before its end"),
+        }
+    }
+}
+
+/// How long a client has to send a whole body that [`read_limited`] reads: a public URL
+/// must not let a client hold a connection by sending a body a byte at a time.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads the whole body, refusing one over `limit` bytes, before reading it when its
-/// declared length is already over.
-pub async fn read_limited(headers: &HeaderMap, mut body: Body, limit: u64) -> Result<Bytes, TooLarge> {
+/// declared length is already over, and one that takes longer than [`BODY_READ_TIMEOUT`].
+pub async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, Unread> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
-        return Err(TooLarge);
+        return Err(Unread::TooLarge);
     }
+    tokio::time::timeout(BODY_READ_TIMEOUT, read_whole(body, limit))
+        .await
+        .unwrap_or(Err(Unread::TooSlow))
+}
 
+async fn read_whole(mut body: Body, limit: u64) -> Result<Bytes, Unread> {
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let mut read: u64 = 0;
     while let Some(frame) = body.frame().await {
-        // A body the client broke off: nothing to answer it with but a refusal.
-        let Ok(frame) = frame else { return Err(TooLarge) };
+        let Ok(frame) = frame else { return Err(Unread::Broken) };
         let Ok(chunk) = frame.into_data() else { continue };
         read += chunk.len() as u64;
         if read > limit {
-            return Err(TooLarge);
+            return Err(Unread::TooLarge);
         }
         match (&mut first, &mut joined) {
             (None, None) => first = Some(chunk),
@@ -182,9 +217,27 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_the_limit_is_refused_whether_declared_or_sent() {
         let declared = headers(&[("content-length", "6")]);
-        assert_eq!(read_limited(&declared, Body::from("hello!"), 5).await, Err(TooLarge));
+        assert_eq!(
+            read_limited(&declared, Body::from("hello!"), 5).await,
+            Err(Unread::TooLarge)
+        );
         let sent = read_limited(&HeaderMap::new(), in_pieces(&["hel", "lo!"]), 5).await;
-        assert_eq!(sent, Err(TooLarge));
+        assert_eq!(sent, Err(Unread::TooLarge));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_does_not_arrive_in_time_is_refused_and_one_broken_off_is_named() {
+        let stalled = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let answer = read_limited(&HeaderMap::new(), stalled, 5).await;
+        assert_eq!(answer, Err(Unread::TooSlow));
+        assert_eq!(
+            Unread::TooSlow.answer(|| unreachable!()).status,
+            StatusCode::REQUEST_TIMEOUT
+        );
+
+        let broken = futures::stream::iter([Err::<Bytes, _>(std::io::Error::other("reset"))]);
+        let answer = read_limited(&HeaderMap::new(), Body::from_stream(broken), 5).await;
+        assert_eq!(answer, Err(Unread::Broken));
     }
 
     /// A request whose body yields `pieces`, counting how many were read.

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod bodies;
 pub mod chat;
 pub mod errors;
+pub mod server;
 pub mod shapes;
 pub mod stream;
 pub mod subscriptions;

@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::bodies::{TooLarge, read_limited};
+use super::bodies::read_limited;
 use super::errors::ApiResult;
 use super::{ApiError, AppState, auth};
 use crate::ids::{record_id, secret_token, secrets_match};
@@ -731,7 +731,7 @@ async fn accept_event(app: &AppState, id: &str, request: Request) -> ApiResult<R
     kept_headers.push((SOURCE_HEADER.into(), JobSource::Event.as_str().into()));
     let body = read_limited(headers, body, limit)
         .await
-        .map_err(|TooLarge| too_large())?;
+        .map_err(|unread| unread.answer(too_large))?;
     check_body(content_type.as_deref(), &body)?;
 
     let job = NewJob {

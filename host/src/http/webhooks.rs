@@ -6,7 +6,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header::CONTENT_LENGTH};
 use axum::response::{IntoResponse, Response};
 
-use super::bodies::{TooLarge, read_limited};
+use super::bodies::read_limited;
 use super::{ApiError, AppState};
 use crate::ids::record_id;
 use crate::runtime::bindings::types as wit;
@@ -78,7 +78,7 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let body = read_limited(&parts.headers, body, limit)
         .await
-        .map_err(|TooLarge| too_large())?;
+        .map_err(|unread| unread.answer(too_large))?;
     let headers = parts
         .headers
         .iter()
