@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::ids::record_id;
 
-/// The largest JSON body the bot, admin and subscription APIs read.
+/// The largest body the APIs (bot, admin, subscriptions, trigger management) read.
 pub const API_BODY_LIMIT: usize = 2 << 20;
 
 /// An error answer.

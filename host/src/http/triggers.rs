@@ -12,8 +12,7 @@
 //!   retry of a failed one.
 
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -111,15 +110,25 @@ async fn stored_trigger(app: &AppState, id: &str) -> ApiResult<TriggerRecord> {
         .ok_or_else(|| not_found(id))
 }
 
-/// The JSON object body of a management call (an empty body counts as `{}`).
-/// The body of an API request, or the error that says why it could not be read.
-fn api_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::api_body_too_large(),
-        _ => ApiError::bad_request(format!("the body could not be read: {}", rejection.body_text())),
-    })
+/// The raw body of a management call; one that cannot be read is answered in the API's
+/// error shape (413 naming the limit) rather than axum's plain text.
+struct ApiBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<ApiBody, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(ApiBody)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::api_body_too_large(),
+                _ => ApiError::bad_request(format!("the body could not be read: {}", rejection.body_text())),
+            })
+    }
 }
 
+/// The JSON object body of a management call (an empty body counts as `{}`).
 fn object_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
@@ -284,8 +293,7 @@ fn unknown_bot(app: &AppState, bot_id: &str) -> String {
     )
 }
 
-async fn create(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
-    let body = api_body(body)?;
+async fn create(State(app): State<AppState>, ApiBody(body): ApiBody) -> ApiResult<Json<Value>> {
     let fields = trigger_fields(&object_body(&body)?)?;
     let Field::Set(bot_id) = fields.bot_id else {
         return Err(ApiError::bad_request(
@@ -316,12 +324,7 @@ async fn create(State(app): State<AppState>, body: Result<Bytes, BytesRejection>
     Ok(Json(shown(&app, &trigger, true)))
 }
 
-async fn update(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let body = api_body(body)?;
+async fn update(State(app): State<AppState>, Path(id): Path<String>, ApiBody(body): ApiBody) -> ApiResult<Json<Value>> {
     let fields = trigger_fields(&object_body(&body)?)?;
     let current = stored_trigger(&app, &id).await?;
     if matches!(fields.bot_id, Field::Null) {
@@ -406,12 +409,7 @@ async fn setup(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult
     Ok(Json(json!({ "id": id })))
 }
 
-async fn invoke(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let body = api_body(body)?;
+async fn invoke(State(app): State<AppState>, Path(id): Path<String>, ApiBody(body): ApiBody) -> ApiResult<Json<Value>> {
     let object = object_body(&body)?;
     let trigger = jobs(&app).trigger(&id).ok_or_else(|| not_found(&id))?;
     let body = if object.is_empty() {
