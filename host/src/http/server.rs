@@ -36,6 +36,11 @@ pub async fn run(listener: TcpListener, router: Router, stop: impl Future<Output
             },
             () = &mut stop => break,
         };
+        // Answers go out as soon as they are written, not held back by Nagle's algorithm
+        // until the client acknowledges the previous one.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
         let connection = connections.watch(connection);
         tokio::spawn(async move {
