@@ -196,6 +196,7 @@ fn main() -> anyhow::Result<()> {
         load_cpu: options.load_cpu,
         load_before,
         load_after: load_average(),
+        idle_cpus: idle_cpus(),
         smoke: options.smoke,
     };
     print!("{}", report::render(&setting, &reports, &micro));
@@ -235,6 +236,22 @@ fn measure_http(
         per_s: result.requests_per_s,
         p50_ms: result.p50_ms,
         p99_ms: result.p99_ms,
+    })
+}
+
+/// How this machine's idle CPUs wait for work. It decides what waking wrk costs the
+/// server: in a VM whose `haltpoll` driver may not poll (`guest_halt_poll_ns` 0), every
+/// wakeup of an idle vCPU is a trip through the hypervisor, and a server that leaves wrk
+/// idle between answers pays it on each one (README, "Performance").
+fn idle_cpus() -> Option<String> {
+    let driver = std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver").ok()?;
+    let driver = driver.trim();
+    let poll_ns = std::fs::read_to_string("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .ok()
+        .and_then(|ns| ns.trim().parse::<u64>().ok());
+    Some(match poll_ns {
+        Some(ns) if driver == "haltpoll" => format!("cpuidle {driver}, halt polling up to {} µs", ns / 1000),
+        _ => format!("cpuidle {driver}"),
     })
 }
 

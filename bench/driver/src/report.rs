@@ -40,6 +40,8 @@ pub struct Setting {
     pub load_cpu: usize,
     pub load_before: Option<f64>,
     pub load_after: Option<f64>,
+    /// How the machine's idle CPUs wait (see `idle_cpus` in main.rs).
+    pub idle_cpus: Option<String>,
     pub smoke: bool,
 }
 
@@ -128,7 +130,7 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
     let _ = writeln!(
         out,
         "\n{}{} round(s) × {} s measured after {} s warm-up, alternating; {} connections; \
-         server on CPU {}, wrk on CPU {}; load average {} before, {} after",
+         server on CPU {}, wrk on CPU {}; load average {} before, {} after{}",
         if setting.smoke {
             "SMOKE RUN (numbers not meaningful): "
         } else {
@@ -142,6 +144,10 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
         setting.load_cpu,
         load(setting.load_before),
         load(setting.load_after),
+        match &setting.idle_cpus {
+            Some(idle) => format!("; idle CPUs: {idle}"),
+            None => String::new(),
+        },
     );
     let _ = writeln!(out);
     let _ = writeln!(
@@ -349,6 +355,7 @@ mod tests {
             load_cpu: 1,
             load_before: Some(0.5),
             load_after: None,
+            idle_cpus: Some("cpuidle haltpoll, halt polling up to 0 µs".into()),
             smoke: false,
         };
         let reports = [
@@ -368,6 +375,10 @@ mod tests {
         assert!(text.contains("(b) ≥ 4× (c) requests/s: 4.7× (met)"), "{text}");
         assert!(text.contains("12.35 µs (met)"), "{text}");
         assert!(text.contains("10.0 MiB"), "{text}");
+        assert!(
+            text.contains("; idle CPUs: cpuidle haltpoll, halt polling up to 0 µs"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -381,6 +392,7 @@ mod tests {
             load_cpu: 1,
             load_before: None,
             load_after: None,
+            idle_cpus: None,
             smoke: true,
         };
         let text = render(&setting, &[row("a", &[1.0])], &[]);
