@@ -6,6 +6,9 @@
 //! - `bench (Rust)`: bench/guests/plugin, the load benchmark's plugin (parses a 1.1 KB
 //!   webhook into typed structs, answers a summary; no host calls) — the per-call target
 //!   is judged on it;
+//! - `bench (Rust, no_std)`: the same plugin built with its `lean` feature (no standard
+//!   library, so no WASI imports; a fixed-arena allocator), to show how much of the cost
+//!   is the plugin's build rather than the host;
 //! - `webhook (Rust|Python|JS)`: the webhook example in each language
 //!   (`<target>/guests/wasm32-wasip2/release/webhook.wasm`,
 //!   `<target>/bench-guests/{python,js}/webhook.wasm`), its handler recording one event
@@ -49,6 +52,11 @@ fn subjects() -> Vec<Subject> {
         Subject {
             name: "bench (Rust)",
             path: target.join("bench-guests/wasm32-wasip2/release/bench_plugin.wasm"),
+            request: bench_request,
+        },
+        Subject {
+            name: "bench (Rust, no_std)",
+            path: target.join("bench-guests-lean/wasm32-wasip2/release/bench_plugin.wasm"),
             request: bench_request,
         },
         Subject {

@@ -201,7 +201,7 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
     if !micro.is_empty() {
         let _ = writeln!(out, "\nSandbox cost per request, in process (criterion, median):");
         for result in micro {
-            let _ = writeln!(out, "  {:<48} {:>9.2} µs", result.id, result.median_ns / 1000.0);
+            let _ = writeln!(out, "  {:<62} {:>9.2} µs", result.id, result.median_ns / 1000.0);
         }
     }
 

@@ -6,8 +6,18 @@
 //! A request carries a chat platform's `message.created` webhook (about 1.1 KB of
 //! JSON, [`SAMPLE_BODY`]); the work parses all of it into typed structs and answers a
 //! small JSON summary computed from every part ([`EXPECTED_REPLY`] for the sample).
+//!
+//! `no_std` (with `alloc`), so that a plugin built without Rust's standard library can
+//! share it too (`bench/guests/plugin`'s `lean` feature).
 
-use std::collections::BTreeMap;
+#![no_std]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -116,13 +126,13 @@ pub struct Reply<'a> {
 #[derive(Debug)]
 pub struct BadWebhook(pub String);
 
-impl std::fmt::Display for BadWebhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for BadWebhook {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "the body is not a message.created webhook: {}", self.0)
     }
 }
 
-impl std::error::Error for BadWebhook {}
+impl core::error::Error for BadWebhook {}
 
 /// Parses `body` and answers the reply's JSON bytes.
 pub fn handle(body: &[u8]) -> Result<Vec<u8>, BadWebhook> {
