@@ -36,6 +36,49 @@ fn a_new_plugin_is_compiled_installed_registered_and_its_url_logged() {
     assert_eq!(context.json()["webhookUrl"], url.as_str());
 }
 
+/// How long the folder is watched for a reload nobody asked for: eight debounce periods.
+const QUIET: Duration = Duration::from_secs(2);
+
+#[test]
+fn a_reload_or_anyone_reading_the_folder_does_not_start_another_reload() {
+    let host = Host::builder().plugin("webhook", guest("webhook"), None).start();
+    host.output
+        .wait_for("watching the plugins folder", Duration::from_secs(10))
+        .expect("the host says it watches the folder");
+
+    // A reload reads every plugin file; the reads are not changes.
+    let mark = host.output.mark();
+    host.write_sidecar("probe", PROBE_SIDECAR);
+    host.drop_plugin("probe", &guest("probe"));
+    host.wait_for_installed(mark, "probe", RELOAD);
+    let done = host.output.mark();
+    let again = host.output.wait_for_since(done, &["plugins folder changed"], QUIET);
+    assert_eq!(
+        again,
+        None,
+        "nothing changed after the reload; the host printed:\n{}",
+        host.output.text()
+    );
+
+    // Nor is a backup tool or an editor reading the files.
+    for file in ["webhook.wasm", "probe.wasm"] {
+        std::fs::read(host.plugins.join(file)).unwrap();
+    }
+    let again = host.output.wait_for_since(done, &["plugins folder changed"], QUIET);
+    assert_eq!(
+        again,
+        None,
+        "reading is not a change; the host printed:\n{}",
+        host.output.text()
+    );
+    assert_eq!(host.post(&host.webhook_url("webhook"), "{}").status, 200);
+
+    // A real change still reloads.
+    let mark = host.output.mark();
+    host.write_sidecar("probe", PROBE_SIDECAR);
+    host.wait_for_reload(mark, &["plugins folder changed", "probe.toml"], RELOAD);
+}
+
 /// GET /version of the versioned plugin.
 fn version(host: &Host, url: &str) -> Value {
     let answer = host.send(host.client().get(format!("{url}/version")));

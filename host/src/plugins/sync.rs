@@ -206,9 +206,17 @@ impl PluginHost {
         previous: Option<&Arc<Installation>>,
         record: Option<&InstallationRecord>,
     ) -> anyhow::Result<Option<Arc<Installation>>> {
-        let bytes: Arc<[u8]> = tokio::fs::read(file).await.context("cannot read the file")?.into();
+        // Hashing an interpreter-sized plugin takes tens of milliseconds: not on a thread
+        // that serves requests.
+        let path = file.to_path_buf();
+        let (bytes, hash) = tokio::task::spawn_blocking(move || {
+            let bytes: Arc<[u8]> = std::fs::read(path)?.into();
+            let hash = Runtime::content_hash(&bytes);
+            std::io::Result::Ok((bytes, hash))
+        })
+        .await?
+        .context("cannot read the file")?;
         let (sidecar, sidecar_text) = Sidecar::load_for(file)?;
-        let hash = Runtime::content_hash(&bytes);
         if let Some(previous) = previous
             && previous.plugin.hash == hash
             && previous.sidecar == sidecar

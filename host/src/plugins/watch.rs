@@ -50,6 +50,17 @@ fn is_plugin_file(path: &Path) -> bool {
     !hidden && path.extension().is_some_and(|ext| ext == "wasm" || ext == "toml")
 }
 
+/// Whether an event may have changed what a reload reads. Opening, reading and closing a
+/// file without writing are reported too (inotify), and a reload reads every plugin file:
+/// counting those would make each reload, or any backup tool passing by, start the next.
+fn may_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// The plugin file a plugin or sidecar file belongs to.
 fn plugin_of(path: &Path) -> PathBuf {
     path.with_extension("wasm")
@@ -137,7 +148,10 @@ async fn reload_loop(
         let mut next = Some(first);
         while let Some(event) = next {
             match event {
-                Ok(event) => changed.extend(event.paths.into_iter().filter(|p| is_plugin_file(p))),
+                Ok(event) if may_change_content(&event.kind) => {
+                    changed.extend(event.paths.into_iter().filter(|p| is_plugin_file(p)))
+                }
+                Ok(_read_only) => {}
                 Err(error) => tracing::warn!(error = %error, "plugins folder watcher error"),
             }
             next = match tokio::time::timeout(DEBOUNCE, events.recv()).await {
@@ -199,6 +213,26 @@ mod tests {
         assert!(!is_plugin_file(Path::new("/p/webhook.wasm.tmp")));
         assert!(!is_plugin_file(Path::new("/p/webhook.wasm~")));
         assert!(!is_plugin_file(Path::new("/p/notes.txt")));
+    }
+
+    #[test]
+    fn reading_a_file_is_not_a_change() {
+        let read = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ];
+        assert!(read.iter().all(|kind| !may_change_content(kind)));
+        let written = [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ];
+        assert!(written.iter().all(may_change_content));
     }
 
     #[test]
