@@ -64,6 +64,46 @@ fn an_endless_loop_answers_504_at_its_deadline() {
     webhook_still_works(&host);
 }
 
+/// How often the host's epoch thread has woken up so far (Linux: from /proc).
+#[cfg(target_os = "linux")]
+fn epoch_thread_wakeups(host: &Host) -> u64 {
+    let tasks = format!("/proc/{}/task", host.pid().expect("the host runs"));
+    for task in std::fs::read_dir(tasks).unwrap() {
+        let task = task.unwrap().path();
+        if std::fs::read_to_string(task.join("comm")).unwrap().trim() == "sluice-epoch" {
+            let status = std::fs::read_to_string(task.join("status")).unwrap();
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+                .unwrap();
+            return line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        }
+    }
+    panic!("the host has no sluice-epoch thread");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_host_stops_ticking_and_still_stops_an_endless_loop_at_its_deadline() {
+    let host = host();
+    // Ticking every 5 ms would be 200 wake-ups a second; once idle for a second the
+    // ticker parks.
+    let quiet = sluice_tests::wait_until(Duration::from_secs(10), || {
+        let before = epoch_thread_wakeups(&host);
+        std::thread::sleep(Duration::from_millis(500));
+        epoch_thread_wakeups(&host) - before <= 2
+    });
+    assert!(quiet, "the idle host's epoch thread kept waking up");
+
+    // The first call after that still has its deadline enforced.
+    let started = Instant::now();
+    let answer = host.post(&format!("{}/misbehave", host.webhook_url("spin")), "{}");
+    let took = started.elapsed();
+    assert_eq!(answer.status, 504, "{}", answer.body);
+    assert!(took < Duration::from_secs(30), "stopped, not left running ({took:?})");
+    webhook_still_works(&host);
+}
+
 #[test]
 fn other_installations_are_served_while_one_loops() {
     let host = host();

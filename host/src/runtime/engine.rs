@@ -5,7 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -36,7 +36,7 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
-    _ticker: EpochTicker,
+    pub(crate) ticker: EpochTicker,
 }
 
 /// Whether the plugins' compiled code is described for outside profilers.
@@ -124,7 +124,7 @@ impl Runtime {
             engine,
             linker,
             cache_dir,
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -196,30 +196,123 @@ impl Runtime {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on one thread, until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
+/// How long the ticker keeps ticking with no plugin call running before it parks.
+const IDLE_BEFORE_PARKING: Duration = Duration::from_secs(1);
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on one thread while plugin calls run,
+/// until dropped. After [`IDLE_BEFORE_PARKING`] without a call it parks, so an idle host
+/// does not wake 200 times a second; the next call wakes it. Under load it never parks,
+/// so a call costs a few uncontended atomic operations and no wake-up.
+pub(crate) struct EpochTicker {
+    shared: Arc<TickerShared>,
+    thread: std::thread::Thread,
+}
+
+#[derive(Default)]
+struct TickerShared {
+    stop: AtomicBool,
+    /// Plugin calls in flight: the ticker never parks while one runs (its deadline needs
+    /// the ticks).
+    running: AtomicUsize,
+    /// Whether a call started since the ticker last looked.
+    recent: AtomicBool,
+    parked: AtomicBool,
+}
+
+/// Held while a plugin call runs; see [`EpochTicker::call_running`].
+pub(crate) struct RunningCall<'a>(&'a EpochTicker);
+
+impl Drop for RunningCall<'_> {
+    fn drop(&mut self) {
+        self.0.shared.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl EpochTicker {
     fn start(engine: Engine) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::Builder::new()
+        let shared = Arc::new(TickerShared::default());
+        let ticker = shared.clone();
+        let idle_ticks_before_parking = (IDLE_BEFORE_PARKING.as_millis() / EPOCH_TICK.as_millis()) as u32;
+        let thread = std::thread::Builder::new()
             .name("sluice-epoch".into())
             .spawn(move || {
-                while !stopped.load(Ordering::Relaxed) {
+                let mut idle_ticks = 0;
+                while !ticker.stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
+                    if ticker.running.load(Ordering::SeqCst) > 0 || ticker.recent.swap(false, Ordering::SeqCst) {
+                        idle_ticks = 0;
+                        continue;
+                    }
+                    idle_ticks += 1;
+                    if idle_ticks < idle_ticks_before_parking {
+                        continue;
+                    }
+                    ticker.parked.store(true, Ordering::SeqCst);
+                    // A call that started after the look above either sees `parked` and
+                    // unparks this thread, or is seen here.
+                    if ticker.running.load(Ordering::SeqCst) == 0 && !ticker.stop.load(Ordering::SeqCst) {
+                        std::thread::park();
+                    }
+                    ticker.parked.store(false, Ordering::SeqCst);
+                    idle_ticks = 0;
                 }
             })
             .expect("cannot start the epoch ticker thread");
-        EpochTicker { stop }
+        EpochTicker {
+            shared,
+            thread: thread.thread().clone(),
+        }
+    }
+
+    /// Marks a plugin call as running until the guard is dropped, waking the ticker if
+    /// it is parked.
+    pub(crate) fn call_running(&self) -> RunningCall<'_> {
+        self.shared.running.fetch_add(1, Ordering::SeqCst);
+        if !self.shared.recent.load(Ordering::Relaxed) {
+            self.shared.recent.store(true, Ordering::Relaxed);
+        }
+        if self.shared.parked.load(Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+        RunningCall(self)
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_until(what: &str, condition: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + IDLE_BEFORE_PARKING * 10;
+        while !condition() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(EPOCH_TICK);
+        }
+    }
+
+    #[test]
+    fn the_ticker_parks_when_idle_ticks_while_a_call_runs_and_parks_again_after() {
+        let ticker = EpochTicker::start(Engine::default());
+        let parked = || ticker.shared.parked.load(Ordering::SeqCst);
+        wait_until("the idle ticker parks", parked);
+
+        let call = ticker.call_running();
+        wait_until("a call wakes the ticker", || !parked());
+        std::thread::sleep(IDLE_BEFORE_PARKING + IDLE_BEFORE_PARKING / 2);
+        assert!(
+            !parked(),
+            "a running call keeps the ticker ticking, however long it runs"
+        );
+
+        drop(call);
+        wait_until("the ticker parks once the call is over", parked);
     }
 }

@@ -135,6 +135,7 @@ impl Runtime {
         limits: &Limits,
         invocation: Invocation,
     ) -> (Result<Outcome, CallError>, CallReport) {
+        let _running = self.ticker.call_running();
         let started = Instant::now();
         let export = invocation.export_name();
         let timeout = Duration::from_millis(limits.timeout_ms);
