@@ -68,6 +68,44 @@ fn a_restart_with_unchanged_plugins_compiles_nothing() {
 }
 
 #[test]
+fn the_same_plugin_installed_twice_is_loaded_once_and_configured_twice() {
+    let mut host = Host::builder()
+        .plugin("alpha", guest("probe"), Some("[configuration]\nname = \"first\"\n"))
+        .plugin("beta", guest("probe"), Some("[configuration]\nname = \"second\"\n"))
+        .own_code_cache()
+        .start();
+    assert_eq!(code_sources(&host, &["alpha", "beta"]), ["compiled", "shared"]);
+
+    // One code, two installations: each its own configuration, webhook and records.
+    let alpha = host.webhook_url("alpha");
+    let beta = host.webhook_url("beta");
+    assert_ne!(alpha, beta);
+    for (url, name) in [(&alpha, "first"), (&beta, "second")] {
+        let context = host.send(host.client().get(format!("{url}/context")));
+        assert_eq!(context.status, 200, "{}", context.body);
+        assert_eq!(context.json()["configuration"]["name"], name, "{}", context.body);
+    }
+    let event = host.post(&format!("{beta}/event/thing"), r#"{"count":1}"#);
+    assert!(event.status < 300, "{}", event.body);
+    let events = host.events(Some("probe:thing"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["integrationId"], host.installation("beta")["id"]);
+    assert_ne!(host.installation("alpha")["id"], host.installation("beta")["id"]);
+
+    // Removing one leaves the other serving.
+    let mark = host.output.mark();
+    host.remove_plugin("alpha");
+    host.wait_for_reload(mark, &["plugin removed"], START);
+    let context = host.send(host.client().get(format!("{beta}/context")));
+    assert_eq!(context.status, 200, "{}", context.body);
+
+    // A restart shares again: one load from the cache, the copy shared.
+    host.drop_plugin("alpha", &guest("probe"));
+    host.restart();
+    assert_eq!(code_sources(&host, &["alpha", "beta"]), ["cache", "shared"]);
+}
+
+#[test]
 fn a_damaged_cache_entry_is_compiled_again_not_used() {
     let mut host = Host::builder()
         .plugin("webhook", guest("webhook"), None)

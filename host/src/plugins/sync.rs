@@ -226,7 +226,7 @@ impl PluginHost {
         }
         let plugin = match previous {
             Some(previous) if previous.plugin.hash == hash => previous.plugin.clone(),
-            _ => self.runtime.load(bytes.clone()).await?,
+            _ => self.runtime.load_hashed(bytes.clone(), hash.clone()).await?,
         };
         let kept = self.kept_copy(&hash);
         if !kept.exists() {

@@ -17,6 +17,7 @@ use wasmtime::{
 
 use super::bindings::Integration;
 use super::host::HostState;
+use super::plugin::CompiledPlugin;
 use crate::config::MAX_MEMORY_BYTES;
 
 /// How often the epoch advances. A running plugin yields to the executor once per tick
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub(crate) linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     pub(crate) ticker: EpochTicker,
+    /// Plugins loaded so far, by SHA-256, while any installation still uses them.
+    pub(crate) loaded: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<CompiledPlugin>>>,
 }
 
 /// Whether the plugins' compiled code is described for outside profilers.
@@ -53,6 +56,9 @@ pub enum Profiling {
 pub enum CodeSource {
     Compiled,
     Cache,
+    /// The same plugin (same SHA-256) was already loaded, for another installation or an
+    /// earlier version of this one: its code is shared, not loaded twice.
+    Shared,
 }
 
 impl CodeSource {
@@ -61,6 +67,7 @@ impl CodeSource {
         match self {
             CodeSource::Compiled => "compiled",
             CodeSource::Cache => "cache",
+            CodeSource::Shared => "shared",
         }
     }
 }
@@ -125,6 +132,7 @@ impl Runtime {
             linker,
             cache_dir,
             ticker,
+            loaded: Default::default(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! every call starts from, and its checked definition.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use wasmtime::component::Component;
@@ -40,11 +40,21 @@ impl std::fmt::Debug for CompiledPlugin {
 }
 
 impl Runtime {
-    /// Compiles `bytes` (or takes them from the cache), links them against the contract
-    /// and reads the plugin's definition. The error says what is wrong with the file:
-    /// not a component, a different contract, a bad definition.
+    /// Compiles `bytes` (or takes them from the cache, or shares the code of the same
+    /// plugin already loaded), links them against the contract and reads the plugin's
+    /// definition. The error says what is wrong with the file: not a component, a
+    /// different contract, a bad definition.
     pub async fn load(self: &Arc<Self>, bytes: Arc<[u8]>) -> anyhow::Result<Arc<CompiledPlugin>> {
-        let hash = Runtime::content_hash(&bytes);
+        let hashed = bytes.clone();
+        let hash = tokio::task::spawn_blocking(move || Runtime::content_hash(&hashed)).await?;
+        self.load_hashed(bytes, hash).await
+    }
+
+    /// [`Runtime::load`] for bytes whose SHA-256 (hex) is already known.
+    pub async fn load_hashed(self: &Arc<Self>, bytes: Arc<[u8]>, hash: String) -> anyhow::Result<Arc<CompiledPlugin>> {
+        if let Some(plugin) = self.already_loaded(&hash) {
+            return Ok(plugin);
+        }
         let runtime = self.clone();
         let compile_hash = hash.clone();
         let compile_bytes = bytes.clone();
@@ -53,7 +63,26 @@ impl Runtime {
                 .await
                 .context("the compiler thread failed")?
                 .context("not a valid WebAssembly component")?;
-        self.prepare(&component, hash, bytes.len(), code_source).await
+        let plugin = self.prepare(&component, hash.clone(), bytes.len(), code_source).await?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loaded.retain(|_, plugin| plugin.strong_count() > 0);
+        loaded.insert(hash, Arc::downgrade(&plugin));
+        Ok(plugin)
+    }
+
+    /// The plugin with this SHA-256 if one is loaded: its code and definition, shared.
+    fn already_loaded(&self, hash: &str) -> Option<Arc<CompiledPlugin>> {
+        let loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let plugin = loaded.get(hash)?.upgrade()?;
+        Some(Arc::new(CompiledPlugin {
+            hash: plugin.hash.clone(),
+            size: plugin.size,
+            pre: plugin.pre.clone(),
+            exports: plugin.exports,
+            exports_checked: AtomicBool::new(plugin.exports_checked.load(Ordering::Relaxed)),
+            definition: plugin.definition.clone(),
+            code_source: CodeSource::Shared,
+        }))
     }
 
     /// Checks a compiled component against the contract, links it and reads its
