@@ -92,17 +92,40 @@ fn the_same_plugin_installed_twice_is_loaded_once_and_configured_twice() {
     assert_eq!(events[0]["integrationId"], host.installation("beta")["id"]);
     assert_ne!(host.installation("alpha")["id"], host.installation("beta")["id"]);
 
-    // Removing one leaves the other serving.
+    // Removing the first leaves the copy serving, and the code still shared with the next.
     let mark = host.output.mark();
     host.remove_plugin("alpha");
     host.wait_for_reload(mark, &["plugin removed"], START);
     let context = host.send(host.client().get(format!("{beta}/context")));
     assert_eq!(context.status, 200, "{}", context.body);
+    let mark = host.output.mark();
+    host.write_sidecar("gamma", "[configuration]\nname = \"third\"\n");
+    host.drop_plugin("gamma", &guest("probe"));
+    let line = host.wait_for_reload(mark, &["plugin installed", "file=gamma.wasm"], START);
+    assert!(line.contains("code=shared"), "{line}");
 
     // A restart shares again: one load from the cache, the copy shared.
-    host.drop_plugin("alpha", &guest("probe"));
     host.restart();
-    assert_eq!(code_sources(&host, &["alpha", "beta"]), ["cache", "shared"]);
+    assert_eq!(code_sources(&host, &["beta", "gamma"]), ["cache", "shared"]);
+}
+
+#[test]
+fn a_replaced_plugin_s_code_is_released_not_kept() {
+    let mut host = Host::builder()
+        .plugin("versioned", guest("versioned_1"), None)
+        .own_code_cache()
+        .start();
+    assert_eq!(code_sources(&host, &["versioned"]), ["compiled"]);
+
+    // Version 2 replaces version 1, then version 1 comes back: nothing holds on to its
+    // code meanwhile, so it comes from the cache again rather than from memory.
+    for (version, expected) in [("versioned_2", "code=compiled"), ("versioned_1", "code=cache")] {
+        let mark = host.output.mark();
+        host.drop_plugin("versioned", &guest(version));
+        let line = host.wait_for_reload(mark, &["plugin replaced", "file=versioned.wasm"], START);
+        assert!(line.contains(expected), "{version}: {line}");
+    }
+    host.stop();
 }
 
 #[test]

@@ -192,6 +192,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     for failure in &snapshot.failures {
         println!("  {:<20} refused: {}", failure.file, failure.reason);
     }
+    // Kept until serving ends, it would keep every start-up version's code alive after
+    // hot reload replaced or removed it.
+    drop(snapshot);
     if generated {
         println!(
             "generated an API token (kept in {}): {api_token}",

@@ -38,8 +38,9 @@ pub struct Runtime {
     pub(crate) linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     pub(crate) ticker: EpochTicker,
-    /// Plugins loaded so far, by SHA-256, while any installation still uses them.
-    pub(crate) loaded: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<CompiledPlugin>>>,
+    /// The plugins in use, by SHA-256: every copy loaded, so that the code stays
+    /// shareable as long as any installation still uses it.
+    pub(crate) loaded: std::sync::Mutex<std::collections::HashMap<String, Vec<std::sync::Weak<CompiledPlugin>>>>,
 }
 
 /// Whether the plugins' compiled code is described for outside profilers.

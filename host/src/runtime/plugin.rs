@@ -64,17 +64,17 @@ impl Runtime {
                 .context("the compiler thread failed")?
                 .context("not a valid WebAssembly component")?;
         let plugin = self.prepare(&component, hash.clone(), bytes.len(), code_source).await?;
-        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        loaded.retain(|_, plugin| plugin.strong_count() > 0);
-        loaded.insert(hash, Arc::downgrade(&plugin));
+        self.remember_loaded(hash, &plugin);
         Ok(plugin)
     }
 
     /// The plugin with this SHA-256 if one is loaded: its code and definition, shared.
     fn already_loaded(&self, hash: &str) -> Option<Arc<CompiledPlugin>> {
-        let loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let plugin = loaded.get(hash)?.upgrade()?;
-        Some(Arc::new(CompiledPlugin {
+        let plugin = {
+            let loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            loaded.get(hash)?.iter().find_map(std::sync::Weak::upgrade)?
+        };
+        let copy = Arc::new(CompiledPlugin {
             hash: plugin.hash.clone(),
             size: plugin.size,
             pre: plugin.pre.clone(),
@@ -82,7 +82,19 @@ impl Runtime {
             exports_checked: AtomicBool::new(plugin.exports_checked.load(Ordering::Relaxed)),
             definition: plugin.definition.clone(),
             code_source: CodeSource::Shared,
-        }))
+        });
+        self.remember_loaded(hash.to_string(), &copy);
+        Some(copy)
+    }
+
+    /// Notes a loaded plugin (forgetting those no installation uses any more).
+    fn remember_loaded(&self, hash: String, plugin: &Arc<CompiledPlugin>) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for copies in loaded.values_mut() {
+            copies.retain(|copy| copy.strong_count() > 0);
+        }
+        loaded.retain(|_, copies| !copies.is_empty());
+        loaded.entry(hash).or_default().push(Arc::downgrade(plugin));
     }
 
     /// Checks a compiled component against the contract, links it and reads its
