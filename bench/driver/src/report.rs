@@ -246,12 +246,19 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
         }
         match micro.iter().find(|m| m.id == RUST_HANDLER_MICRO) {
             Some(m) => {
+                let micros = m.median_ns / 1000.0;
                 let _ = writeln!(
                     out,
-                    "  fresh instance + call of the Rust plugin ≤ 15 µs: {:.2} µs ({})",
-                    m.median_ns / 1000.0,
-                    verdict(m.median_ns <= 15_000.0)
+                    "  fresh instance + call of the Rust plugin ≤ 15 µs: {micros:.2} µs ({})",
+                    verdict(micros <= 15.0)
                 );
+                if let Some(a) = limit {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        per_call_target_at_this_speed(micros, a.median, peer.map(|c| c.median))
+                    );
+                }
             }
             None => {
                 let _ = writeln!(
@@ -262,6 +269,46 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
         }
     }
     out
+}
+
+/// The figures the targets were set beside, measured on this machine with the same
+/// method: (a) and (c) in requests per second.
+const TARGETS_SET_AT_LIMIT: f64 = 121_000.0;
+const TARGETS_SET_AT_PEER: f64 = 8_900.0;
+
+/// The per-call target (15 µs) at this run's machine speed. This machine's speed changes
+/// from day to day (the same build measured 17 to 44 µs per call on different days), so an
+/// absolute time is judged against references measured in the same run: (a) and (c)
+/// against the figures they had when the target was set. Of their two slow-downs the
+/// smaller is applied, the stricter reading.
+fn per_call_target_at_this_speed(micros: f64, limit: f64, peer: Option<f64>) -> String {
+    let by_limit = TARGETS_SET_AT_LIMIT / limit;
+    let (slow_down, references) = match peer {
+        Some(peer) => (
+            by_limit.min(TARGETS_SET_AT_PEER / peer),
+            format!(
+                "(a) {} and (c) {} per second then, {} and {} in this run",
+                thousands(TARGETS_SET_AT_LIMIT),
+                thousands(TARGETS_SET_AT_PEER),
+                thousands(limit),
+                thousands(peer)
+            ),
+        ),
+        None => (
+            by_limit,
+            format!(
+                "(a) {} per second then, {} in this run",
+                thousands(TARGETS_SET_AT_LIMIT),
+                thousands(limit)
+            ),
+        ),
+    };
+    let target = 15.0 * slow_down;
+    format!(
+        "    at the speed of the machine the targets were set on ({references}; slow-down {slow_down:.2}×): \
+         ≤ {target:.1} µs here: {micros:.2} µs ({})",
+        if micros <= target { "met" } else { "MISSED" }
+    )
 }
 
 /// The micro-benchmark the per-call target is judged on.
@@ -374,10 +421,35 @@ mod tests {
         assert!(text.contains("(b) ≥ 35% of (a) requests/s: 38.2% (met)"), "{text}");
         assert!(text.contains("(b) ≥ 4× (c) requests/s: 4.7× (met)"), "{text}");
         assert!(text.contains("12.35 µs (met)"), "{text}");
+        // (a) 110,000/s is 1.10× slower than 121,000/s, (c) 9,000/s 0.99× (faster than
+        // 8,900/s): the stricter 0.99× applies.
+        assert!(
+            text.contains(
+                "(a) 121,000 and (c) 8,900 per second then, 110,000 and 9,000 in this run; slow-down 0.99×): \
+                 ≤ 14.8 µs here: 12.35 µs (met)"
+            ),
+            "{text}"
+        );
         assert!(text.contains("10.0 MiB"), "{text}");
         assert!(
             text.contains("; idle CPUs: cpuidle haltpoll, halt polling up to 0 µs"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_per_call_target_follows_the_machine_s_speed() {
+        // Half the speed the targets were set at: twice the time.
+        let slower = per_call_target_at_this_speed(25.0, 60_500.0, None);
+        assert!(
+            slower.ends_with("slow-down 2.00×): ≤ 30.0 µs here: 25.00 µs (met)"),
+            "{slower}"
+        );
+        // The same machine speed by (a), but (c) says it is as fast as then: 15 µs holds.
+        let stricter = per_call_target_at_this_speed(16.0, 60_500.0, Some(8_900.0));
+        assert!(
+            stricter.ends_with("slow-down 1.00×): ≤ 15.0 µs here: 16.00 µs (MISSED)"),
+            "{stricter}"
         );
     }
 
