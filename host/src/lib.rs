@@ -7,7 +7,8 @@
 //!   functions plugins import;
 //! - [`store`]: where events, state, conversations, users and messages are kept;
 //! - [`delivery`]: how what was kept reaches the user's application (signed webhooks,
-//!   a live stream, NATS JetStream);
+//!   a live stream, NATS JetStream), in the format of [`envelope`] (which the store
+//!   writes and delivery sends, and which depends on neither);
 //! - [`bot`]: the bot's side of the chat (actions, messages, conversations, events),
 //!   checked against the integrations' declarations before their plugins run.
 //! - [`jobs`]: triggers, the durable queue of their events, the workers and schedules.
@@ -19,6 +20,7 @@ pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod envelope;
 pub mod http;
 pub mod ids;
 pub mod inspect;

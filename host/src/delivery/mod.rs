@@ -9,12 +9,12 @@
 //! - the JetStream sink publishes every entry to NATS ([`nats`]);
 //! - `GET /v1/stream` follows the outbox as Server-Sent Events ([`stream`]).
 //!
+//! Each sends an entry in its envelope ([`crate::envelope`]), the entry's data as stored.
 //! All of them read the outbox through cursors kept in the store, so a crash loses
 //! nothing: what was not delivered, acknowledged or recorded is sent again (receivers
 //! see each envelope id at least once; JetStream drops the repeats by id).
 
 pub mod config;
-pub mod envelope;
 pub mod filter;
 pub mod nats;
 pub mod signing;

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::config::NatsConfig;
-use super::envelope::{envelope, subject};
 use crate::store::{self, SharedStore};
 
 /// The sink's cursor in `delivery_cursors`.
@@ -169,7 +168,7 @@ impl NatsSink {
         for entry in &entries {
             let message = jetstream::message::PublishMessage::build()
                 .message_id(&entry.id)
-                .payload(envelope(entry, &self.bot_id).into());
+                .payload(entry.envelope(&self.bot_id).into());
             match context
                 .send_publish(subject(&self.config.subject_prefix, &entry.entry_type), message)
                 .await
@@ -206,5 +205,40 @@ impl NatsSink {
             Some(error) => Err(error),
             None => Ok(acknowledged),
         }
+    }
+}
+
+/// The NATS subject of an event type: `<prefix>.<type>` with the type's `:` as `.`, so
+/// that `<prefix>.chat.>` selects every chat event. Characters a subject token cannot
+/// hold become `_`.
+pub fn subject(prefix: &str, event_type: &str) -> String {
+    let tokens: Vec<String> = event_type
+        .split(':')
+        .map(|token| {
+            let cleaned: String = token
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if cleaned.is_empty() { "_".to_string() } else { cleaned }
+        })
+        .collect();
+    format!("{prefix}.{}", tokens.join("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_follow_the_type() {
+        assert_eq!(subject("sluice", "chat:message:new"), "sluice.chat.message.new");
+        assert_eq!(subject("a.b", "shop:new order*"), "a.b.shop.new_order_");
+        assert_eq!(subject("s", "x::y"), "s.x._.y");
     }
 }

@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use futures::Stream;
 use tokio::sync::watch;
 
-use super::envelope::envelope;
 use super::filter::TypeFilter;
 use crate::store::{self, SharedStore};
 
@@ -79,7 +78,7 @@ impl Follower {
             for entry in entries {
                 self.after = entry.seq;
                 if self.filter.matches(&entry.entry_type) {
-                    self.buffer.push_back((entry.seq, envelope(&entry, &self.bot_id)));
+                    self.buffer.push_back((entry.seq, entry.envelope(&self.bot_id)));
                 }
             }
         }

@@ -22,7 +22,6 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use super::config::DeliveryConfig;
-use super::envelope::envelope;
 use super::signing;
 use super::target::{GuardedResolver, TargetPolicy, refusal};
 use crate::store::{self, AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
@@ -135,7 +134,7 @@ impl WebhookSender {
     /// One POST; `Ok` when the receiver answered (with the verdict on its answer).
     async fn send(&self, target: &Target, delivery: &PendingDelivery) -> Result<(u16, Verdict), Verdict> {
         let (uri, key) = target.ready().map_err(|e| Verdict::GiveUp(e.to_string()))?;
-        let body = envelope(&delivery.entry, &self.bot_id);
+        let body = delivery.entry.envelope(&self.bot_id);
         let timestamp = now_ms() / 1000;
         let signature = signing::sign(key, &delivery.entry.id, timestamp, body.as_bytes());
         let request = http::Request::post(uri.clone())

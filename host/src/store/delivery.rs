@@ -4,7 +4,7 @@
 
 use tokio::sync::watch;
 
-use super::{Page, PageRequest, Pending};
+use super::{Page, PageRequest, Pending, RawOutboxEntry};
 
 /// Where a subscription was defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,18 +111,6 @@ pub struct PendingDelivery {
     pub round_start: i64,
     pub next_attempt_at: i64,
     pub entry: RawOutboxEntry,
-}
-
-/// An outbox entry with its data as the JSON text it was stored as, so that it can be
-/// sent without being parsed and printed again.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawOutboxEntry {
-    pub seq: i64,
-    pub id: String,
-    pub entry_type: String,
-    pub time: i64,
-    pub integration_id: Option<String>,
-    pub data: String,
 }
 
 /// One attempt to deliver.

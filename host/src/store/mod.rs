@@ -10,6 +10,7 @@
 //! enforce; the runtime and the HTTP layer validate before they write.
 
 pub mod delivery;
+pub mod outbox;
 pub mod pending;
 pub mod sqlite;
 pub mod triggers;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use delivery::*;
+pub use outbox::*;
 pub use pending::Pending;
 pub use sqlite::SqliteStore;
 pub use triggers::{
@@ -186,19 +188,6 @@ pub struct EntityQuery {
     pub integration: Option<String>,
     pub tags: Tags,
     pub page: PageRequest,
-}
-
-/// One published notification: what happened, to be delivered to the user's application.
-/// The envelope mirrors Wildix's (`id`, `type`, `time`, `integrationId`, `data`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxEntry {
-    /// Position in the outbox; delivery reads in this order.
-    pub seq: i64,
-    pub id: String,
-    pub entry_type: String,
-    pub time: i64,
-    pub integration_id: Option<String>,
-    pub data: Value,
 }
 
 /// What the caller wants of a list: a page size and where to continue.

@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::*;
+use crate::envelope::Data;
 use crate::ids::record_id;
 use crate::time::now_ms;
 
@@ -460,11 +461,6 @@ fn installation_row(row: &Row) -> rusqlite::Result<InstallationRecord> {
     })
 }
 
-/// The data published for a conversation, shaped like the bot API's conversation.
-fn conversation_data(conversation: &ConversationRecord) -> Value {
-    json!({ "conversation": crate::http::shapes::conversation(conversation) })
-}
-
 fn one<T>(
     connection: &Connection,
     sql: &str,
@@ -513,7 +509,7 @@ fn insert_conversation(
         "chat:channel:created",
         Some(installation_id),
         now,
-        &conversation_data(&conversation).to_string(),
+        &Data::Conversation((&conversation).into()).to_json(),
     )?;
     Ok(conversation)
 }
@@ -531,7 +527,7 @@ impl EventRow {
     pub(super) fn new(event: EventRecord) -> EventRow {
         EventRow {
             payload: event.payload.to_string(),
-            outbox_data: json!({ "event": crate::http::shapes::event(&event) }).to_string(),
+            outbox_data: Data::Event((&event).into()).to_json(),
             event,
         }
     }
@@ -998,7 +994,7 @@ impl Store for SqliteStore {
                 "chat:message:new",
                 Some(&message.installation_id),
                 message.created_at,
-                &json!({ "message": crate::http::shapes::message(message) }).to_string(),
+                &Data::Message(message.into()).to_json(),
             )?;
             Ok(())
         })
@@ -1113,6 +1109,8 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn event(id: &str, event_type: &str) -> EventRecord {

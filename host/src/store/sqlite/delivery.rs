@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use super::{SqliteStore, execute, one, page};
 use crate::store::delivery::*;
-use crate::store::{Page, Pending};
+use crate::store::{Page, Pending, RawOutboxEntry};
 
 /// The schema of event delivery (migration 2).
 pub(super) const MIGRATION: &str = r#"

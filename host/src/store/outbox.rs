@@ -1,0 +1,169 @@
+//! The outbox: every notification the store published, in order, for delivery to read.
+//!
+//! What a notification carries is the delivered format of [`crate::envelope`]; the
+//! conversions from the store's records to that format are here, so that the store
+//! depends on the format and not the other way round.
+
+use super::{ConversationRecord, EventRecord, MessageRecord};
+use crate::envelope::{self, Envelope};
+
+/// One published notification: what happened, to be delivered to the user's application
+/// in an [`Envelope`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// Position in the outbox; delivery reads in this order.
+    pub seq: i64,
+    pub id: String,
+    pub entry_type: String,
+    pub time: i64,
+    pub integration_id: Option<String>,
+    /// The notification's [`envelope::Data`], parsed.
+    pub data: serde_json::Value,
+}
+
+/// An outbox entry with its data as the JSON text it was stored as, so that it can be
+/// sent without being parsed and printed again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawOutboxEntry {
+    pub seq: i64,
+    pub id: String,
+    pub entry_type: String,
+    pub time: i64,
+    pub integration_id: Option<String>,
+    pub data: String,
+}
+
+impl RawOutboxEntry {
+    /// The entry in its envelope, as JSON text: what every delivery sends.
+    pub fn envelope(&self, bot_id: &str) -> String {
+        Envelope {
+            id: &self.id,
+            event_type: &self.entry_type,
+            time: self.time,
+            integration_id: self.integration_id.as_deref(),
+            bot_id,
+            data: &self.data,
+        }
+        .to_json()
+    }
+}
+
+impl From<&EventRecord> for envelope::Event {
+    fn from(event: &EventRecord) -> envelope::Event {
+        envelope::Event {
+            conversation_id: event.conversation_id.clone(),
+            created_at: event.created_at,
+            failure_reason: event.failure_reason.clone(),
+            id: event.id.clone(),
+            integration_id: event.installation_id.clone(),
+            message_id: event.message_id.clone(),
+            payload: event.payload.clone(),
+            status: event.status.clone(),
+            event_type: event.event_type.clone(),
+            user_id: event.user_id.clone(),
+        }
+    }
+}
+
+impl From<&ConversationRecord> for envelope::Conversation {
+    fn from(conversation: &ConversationRecord) -> envelope::Conversation {
+        envelope::Conversation {
+            channel: conversation.channel.clone(),
+            created_at: conversation.created_at,
+            id: conversation.id.clone(),
+            integration: conversation.integration.clone(),
+            integration_id: conversation.installation_id.clone(),
+            message_count: conversation.message_count,
+            tags: conversation.tags.clone(),
+            updated_at: conversation.updated_at,
+        }
+    }
+}
+
+impl From<&MessageRecord> for envelope::Message {
+    fn from(message: &MessageRecord) -> envelope::Message {
+        envelope::Message {
+            conversation_id: message.conversation_id.clone(),
+            created_at: message.created_at,
+            direction: message.direction.clone(),
+            id: message.id.clone(),
+            payload: message.payload.clone(),
+            tags: message.tags.clone(),
+            message_type: message.message_type.clone(),
+            updated_at: message.updated_at,
+            user_id: message.user_id.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::envelope::Data;
+
+    /// 2024-07-01T14:06:46.700Z
+    const CREATED: i64 = 1_719_842_806_700;
+
+    fn event(linked: bool) -> EventRecord {
+        let link = |id: &str| linked.then(|| id.to_string());
+        EventRecord {
+            id: "evt_1".into(),
+            installation_id: link("inst_1"),
+            event_type: "shop:order".into(),
+            payload: json!({"total": 12.5, "items": [{"sku": "a"}]}),
+            conversation_id: link("conv_1"),
+            user_id: link("user_1"),
+            message_id: link("msg_1"),
+            status: "processed".into(),
+            failure_reason: None,
+            created_at: CREATED,
+        }
+    }
+
+    /// The texts were checked against what the store published before these types existed
+    /// (the bot API's shapes, printed by `serde_json`); see `crate::envelope`'s tests for
+    /// every optional field.
+    #[test]
+    fn records_are_published_in_the_pinned_format() {
+        assert_eq!(
+            Data::Event((&event(true)).into()).to_json(),
+            r#"{"event":{"conversationId":"conv_1","createdAt":"2024-07-01T14:06:46.700Z","failureReason":null,"id":"evt_1","integrationId":"inst_1","messageId":"msg_1","payload":{"items":[{"sku":"a"}],"total":12.5},"status":"processed","type":"shop:order","userId":"user_1"}}"#
+        );
+        assert_eq!(
+            Data::Event((&event(false)).into()).to_json(),
+            r#"{"event":{"createdAt":"2024-07-01T14:06:46.700Z","failureReason":null,"id":"evt_1","payload":{"items":[{"sku":"a"}],"total":12.5},"status":"processed","type":"shop:order"}}"#
+        );
+        let conversation = ConversationRecord {
+            id: "conv_1".into(),
+            installation_id: "inst_1".into(),
+            integration: "chat".into(),
+            channel: "channel".into(),
+            tags: [("channelId".to_string(), "C1".to_string())].into(),
+            message_count: 3,
+            created_at: CREATED,
+            updated_at: CREATED + 1,
+        };
+        assert_eq!(
+            Data::Conversation((&conversation).into()).to_json(),
+            r#"{"conversation":{"channel":"channel","createdAt":"2024-07-01T14:06:46.700Z","id":"conv_1","integration":"chat","integrationId":"inst_1","messageCount":3,"tags":{"channelId":"C1"},"updatedAt":"2024-07-01T14:06:46.701Z"}}"#
+        );
+        let message = MessageRecord {
+            id: "msg_1".into(),
+            installation_id: "inst_1".into(),
+            conversation_id: "conv_1".into(),
+            user_id: "user_1".into(),
+            message_type: "text".into(),
+            payload: json!({"text": "hi"}),
+            direction: "incoming".into(),
+            tags: [("messageId".to_string(), "m1".to_string())].into(),
+            created_at: CREATED,
+            updated_at: CREATED + 1,
+        };
+        assert_eq!(
+            Data::Message((&message).into()).to_json(),
+            r#"{"message":{"conversationId":"conv_1","createdAt":"2024-07-01T14:06:46.700Z","direction":"incoming","id":"msg_1","payload":{"text":"hi"},"tags":{"messageId":"m1"},"type":"text","updatedAt":"2024-07-01T14:06:46.701Z","userId":"user_1"}}"#
+        );
+    }
+}
