@@ -2,8 +2,6 @@
 //! entry owed to one subscription), the attempts made for each, and cursors (how far a
 //! reader of the outbox has come). The delivery room (`crate::delivery`) drives them.
 
-use tokio::sync::watch;
-
 use super::{Page, PageRequest, Pending, RawOutboxEntry};
 
 /// Where a subscription was defined.
@@ -154,17 +152,9 @@ pub struct DeliveryQuery {
     pub page: PageRequest,
 }
 
-/// The delivery half of the store. Writes return a [`Pending`], reads block, like [`super::Store`]'s.
+/// The delivery half of the store. Writes return a [`Pending`], reads block, like every part of
+/// [`super::Store`].
 pub trait DeliveryStore {
-    /// Follows the outbox: the value is the highest outbox seq committed so far, and
-    /// changes after every commit that published something.
-    fn outbox_published(&self) -> watch::Receiver<i64>;
-    /// The seq and type of the outbox entries after `seq`, oldest first: what the fan-out
-    /// needs to route them, without their data.
-    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>>;
-    /// Outbox entries after `seq`, oldest first, with their data as stored.
-    fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>>;
-
     fn subscriptions(&self) -> anyhow::Result<Vec<SubscriptionRecord>>;
     fn subscription(&self, id: &str) -> anyhow::Result<Option<SubscriptionRecord>>;
     /// Creates or replaces a subscription.

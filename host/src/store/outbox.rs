@@ -4,6 +4,8 @@
 //! conversions from the store's records to that format are here, so that the store
 //! depends on the format and not the other way round.
 
+use tokio::sync::watch;
+
 use super::{ConversationRecord, EventRecord, MessageRecord};
 use crate::envelope::{self, Envelope};
 
@@ -46,6 +48,21 @@ impl RawOutboxEntry {
         }
         .to_json()
     }
+}
+
+/// Reading the outbox. Publishing is part of each write that records something (an
+/// event, a conversation, a message), in the same transaction.
+pub trait OutboxStore {
+    /// Follows the outbox: the value is the highest outbox seq committed so far, and
+    /// changes after every commit that published something.
+    fn outbox_published(&self) -> watch::Receiver<i64>;
+    /// The seq and type of the outbox entries after `seq`, oldest first: what the fan-out
+    /// needs to route them, without their data.
+    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>>;
+    /// Outbox entries after `seq`, oldest first, with their data as stored.
+    fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>>;
+    /// Outbox entries after `seq`, oldest first, with their data parsed.
+    fn outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<OutboxEntry>>;
 }
 
 impl From<&EventRecord> for envelope::Event {

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::*;
 use crate::envelope::Data;
@@ -19,6 +20,7 @@ mod delivery;
 mod triggers;
 mod writer;
 
+use delivery::raw_entry;
 use writer::{GroupWriter, OutboxAnnouncer};
 
 /// Schema versions, applied in order; `PRAGMA user_version` counts how many ran.
@@ -561,7 +563,7 @@ fn insert_event_row(tx: &Connection, row: &EventRow) -> anyhow::Result<()> {
     )
 }
 
-impl Store for SqliteStore {
+impl MetaStore for SqliteStore {
     fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
         self.with(|c| one(c, "SELECT value FROM meta WHERE key = ?1", key, |row| row.get(0)))
     }
@@ -620,7 +622,9 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
 
+impl EventStore for SqliteStore {
     fn insert_event(&self, event: &EventRecord) -> Pending<()> {
         let row = EventRow::new(event.clone());
         self.write(move |c| insert_event_row(c, &row))
@@ -663,7 +667,9 @@ impl Store for SqliteStore {
             )
         })
     }
+}
 
+impl StateStore for SqliteStore {
     fn state(&self, key: &StateKey) -> anyhow::Result<Option<StateRecord>> {
         self.with(|c| {
             let found = c
@@ -787,7 +793,9 @@ impl Store for SqliteStore {
             Ok(Patched::Done(state))
         })
     }
+}
 
+impl ChatStore for SqliteStore {
     fn get_or_create_conversation(
         &self,
         installation_id: &str,
@@ -1082,6 +1090,35 @@ impl Store for SqliteStore {
                 &query.page,
                 message_row,
             )
+        })
+    }
+}
+
+impl OutboxStore for SqliteStore {
+    fn outbox_published(&self) -> watch::Receiver<i64> {
+        self.published.subscribe()
+    }
+
+    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare_cached("SELECT seq, type FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let entries = statement
+                .query_map(params![seq, limit as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(entries)
+        })
+    }
+
+    fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT seq, id, type, time, integration_id, data FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let entries = statement
+                .query_map(params![seq, limit as i64], |row| raw_entry(row, 0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(entries)
         })
     }
 

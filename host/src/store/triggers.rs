@@ -109,7 +109,8 @@ pub struct TriggerEventLink {
     pub attempt: u32,
 }
 
-/// The trigger part of the store. Writes return a [`Pending`], reads block, like [`super::Store`]'s.
+/// The trigger part of the store. Writes return a [`Pending`], reads block, like every part of
+/// [`super::Store`].
 pub trait TriggerStore {
     fn insert_trigger(&self, trigger: &TriggerRecord) -> Pending<()>;
     /// Replaces a trigger's fields; `false` when there is no such trigger.

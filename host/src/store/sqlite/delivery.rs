@@ -2,7 +2,6 @@
 //! and outbox cursors, and the signal that tells outbox readers something was published.
 
 use rusqlite::{OptionalExtension, Row, params};
-use tokio::sync::watch;
 
 use super::{SqliteStore, execute, one, page};
 use crate::store::delivery::*;
@@ -98,7 +97,7 @@ fn delivery_row(row: &Row) -> rusqlite::Result<DeliveryRecord> {
     })
 }
 
-fn raw_entry(row: &Row, offset: usize) -> rusqlite::Result<RawOutboxEntry> {
+pub(super) fn raw_entry(row: &Row, offset: usize) -> rusqlite::Result<RawOutboxEntry> {
     Ok(RawOutboxEntry {
         seq: row.get(offset)?,
         id: row.get(offset + 1)?,
@@ -123,33 +122,6 @@ fn attempt_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
 }
 
 impl DeliveryStore for SqliteStore {
-    fn outbox_published(&self) -> watch::Receiver<i64> {
-        self.published.subscribe()
-    }
-
-    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>> {
-        self.with(|c| {
-            let mut statement =
-                c.prepare_cached("SELECT seq, type FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-            let entries = statement
-                .query_map(params![seq, limit as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(entries)
-        })
-    }
-
-    fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>> {
-        self.with(|c| {
-            let mut statement = c.prepare_cached(
-                "SELECT seq, id, type, time, integration_id, data FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let entries = statement
-                .query_map(params![seq, limit as i64], |row| raw_entry(row, 0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(entries)
-        })
-    }
-
     fn subscriptions(&self) -> anyhow::Result<Vec<SubscriptionRecord>> {
         self.with(|c| {
             let mut statement = c.prepare_cached(&format!(
@@ -453,10 +425,9 @@ impl DeliveryStore for SqliteStore {
 mod tests {
     use serde_json::json;
 
+    use crate::store::prelude::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{
-        DeliveryStatus, DeliveryStore, EventRecord, PageRequest, Pruned, Store, SubscriptionRecord, SubscriptionSource,
-    };
+    use crate::store::{DeliveryStatus, EventRecord, PageRequest, Pruned, SubscriptionRecord, SubscriptionSource};
 
     fn event(id: &str) -> EventRecord {
         EventRecord {

@@ -457,7 +457,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::{EntityQuery, EventQuery, Store};
+    use crate::store::prelude::*;
+    use crate::store::{EntityQuery, EventQuery};
 
     fn received(event_id: &str) -> EventRecord {
         EventRecord {

@@ -202,9 +202,9 @@ mod tests {
 
     use serde_json::json;
 
-    use crate::store::delivery::DeliveryStore;
+    use crate::store::EventRecord;
+    use crate::store::prelude::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{EventRecord, Store};
 
     fn event(id: &str) -> EventRecord {
         EventRecord {

@@ -1,0 +1,43 @@
+//! Recorded events: what plugins, the bot and trigger runs report, each published to the
+//! outbox as it is recorded.
+
+use serde_json::Value;
+
+use super::{Page, PageRequest, Pending};
+
+/// A recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: String,
+    /// The installation that created it (`None` for events the bot created).
+    pub installation_id: Option<String>,
+    /// Full type, `integration:name` for integration events.
+    pub event_type: String,
+    pub payload: Value,
+    pub conversation_id: Option<String>,
+    pub user_id: Option<String>,
+    pub message_id: Option<String>,
+    /// `processed`, `pending`, `failed`, ... as the Botpress API names them.
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub created_at: i64,
+}
+
+/// Filters and paging for listing events, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    pub conversation_id: Option<String>,
+    pub user_id: Option<String>,
+    pub message_id: Option<String>,
+    pub status: Option<String>,
+    pub page: PageRequest,
+}
+
+/// The events part of the store. Writes return a [`Pending`], reads block.
+pub trait EventStore {
+    /// Records an event and publishes it to the outbox, in one transaction.
+    fn insert_event(&self, event: &EventRecord) -> Pending<()>;
+    fn event(&self, id: &str) -> anyhow::Result<Option<EventRecord>>;
+    fn events(&self, query: &EventQuery) -> anyhow::Result<Page<EventRecord>>;
+}

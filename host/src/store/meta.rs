@@ -1,0 +1,38 @@
+//! Host-wide settings kept in the store, and the installations remembered across restarts.
+
+use super::Pending;
+
+/// An installed plugin, as remembered across restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallationRecord {
+    /// Installation id (`inst_...`), also the integration id plugins see.
+    pub id: String,
+    /// Installation name: the plugin file name without `.wasm`.
+    pub name: String,
+    /// The unguessable id in the webhook URL.
+    pub webhook_id: String,
+    /// SHA-256 of the plugin file the installation last ran.
+    pub plugin_hash: String,
+    /// The sidecar text the installation last ran with (empty without one), so that
+    /// `unregister` can run with its configuration after its files are gone.
+    pub sidecar: String,
+    /// When `register` last succeeded, if it ever did.
+    pub registered_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Settings and installations. Writes return a [`Pending`], reads block, like every part
+/// of [`super::Store`].
+pub trait MetaStore {
+    /// A host-wide setting kept in the store (the bot id, for example).
+    fn meta(&self, key: &str) -> anyhow::Result<Option<String>>;
+    fn set_meta(&self, key: &str, value: &str) -> Pending<()>;
+
+    /// Every installation, by name.
+    fn installations(&self) -> anyhow::Result<Vec<InstallationRecord>>;
+    /// Creates or replaces an installation record.
+    fn save_installation(&self, record: &InstallationRecord) -> Pending<()>;
+    /// Forgets an installation; what it produced stays.
+    fn delete_installation(&self, id: &str) -> Pending<()>;
+}
