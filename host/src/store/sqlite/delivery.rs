@@ -3,9 +3,10 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{SqliteStore, execute, one, page};
+use super::rows::{one, page, raw_entry};
+use super::{SqliteStore, execute};
 use crate::store::delivery::*;
-use crate::store::{Page, Pending, RawOutboxEntry};
+use crate::store::{Page, Pending};
 
 /// The schema of event delivery (migration 2).
 pub(super) const MIGRATION: &str = r#"
@@ -94,17 +95,6 @@ fn delivery_row(row: &Row) -> rusqlite::Result<DeliveryRecord> {
         last_error: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
-    })
-}
-
-pub(super) fn raw_entry(row: &Row, offset: usize) -> rusqlite::Result<RawOutboxEntry> {
-    Ok(RawOutboxEntry {
-        seq: row.get(offset)?,
-        id: row.get(offset + 1)?,
-        entry_type: row.get(offset + 2)?,
-        time: row.get(offset + 3)?,
-        integration_id: row.get(offset + 4)?,
-        data: row.get(offset + 5)?,
     })
 }
 

@@ -3,13 +3,14 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{
-    CONVERSATION_COLUMNS, EventRow, conversation_row, execute, insert_conversation, insert_event_row, insert_tags,
-};
+use super::chat::insert_conversation;
+use super::events::{EventRow, insert_event_row};
+use super::rows::{CONVERSATION_COLUMNS, conversation_row, insert_tags};
+use super::{SqliteStore, execute};
 use crate::ids::record_id;
 use crate::store::{
-    Contact, ConversationRecord, EventRecord, EventResolution, Pending, SqliteStore, StoreError, Tags,
-    TriggerEventLink, TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
+    Contact, ConversationRecord, EventRecord, EventResolution, Pending, StoreError, Tags, TriggerEventLink,
+    TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
 };
 
 /// Schema: triggers, their sessions, the conversation each event resolved to, and the

@@ -1,8 +1,11 @@
-//! Group commit. One thread owns the store's write connection; the writes waiting for it
+//! Group commit. One thread owns a database's write connection; the writes waiting for it
 //! are run together, each in its own savepoint, and committed in one transaction, so one
 //! fsync (`synchronous=FULL`) covers all of them. A caller's write returns only once the
 //! transaction that holds it is committed: nothing is acknowledged before it is on disk,
 //! and under load the disk's commit rate no longer limits how many writes go through.
+//!
+//! One failure semantics for every write: a write that fails (or panics) is rolled back
+//! to its savepoint and answered with its error; the others of its transaction commit.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -11,13 +14,9 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use anyhow::anyhow;
 use rusqlite::Connection;
-use rusqlite::hooks::Action;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::store::pending::{Answer, Pending};
-
-/// The most writes one transaction takes; more wait for the next one.
-const MAX_BATCH: usize = 512;
 
 struct Job {
     work: Box<dyn FnOnce(&Connection) -> Answer + Send>,
@@ -25,27 +24,35 @@ struct Job {
     reply: oneshot::Sender<Answer>,
 }
 
-/// The handle through which every write of the store goes.
+/// The handle through which every write of one database goes.
 pub(super) struct GroupWriter {
     jobs: mpsc::Sender<Job>,
+    /// What the database is, for errors: `store`, `queue`.
+    name: &'static str,
 }
 
 impl GroupWriter {
-    /// Starts the writer thread on `connection`, which nothing else may write through.
-    /// `outbox` announces the outbox rows of each committed transaction.
-    pub(super) fn start(connection: Arc<Mutex<Connection>>, outbox: OutboxAnnouncer) -> anyhow::Result<GroupWriter> {
+    /// Starts the writer thread on `connection`, which nothing else may write through,
+    /// taking at most `max_batch` writes into one transaction. `announcement` is told
+    /// what each committed transaction did.
+    pub(super) fn start(
+        name: &'static str,
+        connection: Arc<Mutex<Connection>>,
+        max_batch: usize,
+        announcement: Announcement,
+    ) -> anyhow::Result<GroupWriter> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("sluice-store-writer".into())
+            .name(format!("sluice-{name}-writer"))
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
                     let mut batch = vec![first];
-                    batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+                    batch.extend(queue.try_iter().take(max_batch - 1));
                     let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    commit_batch(&connection, &outbox, batch);
+                    commit_batch(&connection, &announcement, batch);
                 }
             })?;
-        Ok(GroupWriter { jobs })
+        Ok(GroupWriter { jobs, name })
     }
 
     /// Runs `work` in the next transaction; the result is there once that transaction is
@@ -61,12 +68,53 @@ impl GroupWriter {
         };
         match self.jobs.send(job) {
             Ok(()) => Pending::waiting(answer),
-            Err(_) => Pending::failed(anyhow!("the store's writer has stopped")),
+            Err(_) => Pending::failed(anyhow!("the {}'s writer has stopped", self.name)),
         }
     }
 }
 
-fn commit_batch(connection: &Connection, outbox: &OutboxAnnouncer, batch: Vec<Job>) {
+/// Something the writes of the open transaction did that others wait to hear of (the
+/// highest outbox seq they published, or that they queued work), as a number: 0 while
+/// there is nothing to tell. A write that is undone takes back what it noted; what is
+/// left is told once the transaction is committed, when readers can see it.
+#[derive(Clone)]
+pub(super) struct Announcement {
+    noted: Arc<AtomicI64>,
+    tell: Arc<dyn Fn(i64) + Send + Sync>,
+}
+
+impl Announcement {
+    /// An announcement that calls `tell` with what was noted, after each commit that
+    /// noted something.
+    pub(super) fn new(tell: impl Fn(i64) + Send + Sync + 'static) -> Announcement {
+        Announcement {
+            noted: Arc::new(AtomicI64::new(0)),
+            tell: Arc::new(tell),
+        }
+    }
+
+    /// Notes `value` for the open transaction (the largest value noted is told).
+    pub(super) fn note(&self, value: i64) {
+        self.noted.fetch_max(value, Ordering::Relaxed);
+    }
+
+    fn mark(&self) -> i64 {
+        self.noted.load(Ordering::Relaxed)
+    }
+
+    fn rewind(&self, mark: i64) {
+        self.noted.store(mark, Ordering::Relaxed);
+    }
+
+    fn announce(&self) {
+        let noted = self.noted.swap(0, Ordering::Relaxed);
+        if noted > 0 {
+            (self.tell)(noted);
+        }
+    }
+}
+
+fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec<Job>) {
     let mut jobs = batch.into_iter();
     // Answers wait here until their transaction is committed.
     let mut done: Vec<(oneshot::Sender<Answer>, Answer)> = Vec::new();
@@ -80,7 +128,7 @@ fn commit_batch(connection: &Connection, outbox: &OutboxAnnouncer, batch: Vec<Jo
             return;
         }
         for job in jobs.by_ref() {
-            let mark = outbox.mark();
+            let mark = announcement.mark();
             let result = run_cached(connection, "SAVEPOINT job").and_then(|()| {
                 catch_unwind(AssertUnwindSafe(|| (job.work)(connection)))
                     .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
@@ -89,14 +137,14 @@ fn commit_batch(connection: &Connection, outbox: &OutboxAnnouncer, batch: Vec<Jo
                 Ok(value) => run_cached(connection, "RELEASE job").map(|()| value),
                 Err(error) => {
                     let _ = connection.execute_batch("ROLLBACK TO job; RELEASE job");
-                    outbox.rewind(mark);
+                    announcement.rewind(mark);
                     Err(error)
                 }
             };
             if connection.is_autocommit() {
                 // SQLite rolled the whole transaction back (a full disk, an I/O error): the
                 // writes before this one are gone too. Say so, and go on in a new one.
-                outbox.rewind(0);
+                announcement.rewind(0);
                 for (reply, _) in done.drain(..) {
                     let _ = reply.send(Err(anyhow!("the store rolled the write back: {:#}", describe(&result))));
                 }
@@ -109,14 +157,14 @@ fn commit_batch(connection: &Connection, outbox: &OutboxAnnouncer, batch: Vec<Jo
     }
     match connection.execute_batch("COMMIT") {
         Ok(()) => {
-            outbox.announce();
+            announcement.announce();
             for (reply, result) in done {
                 let _ = reply.send(result);
             }
         }
         Err(error) => {
             let _ = connection.execute_batch("ROLLBACK");
-            outbox.rewind(0);
+            announcement.rewind(0);
             for (reply, _) in done {
                 let _ = reply.send(Err(anyhow!("the store could not commit the write: {error}")));
             }
@@ -143,57 +191,6 @@ fn panic_message(panic: &Box<dyn Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
-}
-
-/// Tells outbox readers the highest outbox seq each commit made visible. The update hook
-/// sees every insert on the write connection, so nothing that publishes has to remember
-/// to announce it; the writer announces only after `COMMIT` returned, when readers on
-/// other connections can see the rows.
-pub(super) struct OutboxAnnouncer {
-    inserted: Arc<AtomicI64>,
-    published: Arc<watch::Sender<i64>>,
-}
-
-impl OutboxAnnouncer {
-    pub(super) fn install(connection: &mut Connection) -> anyhow::Result<OutboxAnnouncer> {
-        let head: i64 = connection.query_row("SELECT coalesce(max(seq), 0) FROM outbox", [], |row| row.get(0))?;
-        let inserted = Arc::new(AtomicI64::new(0));
-        let on_update = inserted.clone();
-        connection.update_hook(Some(move |action: Action, _db: &str, table: &str, rowid: i64| {
-            if action == Action::SQLITE_INSERT && table == "outbox" {
-                on_update.fetch_max(rowid, Ordering::Relaxed);
-            }
-        }))?;
-        Ok(OutboxAnnouncer {
-            inserted,
-            published: Arc::new(watch::Sender::new(head)),
-        })
-    }
-
-    pub(super) fn published(&self) -> Arc<watch::Sender<i64>> {
-        self.published.clone()
-    }
-
-    fn mark(&self) -> i64 {
-        self.inserted.load(Ordering::Relaxed)
-    }
-
-    fn rewind(&self, mark: i64) {
-        self.inserted.store(mark, Ordering::Relaxed);
-    }
-
-    fn announce(&self) {
-        let seq = self.inserted.swap(0, Ordering::Relaxed);
-        if seq > 0 {
-            self.published.send_if_modified(|head| {
-                let newer = seq > *head;
-                if newer {
-                    *head = seq;
-                }
-                newer
-            });
-        }
-    }
 }
 
 #[cfg(test)]

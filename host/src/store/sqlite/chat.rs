@@ -1,0 +1,475 @@
+//! Conversations, users and messages ([`ChatStore`] for [`SqliteStore`]). New
+//! conversations and messages are published to the outbox in the transaction that
+//! records them.
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde_json::Value;
+
+use super::outbox::publish;
+use super::rows::{
+    CONVERSATION_COLUMNS, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, insert_tags, message_row, one, page,
+    tag_conditions, user_row,
+};
+use super::{SqliteStore, execute};
+use crate::envelope::Data;
+use crate::ids::record_id;
+use crate::store::{
+    ChatStore, ConversationRecord, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserRecord,
+};
+use crate::time::now_ms;
+
+/// Inserts a new conversation with its tags and publishes it as `chat:channel:created`,
+/// inside the caller's transaction.
+pub(super) fn insert_conversation(
+    tx: &Connection,
+    installation_id: &str,
+    integration: &str,
+    channel: &str,
+    tags: &Tags,
+) -> anyhow::Result<ConversationRecord> {
+    let now = now_ms();
+    let conversation = ConversationRecord {
+        id: record_id("conv"),
+        installation_id: installation_id.to_string(),
+        integration: integration.to_string(),
+        channel: channel.to_string(),
+        tags: tags.clone(),
+        message_count: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    execute(
+        tx,
+        "INSERT INTO conversations (id, installation_id, integration, channel, tags, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            conversation.id,
+            installation_id,
+            integration,
+            channel,
+            serde_json::to_string(tags)?,
+            now
+        ],
+    )?;
+    insert_tags(tx, "conversation", &conversation.id, tags)?;
+    publish(
+        tx,
+        "chat:channel:created",
+        Some(installation_id),
+        now,
+        &Data::Conversation((&conversation).into()).to_json(),
+    )?;
+    Ok(conversation)
+}
+
+impl ChatStore for SqliteStore {
+    fn get_or_create_conversation(
+        &self,
+        installation_id: &str,
+        integration: &str,
+        channel: &str,
+        tags: &Tags,
+    ) -> Pending<(ConversationRecord, bool)> {
+        let (installation_id, integration, channel, tags) = (
+            installation_id.to_string(),
+            integration.to_string(),
+            channel.to_string(),
+            tags.clone(),
+        );
+        self.write(move |tx| {
+            let (installation_id, integration, channel, tags) =
+                (installation_id.as_str(), integration.as_str(), channel.as_str(), &tags);
+            let mut conditions = vec!["installation_id = ?".to_string(), "channel = ?".to_string()];
+            let mut values: Vec<rusqlite::types::Value> =
+                vec![installation_id.to_string().into(), channel.to_string().into()];
+            tag_conditions("conversation", tags, &mut conditions, &mut values);
+            let sql = format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE {} ORDER BY seq LIMIT 1",
+                conditions.join(" AND ")
+            );
+            let found = tx
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(values), conversation_row)
+                .optional()?;
+            if let Some(conversation) = found {
+                return Ok((conversation, false));
+            }
+            let conversation = insert_conversation(tx, installation_id, integration, channel, tags)?;
+            Ok((conversation, true))
+        })
+    }
+
+    fn conversation(&self, id: &str) -> anyhow::Result<Option<ConversationRecord>> {
+        self.with(|c| {
+            one(
+                c,
+                &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
+                id,
+                conversation_row,
+            )
+        })
+    }
+
+    fn conversations(&self, query: &EntityQuery) -> anyhow::Result<Page<ConversationRecord>> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        for (column, value) in [
+            ("installation_id", &query.installation_id),
+            ("channel", &query.channel),
+            ("integration", &query.integration),
+        ] {
+            if let Some(value) = value {
+                conditions.push(format!("{column} = ?"));
+                values.push(value.clone().into());
+            }
+        }
+        tag_conditions("conversation", &query.tags, &mut conditions, &mut values);
+        self.with(|c| {
+            page(
+                c,
+                &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE 1"),
+                conditions,
+                values,
+                &query.page,
+                conversation_row,
+            )
+        })
+    }
+
+    fn get_or_create_user(
+        &self,
+        installation_id: Option<&str>,
+        tags: &Tags,
+        name: Option<&str>,
+        picture_url: Option<&str>,
+    ) -> Pending<(UserRecord, bool)> {
+        let (installation_id, tags, name, picture_url) = (
+            installation_id.map(str::to_string),
+            tags.clone(),
+            name.map(str::to_string),
+            picture_url.map(str::to_string),
+        );
+        self.write(move |tx| {
+            let (installation_id, tags, name, picture_url) = (
+                installation_id.as_deref(),
+                &tags,
+                name.as_deref(),
+                picture_url.as_deref(),
+            );
+            let mut conditions = vec!["installation_id IS ?".to_string()];
+            let mut values: Vec<rusqlite::types::Value> = vec![installation_id.map(str::to_string).into()];
+            tag_conditions("user", tags, &mut conditions, &mut values);
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY seq LIMIT 1",
+                conditions.join(" AND ")
+            );
+            let found = tx
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(values), user_row)
+                .optional()?;
+            if let Some(user) = found {
+                return Ok((user, false));
+            }
+            let now = now_ms();
+            let user = UserRecord {
+                id: record_id("user"),
+                installation_id: installation_id.map(str::to_string),
+                tags: tags.clone(),
+                name: name.map(str::to_string),
+                picture_url: picture_url.map(str::to_string),
+                created_at: now,
+                updated_at: now,
+            };
+            execute(
+                tx,
+                "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![
+                    user.id,
+                    installation_id,
+                    serde_json::to_string(tags)?,
+                    name,
+                    picture_url,
+                    now
+                ],
+            )?;
+            insert_tags(tx, "user", &user.id, tags)?;
+            Ok((user, true))
+        })
+    }
+
+    fn user(&self, id: &str) -> anyhow::Result<Option<UserRecord>> {
+        self.with(|c| {
+            one(
+                c,
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                id,
+                user_row,
+            )
+        })
+    }
+
+    fn users(&self, query: &EntityQuery) -> anyhow::Result<Page<UserRecord>> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(installation_id) = &query.installation_id {
+            conditions.push("installation_id = ?".into());
+            values.push(installation_id.clone().into());
+        }
+        if let Some(conversation_id) = &query.conversation_id {
+            // Those who wrote in it, and the contacts linked to it (trigger events).
+            conditions.push(
+                "id IN (SELECT user_id FROM messages WHERE conversation_id = ?
+                        UNION SELECT user_id FROM conversation_contacts WHERE conversation_id = ?)"
+                    .into(),
+            );
+            values.push(conversation_id.clone().into());
+            values.push(conversation_id.clone().into());
+        }
+        tag_conditions("user", &query.tags, &mut conditions, &mut values);
+        self.with(|c| {
+            page(
+                c,
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE 1"),
+                conditions,
+                values,
+                &query.page,
+                user_row,
+            )
+        })
+    }
+
+    fn insert_message(&self, message: &MessageRecord) -> Pending<()> {
+        let message = message.clone();
+        self.write(move |tx| {
+            let message = &message;
+            execute(tx,
+                "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    message.id,
+                    message.installation_id,
+                    message.conversation_id,
+                    message.user_id,
+                    message.message_type,
+                    message.payload.to_string(),
+                    message.direction,
+                    serde_json::to_string(&message.tags)?,
+                    message.created_at,
+                    message.updated_at
+                ],
+            )?;
+            insert_tags(tx, "message", &message.id, &message.tags)?;
+            execute(tx,
+                "UPDATE conversations SET message_count = message_count + 1, updated_at = ?2 WHERE id = ?1",
+                params![message.conversation_id, message.created_at],
+            )?;
+            publish(
+                tx,
+                "chat:message:new",
+                Some(&message.installation_id),
+                message.created_at,
+                &Data::Message(message.into()).to_json(),
+            )?;
+            Ok(())
+        })
+    }
+
+    fn message(&self, id: &str) -> anyhow::Result<Option<MessageRecord>> {
+        self.with(|c| {
+            one(
+                c,
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
+                id,
+                message_row,
+            )
+        })
+    }
+
+    fn update_message(&self, id: &str, tags: &TagChanges, payload: Option<&Value>) -> Pending<Option<MessageRecord>> {
+        let now = now_ms();
+        let (id, tags, payload) = (id.to_string(), tags.clone(), payload.cloned());
+        self.write(move |tx| {
+            let id = id.as_str();
+            let found = tx
+                .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+                .query_row([id], message_row)
+                .optional()?;
+            let Some(mut message) = found else {
+                return Ok(None);
+            };
+            for (key, value) in &tags {
+                match value {
+                    Some(value) => {
+                        message.tags.insert(key.clone(), value.clone());
+                    }
+                    None => {
+                        message.tags.remove(key);
+                        execute(
+                            tx,
+                            "DELETE FROM message_tags WHERE owner_id = ?1 AND key = ?2",
+                            params![id, key],
+                        )?;
+                    }
+                }
+            }
+            let set: Tags = tags
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+                .collect();
+            insert_tags(tx, "message", id, &set)?;
+            if let Some(payload) = payload {
+                message.payload = payload;
+            }
+            message.updated_at = now;
+            execute(
+                tx,
+                "UPDATE messages SET tags = ?2, payload = ?3, updated_at = ?4 WHERE id = ?1",
+                params![
+                    id,
+                    serde_json::to_string(&message.tags)?,
+                    message.payload.to_string(),
+                    now
+                ],
+            )?;
+            Ok(Some(message))
+        })
+    }
+
+    fn messages(&self, query: &EntityQuery) -> anyhow::Result<Page<MessageRecord>> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(conversation_id) = &query.conversation_id {
+            conditions.push("conversation_id = ?".into());
+            values.push(conversation_id.clone().into());
+        }
+        if let Some(installation_id) = &query.installation_id {
+            conditions.push("installation_id = ?".into());
+            values.push(installation_id.clone().into());
+        }
+        tag_conditions("message", &query.tags, &mut conditions, &mut values);
+        self.with(|c| {
+            page(
+                c,
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE 1"),
+                conditions,
+                values,
+                &query.page,
+                message_row,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::prelude::*;
+
+    #[test]
+    fn conversations_are_found_by_all_their_tags() {
+        let store = SqliteStore::in_memory().unwrap();
+        let tags: Tags = [("channelId".to_string(), "C1".to_string())].into();
+        let (first, created) = store
+            .get_or_create_conversation("inst_a", "chat", "channel", &tags)
+            .wait()
+            .unwrap();
+        assert!(created);
+        let (again, created) = store
+            .get_or_create_conversation("inst_a", "chat", "channel", &tags)
+            .wait()
+            .unwrap();
+        assert!(!created);
+        assert_eq!(first.id, again.id);
+        let (other_install, created) = store
+            .get_or_create_conversation("inst_b", "chat", "channel", &tags)
+            .wait()
+            .unwrap();
+        assert!(created);
+        assert_ne!(other_install.id, first.id);
+        let types: Vec<String> = store
+            .outbox_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entry_type)
+            .collect();
+        assert_eq!(types, ["chat:channel:created", "chat:channel:created"]);
+    }
+
+    #[test]
+    fn messages_count_on_their_conversation() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (conversation, _) = store
+            .get_or_create_conversation("inst_a", "chat", "channel", &Tags::new())
+            .wait()
+            .unwrap();
+        let (user, _) = store
+            .get_or_create_user(Some("inst_a"), &[("userId".into(), "U1".into())].into(), None, None)
+            .wait()
+            .unwrap();
+        let now = now_ms();
+        store
+            .insert_message(&MessageRecord {
+                id: "msg_1".into(),
+                installation_id: "inst_a".into(),
+                conversation_id: conversation.id.clone(),
+                user_id: user.id.clone(),
+                message_type: "text".into(),
+                payload: json!({"text": "hi"}),
+                direction: "incoming".into(),
+                tags: [("messageId".to_string(), "m1".to_string())].into(),
+                created_at: now,
+                updated_at: now,
+            })
+            .wait()
+            .unwrap();
+        assert_eq!(store.conversation(&conversation.id).unwrap().unwrap().message_count, 1);
+        let by_tag = store
+            .messages(&EntityQuery {
+                tags: [("messageId".to_string(), "m1".to_string())].into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(by_tag.items.len(), 1);
+        assert_eq!(by_tag.items[0].payload, json!({"text": "hi"}));
+
+        let changes: TagChanges = [
+            ("messageId".to_string(), None),
+            ("threadId".to_string(), Some("t1".to_string())),
+        ]
+        .into();
+        let updated = store
+            .update_message("msg_1", &changes, Some(&json!({"text": "edited"})))
+            .wait()
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.tags, [("threadId".to_string(), "t1".to_string())].into());
+        assert_eq!(
+            store.message("msg_1").unwrap().unwrap().payload,
+            json!({"text": "edited"})
+        );
+        let by_old_tag = store
+            .messages(&EntityQuery {
+                tags: [("messageId".to_string(), "m1".to_string())].into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(by_old_tag.items.is_empty(), "a removed tag no longer finds the message");
+        let by_new_tag = store
+            .messages(&EntityQuery {
+                tags: [("threadId".to_string(), "t1".to_string())].into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(by_new_tag.items.len(), 1);
+        assert!(
+            store
+                .update_message("msg_nope", &changes, None)
+                .wait()
+                .unwrap()
+                .is_none()
+        );
+    }
+}

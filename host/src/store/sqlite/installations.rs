@@ -1,0 +1,128 @@
+//! Host-wide settings and installations ([`MetaStore`] for [`SqliteStore`]).
+
+use rusqlite::params;
+
+use super::rows::{installation_row, one};
+use super::{SqliteStore, execute};
+use crate::store::{InstallationRecord, MetaStore, Pending};
+
+impl MetaStore for SqliteStore {
+    fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        self.with(|c| one(c, "SELECT value FROM meta WHERE key = ?1", key, |row| row.get(0)))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Pending<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.write(move |c| {
+            execute(
+                c,
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn installations(&self) -> anyhow::Result<Vec<InstallationRecord>> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT id, name, webhook_id, plugin_hash, sidecar, registered_at, created_at, updated_at
+                 FROM installations ORDER BY name",
+            )?;
+            Ok(statement
+                .query_map([], installation_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn save_installation(&self, record: &InstallationRecord) -> Pending<()> {
+        let record = record.clone();
+        self.write(move |c| {
+            execute(c,
+                "INSERT INTO installations (id, name, webhook_id, plugin_hash, sidecar, registered_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET
+                    name = ?2, webhook_id = ?3, plugin_hash = ?4, sidecar = ?5, registered_at = ?6, updated_at = ?8",
+                params![
+                    record.id,
+                    record.name,
+                    record.webhook_id,
+                    record.plugin_hash,
+                    record.sidecar,
+                    record.registered_at,
+                    record.created_at,
+                    record.updated_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_installation(&self, id: &str) -> Pending<()> {
+        let id = id.to_string();
+        self.write(move |c| {
+            execute(c, "DELETE FROM installations WHERE id = ?1", [id])?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn installation(id: &str, name: &str) -> InstallationRecord {
+        InstallationRecord {
+            id: id.into(),
+            name: name.into(),
+            webhook_id: format!("wh_{id}"),
+            plugin_hash: "hash".into(),
+            sidecar: String::new(),
+            registered_at: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[test]
+    fn settings_are_kept_and_replaced() {
+        let store = SqliteStore::in_memory().unwrap();
+        assert_eq!(store.meta("bot_id").unwrap(), None);
+        store.set_meta("bot_id", "bot_1").wait().unwrap();
+        store.set_meta("bot_id", "bot_2").wait().unwrap();
+        assert_eq!(store.meta("bot_id").unwrap().as_deref(), Some("bot_2"));
+    }
+
+    #[test]
+    fn installations_are_saved_by_id_listed_by_name_and_forgotten() {
+        let store = SqliteStore::in_memory().unwrap();
+        store
+            .save_installation(&installation("inst_b", "orders"))
+            .wait()
+            .unwrap();
+        store.save_installation(&installation("inst_a", "shop")).wait().unwrap();
+        let registered = InstallationRecord {
+            plugin_hash: "new hash".into(),
+            registered_at: Some(5),
+            updated_at: 5,
+            created_at: 99,
+            ..installation("inst_b", "orders")
+        };
+        store.save_installation(&registered).wait().unwrap();
+        let all = store.installations().unwrap();
+        assert_eq!(
+            all.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            ["orders", "shop"]
+        );
+        assert_eq!(all[0].plugin_hash, "new hash");
+        assert_eq!(all[0].registered_at, Some(5));
+        assert_eq!(
+            all[0].created_at, 1,
+            "a replaced installation keeps when it was created"
+        );
+        // Another installation cannot take a name in use.
+        assert!(store.save_installation(&installation("inst_c", "shop")).wait().is_err());
+        store.delete_installation("inst_b").wait().unwrap();
+        assert_eq!(store.installations().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,144 @@
+//! The embedded store: one SQLite database in the data folder, in WAL mode.
+//!
+//! Here the store opens its database, runs reads on a small pool of connections and hands
+//! writes to the group-committing writer ([`writer`]). The rest is by responsibility:
+//! the schema and its migrations ([`schema`]), row mapping and paging shared by the parts
+//! ([`rows`]), then one file per capability: [`installations`] (settings and
+//! installations), [`events`], [`state`], [`chat`], [`outbox`], [`delivery`] and
+//! [`triggers`].
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use rusqlite::Connection;
+
+use super::Pending;
+
+mod chat;
+mod delivery;
+mod events;
+mod installations;
+mod outbox;
+mod rows;
+mod schema;
+mod state;
+mod triggers;
+mod writer;
+
+use writer::GroupWriter;
+
+/// How many connections serve reads, beside the one the writer owns.
+const READERS: usize = 4;
+/// The most writes one transaction of the store takes; more wait for the next one.
+const MAX_BATCH: usize = 512;
+/// Prepared statements kept per connection: every statement the store runs fits.
+const STATEMENT_CACHE: usize = 128;
+
+/// Keeps each cached statement's query plan whatever values are bound to it. The bundled
+/// SQLite is built with STAT4, under which binding new values to some parameters marks
+/// a statement for re-preparing at its next step: that undid the statement cache on hot
+/// reads (a reprepare was 3% of delivery CPU). Plans here never depend on bound values
+/// (no ANALYZE statistics, no LIKE), so nothing is lost.
+fn stable_plans(connection: &Connection) -> rusqlite::Result<()> {
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
+/// The embedded SQLite store. Writes go through one writer thread that commits them in
+/// groups ([`writer`]); reads use a small pool of their own connections, which WAL lets
+/// run while the writer writes.
+pub struct SqliteStore {
+    writer: GroupWriter,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    /// The highest outbox seq committed, announced to outbox readers (see outbox.rs).
+    published: Arc<tokio::sync::watch::Sender<i64>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `sluice.db` in `data_dir` and brings its schema up to date.
+    pub fn open(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+        let path = data_dir.join("sluice.db");
+        let open = || -> anyhow::Result<Connection> {
+            let connection = Connection::open(&path)?;
+            connection.busy_timeout(std::time::Duration::from_secs(10))?;
+            connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            stable_plans(&connection)?;
+            Ok(connection)
+        };
+        let writer = open().with_context(|| format!("cannot open the store at {}", path.display()))?;
+        // Readers are opened once the writer has set up the schema (and WAL mode).
+        let readers = |_: &Arc<Mutex<Connection>>| {
+            (0..READERS)
+                .map(|_| {
+                    let reader = open()?;
+                    reader.pragma_update(None, "query_only", "ON")?;
+                    Ok(Arc::new(Mutex::new(reader)))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let store = Self::prepare(writer, readers);
+        store.with_context(|| format!("cannot prepare the store at {}", path.display()))
+    }
+
+    /// A store in memory, for unit tests. Reads share the writer's connection, since
+    /// another connection would open another database.
+    pub fn in_memory() -> anyhow::Result<SqliteStore> {
+        Self::prepare(Connection::open_in_memory()?, |writer| Ok(vec![writer.clone()]))
+    }
+
+    fn prepare(
+        mut connection: Connection,
+        readers: impl FnOnce(&Arc<Mutex<Connection>>) -> anyhow::Result<Vec<Arc<Mutex<Connection>>>>,
+    ) -> anyhow::Result<SqliteStore> {
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a write that returned is on disk, so nothing acknowledged is lost. Group
+        // commit keeps that affordable.
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        stable_plans(&connection)?;
+        schema::migrate(&mut connection, schema::MIGRATIONS, "store")?;
+        let (announcement, published) = outbox::follow_published(&mut connection)?;
+        let connection = Arc::new(Mutex::new(connection));
+        let readers = readers(&connection)?;
+        Ok(SqliteStore {
+            writer: GroupWriter::start("store", connection, MAX_BATCH, announcement)?,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            published,
+        })
+    }
+
+    /// Runs a read on a free reader connection (or waits for the next in turn).
+    fn with<T>(&self, work: impl FnOnce(&mut Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let count = self.readers.len();
+        let free = (0..count).find_map(|offset| self.readers[(start + offset) % count].try_lock().ok());
+        let mut connection = match free {
+            Some(connection) => connection,
+            None => self.readers[start % count]
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
+        work(&mut connection)
+    }
+
+    /// Runs a write in the writer's next group commit; the result is there once it is on
+    /// disk.
+    fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        self.writer.write(work)
+    }
+}
+
+/// Runs one statement, prepared once per connection: the store's statements are few and
+/// run again and again, and parsing SQL costs more than running these.
+pub(super) fn execute(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    connection.prepare_cached(sql)?.execute(params)
+}
