@@ -159,13 +159,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     plugins.sync().await?;
     // Hot reload: from here on, changes to the plugins folder are applied while serving.
     let _watcher = FolderWatcher::start(plugins.clone())?;
-    let jobs = Jobs::start(
-        store.clone(),
-        plugins.clone(),
-        &options.data_dir,
-        config.triggers.clone(),
-    )
-    .await?;
+    let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
 
     let snapshot = plugins.registry.snapshot();
     println!(

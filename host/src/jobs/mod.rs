@@ -1,7 +1,7 @@
 //! Background work: triggers and the durable queue of their events.
 //!
-//! - [`queue`]: the queue file and its group-committing writer (an event is on disk
-//!   before its sender hears `{"ok":true}`);
+//! - [`queue`]: the durable queue of trigger events, kept by the store (an event is on
+//!   disk before its sender hears `{"ok":true}`);
 //! - [`worker`]: the pool that claims queued events and runs the trigger's plugin for
 //!   each, with retries and exponential backoff, recording every outcome on the event's
 //!   conversation;
@@ -15,7 +15,6 @@ pub mod schedule;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -107,16 +106,15 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Opens the queue in `data_dir`, loads the triggers and starts the workers, the
-    /// scheduler and the pruning of old jobs.
+    /// Loads the triggers and starts the workers, the scheduler and the pruning of old
+    /// jobs.
     pub async fn start(
         store: SharedStore,
         plugins: Arc<PluginHost>,
-        data_dir: &Path,
         settings: TriggerSettings,
     ) -> anyhow::Result<Arc<Jobs>> {
         settings.check()?;
-        let queue = Queue::open(&data_dir.join("queue.db"))?;
+        let queue = Queue::new(store.clone());
         let triggers = store::blocking(&store, |s| s.all_triggers()).await?;
         let timetable = Arc::new(Timetable::default());
         for trigger in &triggers {

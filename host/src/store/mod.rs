@@ -1,10 +1,10 @@
 //! Where sluice keeps what plugins produce: installations, events, state, conversations,
 //! users and messages, the outbox that publishes what was recorded, event delivery, and
-//! triggers.
+//! triggers with the durable queue of their events.
 //!
 //! [`Store`] is the sum of one trait per capability ([`MetaStore`], [`EventStore`],
-//! [`StateStore`], [`ChatStore`], [`OutboxStore`], [`DeliveryStore`], [`TriggerStore`]),
-//! each beside the records it keeps; [`sqlite::SqliteStore`] is the
+//! [`StateStore`], [`ChatStore`], [`OutboxStore`], [`DeliveryStore`], [`TriggerStore`],
+//! [`QueueStore`]), each beside the records it keeps; [`sqlite::SqliteStore`] is the
 //! embedded backend used by default. Writes return a [`Pending`] that async code awaits
 //! without holding a thread while the write waits for its group commit; reads block, so
 //! async callers run them through [`blocking`], and a slow disk never holds an async
@@ -20,6 +20,7 @@ pub mod events;
 pub mod meta;
 pub mod outbox;
 pub mod pending;
+pub mod queue;
 pub mod sqlite;
 pub mod state;
 pub mod triggers;
@@ -33,13 +34,16 @@ pub use events::*;
 pub use meta::*;
 pub use outbox::*;
 pub use pending::Pending;
+pub use queue::*;
 pub use sqlite::SqliteStore;
 pub use state::*;
 pub use triggers::*;
 
 /// The store's traits, for code that calls them on a concrete store.
 pub mod prelude {
-    pub use super::{ChatStore, DeliveryStore, EventStore, MetaStore, OutboxStore, StateStore, Store, TriggerStore};
+    pub use super::{
+        ChatStore, DeliveryStore, EventStore, MetaStore, OutboxStore, QueueStore, StateStore, Store, TriggerStore,
+    };
 }
 
 /// Tags: string key/value pairs, kept sorted so they compare and print predictably.
@@ -88,7 +92,17 @@ pub enum StoreError {
 /// ([`SharedStore`]) reaches all of them. A backend implements each part; this trait
 /// comes with them.
 pub trait Store:
-    MetaStore + EventStore + StateStore + ChatStore + OutboxStore + DeliveryStore + TriggerStore + Send + Sync + 'static
+    MetaStore
+    + EventStore
+    + StateStore
+    + ChatStore
+    + OutboxStore
+    + DeliveryStore
+    + TriggerStore
+    + QueueStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -100,6 +114,7 @@ impl<T> Store for T where
         + OutboxStore
         + DeliveryStore
         + TriggerStore
+        + QueueStore
         + Send
         + Sync
         + 'static

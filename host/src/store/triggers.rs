@@ -3,8 +3,8 @@
 //! the contacts linked to those conversations, and, per trigger event, the conversation
 //! it was resolved to and whether its execution is recorded.
 //!
-//! The queue of trigger events waiting to run is not here: it lives in its own file
-//! (see `crate::jobs::queue`) so accepting events never waits on this store.
+//! The queue of trigger events waiting to run is a part of its own ([`super::QueueStore`]),
+//! kept apart so that accepting events never waits on the rest of the store.
 
 use serde_json::Value;
 

@@ -1,11 +1,12 @@
-//! The embedded store: one SQLite database in the data folder, in WAL mode.
+//! The embedded store: SQLite databases in the data folder, in WAL mode: `sluice.db` for
+//! everything but the trigger queue, which has `queue.db` to itself ([`queue`]).
 //!
-//! Here the store opens its database, runs reads on a small pool of connections and hands
-//! writes to the group-committing writer ([`writer`]). The rest is by responsibility:
-//! the schema and its migrations ([`schema`]), row mapping and paging shared by the parts
-//! ([`rows`]), then one file per capability: [`installations`] (settings and
-//! installations), [`events`], [`state`], [`chat`], [`outbox`], [`delivery`] and
-//! [`triggers`].
+//! Here the store opens its databases, runs reads on a small pool of connections and
+//! hands writes to the group-committing writer ([`writer`]; one per database). The rest
+//! is by responsibility: the schema and its migrations ([`schema`]), row mapping and
+//! paging shared by the parts ([`rows`]), then one file per capability: [`installations`]
+//! (settings and installations), [`events`], [`state`], [`chat`], [`outbox`],
+//! [`delivery`], [`triggers`] and [`queue`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,12 +22,14 @@ mod delivery;
 mod events;
 mod installations;
 mod outbox;
+mod queue;
 mod rows;
 mod schema;
 mod state;
 mod triggers;
 mod writer;
 
+use queue::QueueDatabase;
 use writer::GroupWriter;
 
 /// How many connections serve reads, beside the one the writer owns.
@@ -55,10 +58,13 @@ pub struct SqliteStore {
     next_reader: AtomicUsize,
     /// The highest outbox seq committed, announced to outbox readers (see outbox.rs).
     published: Arc<tokio::sync::watch::Sender<i64>>,
+    queue: QueueDatabase,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `sluice.db` in `data_dir` and brings its schema up to date.
+    /// Opens (creating if needed) `sluice.db` and `queue.db` in `data_dir` and brings their
+    /// schemas up to date. Trigger events that were running when the process stopped are
+    /// queued again.
     pub fn open(data_dir: &Path) -> anyhow::Result<SqliteStore> {
         let path = data_dir.join("sluice.db");
         let open = || -> anyhow::Result<Connection> {
@@ -79,19 +85,22 @@ impl SqliteStore {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()
         };
-        let store = Self::prepare(writer, readers);
+        let queue = QueueDatabase::open(&data_dir.join("queue.db"))?;
+        let store = Self::prepare(writer, readers, queue);
         store.with_context(|| format!("cannot prepare the store at {}", path.display()))
     }
 
     /// A store in memory, for unit tests. Reads share the writer's connection, since
     /// another connection would open another database.
     pub fn in_memory() -> anyhow::Result<SqliteStore> {
-        Self::prepare(Connection::open_in_memory()?, |writer| Ok(vec![writer.clone()]))
+        let queue = QueueDatabase::in_memory()?;
+        Self::prepare(Connection::open_in_memory()?, |writer| Ok(vec![writer.clone()]), queue)
     }
 
     fn prepare(
         mut connection: Connection,
         readers: impl FnOnce(&Arc<Mutex<Connection>>) -> anyhow::Result<Vec<Arc<Mutex<Connection>>>>,
+        queue: QueueDatabase,
     ) -> anyhow::Result<SqliteStore> {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a write that returned is on disk, so nothing acknowledged is lost. Group
@@ -110,6 +119,7 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             published,
+            queue,
         })
     }
 

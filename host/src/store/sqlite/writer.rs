@@ -6,6 +6,7 @@
 //!
 //! One failure semantics for every write: a write that fails (or panics) is rolled back
 //! to its savepoint and answered with its error; the others of its transaction commit.
+//! The store and the trigger queue each have a writer of this kind.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
