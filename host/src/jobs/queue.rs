@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use crate::store::{Claimed, Enqueued, Finish, Job, JobSource, JobSummary, NewJob};
 use crate::store::SharedStore;
+pub use crate::store::{Claimed, Enqueued, Finish, Job, JobSource, JobSummary, NewJob};
 use crate::time::now_ms;
 
 /// How many finished jobs of each status one pruning transaction deletes.

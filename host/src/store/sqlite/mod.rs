@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::Connection;
@@ -49,15 +50,47 @@ fn stable_plans(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// What every connection needs: a wait for locks, and a statement cache whose plans hold.
+fn tune(connection: &Connection) -> anyhow::Result<()> {
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    stable_plans(connection)?;
+    Ok(())
+}
+
+/// Opens a connection to the database at `path`.
+fn connect(path: &Path) -> anyhow::Result<Connection> {
+    let connection = Connection::open(path)?;
+    tune(&connection)?;
+    Ok(connection)
+}
+
+/// Opens a connection that only reads, beside the database's writer.
+fn connect_reader(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
+    let reader = connect(path)?;
+    reader.pragma_update(None, "query_only", "ON")?;
+    Ok(Arc::new(Mutex::new(reader)))
+}
+
+/// Sets up the connection a database's writer owns: WAL, so that readers go on while it
+/// writes, and FULL sync: a write that returned is on disk, so nothing acknowledged is
+/// lost. Group commit keeps that affordable.
+fn make_writer(connection: &Connection) -> anyhow::Result<()> {
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    tune(connection)
+}
+
 /// The embedded SQLite store. Writes go through one writer thread that commits them in
 /// groups ([`writer`]); reads use a small pool of their own connections, which WAL lets
-/// run while the writer writes.
+/// run while the writer writes. The trigger queue has a database and writer of its own.
 pub struct SqliteStore {
     writer: GroupWriter,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     /// The highest outbox seq committed, announced to outbox readers (see outbox.rs).
     published: Arc<tokio::sync::watch::Sender<i64>>,
+    /// `queue.db`: the trigger queue (see queue.rs).
     queue: QueueDatabase,
 }
 
@@ -67,24 +100,9 @@ impl SqliteStore {
     /// queued again.
     pub fn open(data_dir: &Path) -> anyhow::Result<SqliteStore> {
         let path = data_dir.join("sluice.db");
-        let open = || -> anyhow::Result<Connection> {
-            let connection = Connection::open(&path)?;
-            connection.busy_timeout(std::time::Duration::from_secs(10))?;
-            connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            stable_plans(&connection)?;
-            Ok(connection)
-        };
-        let writer = open().with_context(|| format!("cannot open the store at {}", path.display()))?;
+        let writer = connect(&path).with_context(|| format!("cannot open the store at {}", path.display()))?;
         // Readers are opened once the writer has set up the schema (and WAL mode).
-        let readers = |_: &Arc<Mutex<Connection>>| {
-            (0..READERS)
-                .map(|_| {
-                    let reader = open()?;
-                    reader.pragma_update(None, "query_only", "ON")?;
-                    Ok(Arc::new(Mutex::new(reader)))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        };
+        let readers = |_: &Arc<Mutex<Connection>>| (0..READERS).map(|_| connect_reader(&path)).collect();
         let queue = QueueDatabase::open(&data_dir.join("queue.db"))?;
         let store = Self::prepare(writer, readers, queue);
         store.with_context(|| format!("cannot prepare the store at {}", path.display()))
@@ -102,14 +120,8 @@ impl SqliteStore {
         readers: impl FnOnce(&Arc<Mutex<Connection>>) -> anyhow::Result<Vec<Arc<Mutex<Connection>>>>,
         queue: QueueDatabase,
     ) -> anyhow::Result<SqliteStore> {
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a write that returned is on disk, so nothing acknowledged is lost. Group
-        // commit keeps that affordable.
-        connection.pragma_update(None, "synchronous", "FULL")?;
+        make_writer(&connection)?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        connection.busy_timeout(std::time::Duration::from_secs(10))?;
-        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        stable_plans(&connection)?;
         schema::migrate(&mut connection, schema::MIGRATIONS, "store")?;
         let (announcement, published) = outbox::follow_published(&mut connection)?;
         let connection = Arc::new(Mutex::new(connection));

@@ -11,14 +11,13 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 
 use super::writer::{Announcement, GroupWriter};
-use super::{STATEMENT_CACHE, SqliteStore, schema, stable_plans};
+use super::{SqliteStore, connect, connect_reader, make_writer, schema};
 use crate::ids::record_id;
 use crate::store::{Claimed, Enqueued, Finish, Job, JobSource, JobSummary, NewJob, Pending, QueueStore};
 use crate::time::now_ms;
@@ -74,20 +73,9 @@ pub(super) struct QueueDatabase {
 impl QueueDatabase {
     /// Opens (creating if needed) the queue at `path`.
     pub(super) fn open(path: &Path) -> anyhow::Result<QueueDatabase> {
-        let open = || -> anyhow::Result<Connection> {
-            let connection = Connection::open(path)?;
-            connection.busy_timeout(Duration::from_secs(10))?;
-            connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            stable_plans(&connection)?;
-            Ok(connection)
-        };
-        let writer = open().with_context(|| format!("cannot open the queue at {}", path.display()))?;
+        let writer = connect(path).with_context(|| format!("cannot open the queue at {}", path.display()))?;
         // The reader is opened once the writer has set up the schema (and WAL mode).
-        let reader = |_: &Arc<Mutex<Connection>>| {
-            let reader = open()?;
-            reader.pragma_update(None, "query_only", "ON")?;
-            Ok(Arc::new(Mutex::new(reader)))
-        };
+        let reader = |_: &Arc<Mutex<Connection>>| connect_reader(path);
         Self::prepare(writer, reader).with_context(|| format!("cannot prepare the queue at {}", path.display()))
     }
 
@@ -100,12 +88,7 @@ impl QueueDatabase {
         mut connection: Connection,
         reader: impl FnOnce(&Arc<Mutex<Connection>>) -> anyhow::Result<Arc<Mutex<Connection>>>,
     ) -> anyhow::Result<QueueDatabase> {
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a commit that returned is on disk, so an acknowledged event is never lost.
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.busy_timeout(Duration::from_secs(10))?;
-        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        stable_plans(&connection)?;
+        make_writer(&connection)?;
         schema::migrate(&mut connection, MIGRATIONS, "queue")?;
         let interrupted = connection.execute(
             "UPDATE jobs SET status = 'queued', due_at = ?1 WHERE status = 'running'",
