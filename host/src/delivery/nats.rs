@@ -11,8 +11,8 @@ use async_nats::jetstream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::config::NatsConfig;
 use super::envelope::{envelope, subject};
+use crate::config::NatsConfig;
 use crate::store::{self, SharedStore};
 
 /// The sink's cursor in `delivery_cursors`.
