@@ -1,5 +1,5 @@
 //! The sandbox's cost per request, in process: a fresh instance from the plugin's
-//! `InstancePre`, the `handler` call, the store dropped — what `Runtime::invoke` does for
+//! `InstancePre`, the `handler` call, the store dropped — what every typed call (`CompiledPlugin::handle_webhook`) does for
 //! every webhook request, without HTTP around it.
 //!
 //! Plugins measured, when their built components exist (`bench/run` builds them all):
@@ -23,10 +23,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::config::Limits;
-use sluice::runtime::bindings::types as wit;
-use sluice::runtime::host::Caller;
-use sluice::runtime::outbound::AllowList;
-use sluice::runtime::{CompiledPlugin, Invocation, Outcome, Runtime};
+use sluice::runtime::{AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, WebhookRequest};
 use sluice::store::{SharedStore, SqliteStore};
 
 /// The cargo target folder (`<target>/release/deps/sandbox-*` is this binary).
@@ -43,7 +40,7 @@ struct Subject {
     name: &'static str,
     path: PathBuf,
     /// The webhook request the handler gets.
-    request: fn() -> wit::HttpRequest,
+    request: fn() -> WebhookRequest,
 }
 
 fn subjects() -> Vec<Subject> {
@@ -77,8 +74,8 @@ fn subjects() -> Vec<Subject> {
     ]
 }
 
-fn bench_request() -> wit::HttpRequest {
-    wit::HttpRequest {
+fn bench_request() -> WebhookRequest {
+    WebhookRequest {
         method: "POST".into(),
         path: "/".into(),
         query: String::new(),
@@ -91,8 +88,8 @@ fn bench_request() -> wit::HttpRequest {
     }
 }
 
-fn webhook_request() -> wit::HttpRequest {
-    wit::HttpRequest {
+fn webhook_request() -> WebhookRequest {
+    WebhookRequest {
         query: "source=bench".into(),
         ..bench_request()
     }
@@ -103,10 +100,10 @@ struct Loaded {
     plugin: Arc<CompiledPlugin>,
     caller: Arc<Caller>,
     limits: Limits,
-    context: wit::Context,
+    context: CallContext,
 }
 
-fn load(runtime: &Arc<Runtime>, tokio: &tokio::runtime::Runtime, path: &Path, store: &SharedStore) -> Loaded {
+fn load(runtime: &Runtime, tokio: &tokio::runtime::Runtime, path: &Path, store: &SharedStore) -> Loaded {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let plugin = tokio
         .block_on(runtime.load(bytes.into()))
@@ -118,16 +115,14 @@ fn load(runtime: &Arc<Runtime>, tokio: &tokio::runtime::Runtime, path: &Path, st
         store.clone(),
         AllowList::default(),
     ));
-    let context = wit::Context {
+    let context = CallContext {
         bot_id: "bot_bench".into(),
         bot_user_id: "user_bench".into(),
         integration_id: "inst_bench".into(),
         integration_alias: "bench".into(),
         webhook_id: "0123456789abcdef0123456789abcdef".into(),
         webhook_url: "http://127.0.0.1:8080/webhooks/0123456789abcdef0123456789abcdef".into(),
-        operation: wit::Operation::WebhookReceived,
         configuration: "{}".into(),
-        trigger: None,
     };
     Loaded {
         plugin,
@@ -138,18 +133,16 @@ fn load(runtime: &Arc<Runtime>, tokio: &tokio::runtime::Runtime, path: &Path, st
 }
 
 /// One fresh-instance handler call; panics unless the plugin answered 200.
-async fn call(runtime: &Runtime, loaded: &Loaded, request: wit::HttpRequest) {
-    let (result, _report) = runtime
-        .invoke(
-            &loaded.plugin,
-            Some(loaded.caller.clone()),
-            "req_bench",
-            &loaded.limits,
-            Invocation::Handler(loaded.context.clone(), request),
-        )
-        .await;
+async fn call(loaded: &Loaded, request: WebhookRequest) {
+    let call = CallFor {
+        caller: &loaded.caller,
+        limits: &loaded.limits,
+        context: &loaded.context,
+        request_id: "req_bench",
+    };
+    let (result, _report) = loaded.plugin.handle_webhook(call, request).await;
     match result {
-        Ok(Outcome::Response(Ok(answer))) if answer.status == 200 => {}
+        Ok(Ok(answer)) if answer.status == 200 => {}
         other => panic!("the handler did not answer 200: {other:?}"),
     }
 }
@@ -159,7 +152,7 @@ fn sandbox(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let runtime = Arc::new(Runtime::new(None).expect("the engine"));
+    let runtime = Runtime::new(None, Profiling::Off).expect("the engine");
     let store: SharedStore = Arc::new(SqliteStore::in_memory().expect("an in-memory store"));
     let mut group = c.benchmark_group("sandbox");
     group
@@ -179,25 +172,19 @@ fn sandbox(c: &mut Criterion) {
         let loaded = load(&runtime, &tokio, &subject.path, &store);
         let request = (subject.request)();
         // Fails loudly now rather than in the middle of a measurement.
-        tokio.block_on(call(&runtime, &loaded, request.clone()));
+        tokio.block_on(call(&loaded, request.clone()));
 
         // The floor: a fresh instance and the smallest export, `definition`.
         group.bench_function(format!("{}/instantiate + definition + drop", subject.name), |b| {
             b.iter(|| {
-                let (result, _) = tokio.block_on(runtime.invoke(
-                    &loaded.plugin,
-                    None,
-                    "req_bench",
-                    &loaded.limits,
-                    Invocation::Definition,
-                ));
-                assert!(matches!(result, Ok(Outcome::Definition(_))), "{result:?}");
+                let result = tokio.block_on(loaded.plugin.probe());
+                assert!(result.is_ok(), "{result:?}");
             })
         });
         group.bench_function(format!("{}/instantiate + handler + drop", subject.name), |b| {
             b.iter_batched(
                 || request.clone(),
-                |request| tokio.block_on(call(&runtime, &loaded, request)),
+                |request| tokio.block_on(call(&loaded, request)),
                 criterion::BatchSize::SmallInput,
             )
         });

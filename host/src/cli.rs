@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::runtime::Profiling;
 use crate::scaffold::{Language, new_project};
 use crate::serve::{ServeOptions, serve};
 
@@ -78,6 +79,25 @@ pub struct ServeArgs {
     /// export names), instead of showing them as unknown JIT code.
     #[arg(long, env = "SLUICE_PERF_MAP")]
     pub perf_map: bool,
+}
+
+impl From<ServeArgs> for ServeOptions {
+    fn from(args: ServeArgs) -> ServeOptions {
+        ServeOptions {
+            plugins_dir: args.plugins,
+            data_dir: args.data,
+            listen: args.listen,
+            public_url: args.public_url,
+            api_token: args.api_token,
+            config: args.config,
+            cache_dir: args.cache,
+            profiling: if args.perf_map {
+                Profiling::PerfMap
+            } else {
+                Profiling::Off
+            },
+        }
+    }
 }
 
 fn init_logging() {

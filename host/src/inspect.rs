@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::runtime::contract::{ContractMismatch, PACKAGE, VERSION};
-use crate::runtime::{CompiledPlugin, PluginDefinition, Runtime};
+use crate::runtime::{CompiledPlugin, LoadError, PluginDefinition, Profiling, Runtime};
 
 /// Why a file is not a plugin this host can run.
 #[derive(Debug, thiserror::Error)]
@@ -40,33 +40,15 @@ pub async fn load(file: &Path) -> Result<Arc<CompiledPlugin>, InspectError> {
         file: label.clone(),
         error,
     })?;
-    let runtime = Arc::new(Runtime::new(None).map_err(|error| InspectError::NotAComponent {
-        file: label.clone(),
-        reason: format!("{error:#}"),
-    })?);
-    let hash = Runtime::content_hash(&bytes);
-    let size = bytes.len();
-    let compiler = runtime.clone();
-    let compiled = tokio::task::spawn_blocking(move || compiler.compile(&bytes, &hash).map(|(c, s)| (c, s, hash)))
-        .await
-        .map_err(|error| InspectError::NotAComponent {
-            file: label.clone(),
-            reason: error.to_string(),
-        })?;
-    let (component, source, hash) = compiled.map_err(|error| InspectError::NotAComponent {
+    let runtime = Runtime::new(None, Profiling::Off).map_err(|error| InspectError::NotAComponent {
         file: label.clone(),
         reason: format!("{error:#}"),
     })?;
-    if let Err(mismatch) = runtime.check_contract(&component) {
-        return Err(InspectError::Contract { file: label, mismatch });
-    }
-    runtime
-        .prepare(&component, hash, size, source)
-        .await
-        .map_err(|error| InspectError::Definition {
-            file: label,
-            reason: format!("{error:#}"),
-        })
+    runtime.load(bytes.into()).await.map_err(|error| match error {
+        LoadError::NotAComponent(reason) => InspectError::NotAComponent { file: label, reason },
+        LoadError::Contract(mismatch) => InspectError::Contract { file: label, mismatch },
+        LoadError::Definition(reason) => InspectError::Definition { file: label, reason },
+    })
 }
 
 /// The report as JSON (`sluice inspect --json`).
@@ -201,48 +183,10 @@ pub async fn inspect(file: &Path, as_json: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::types as wit;
 
     #[test]
     fn the_text_report_shows_every_part_of_the_definition() {
-        let definition = PluginDefinition::from_wit(wit::Definition {
-            name: "chat".into(),
-            version: "1.2.3".into(),
-            title: "Chat".into(),
-            description: "Talks.".into(),
-            configuration_schema: Some(r#"{"type":"object","properties":{"token":{"type":"string"}}}"#.into()),
-            events: vec![wit::EventDefinition {
-                name: "joined".into(),
-                title: "Joined".into(),
-                description: "Someone joined.".into(),
-                schema: r#"{"type":"object"}"#.into(),
-            }],
-            actions: vec![wit::ActionDefinition {
-                name: "kick".into(),
-                title: "Kick".into(),
-                description: "Removes someone.".into(),
-                input_schema: r#"{"type":"object","properties":{"userId":{"type":"string"}}}"#.into(),
-                output_schema: r#"{"type":"object"}"#.into(),
-            }],
-            channels: vec![wit::ChannelDefinition {
-                name: "room".into(),
-                title: "Room".into(),
-                description: "A chat room.".into(),
-                messages: vec![wit::MessageDefinition {
-                    name: "text".into(),
-                    schema: r#"{"type":"object"}"#.into(),
-                }],
-                conversation_tags: vec!["roomId".into()],
-                message_tags: vec!["messageId".into()],
-            }],
-            states: vec![wit::StateDefinition {
-                name: "cursor".into(),
-                scope: wit::StateScope::Integration,
-                schema: r#"{"type":"object"}"#.into(),
-            }],
-            user_tags: vec!["handle".into()],
-        })
-        .unwrap();
+        let definition = PluginDefinition::example();
         let text = text_report(Path::new("chat.wasm"), 10, "abc", &definition);
         for expected in [
             "chat 1.2.3 (Chat)",

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::cli::ServeArgs;
 use crate::config::HostConfig;
 use crate::delivery::Delivery;
 use crate::http::{self, App};
@@ -36,25 +35,6 @@ pub struct ServeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
     pub profiling: Profiling,
-}
-
-impl From<ServeArgs> for ServeOptions {
-    fn from(args: ServeArgs) -> ServeOptions {
-        ServeOptions {
-            plugins_dir: args.plugins,
-            data_dir: args.data,
-            listen: args.listen,
-            public_url: args.public_url,
-            api_token: args.api_token,
-            config: args.config,
-            cache_dir: args.cache,
-            profiling: if args.perf_map {
-                Profiling::PerfMap
-            } else {
-                Profiling::Off
-            },
-        }
-    }
 }
 
 /// The API token: the flag or environment, else the configuration file, else the one
@@ -148,7 +128,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| options.data_dir.join("cache"));
-    let runtime = Arc::new(Runtime::with_profiling(Some(cache_dir), options.profiling)?);
+    let runtime = Arc::new(Runtime::new(Some(cache_dir), options.profiling)?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),

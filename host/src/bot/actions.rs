@@ -7,8 +7,6 @@ use serde_json::Value;
 use super::error::describe;
 use super::{BotError, find_installation, list_or_none, ready};
 use crate::plugins::PluginHost;
-use crate::runtime::bindings::types as wit;
-use crate::runtime::{Invocation, Outcome};
 
 /// What an action answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,18 +49,8 @@ pub async fn call_action(
     ready(&installation)?;
 
     let what = format!("run action {action}");
-    let invocation = Invocation::CallAction {
-        ctx: installation.context(wit::Operation::ActionTriggered),
-        name: action.to_string(),
-        input: input.to_string(),
-    };
-    let (outcome, _report) = installation.invoke(&plugins.runtime, request_id, invocation).await;
-    let result = match outcome {
-        Ok(Outcome::Action(Ok(result))) => result,
-        Ok(Outcome::Action(Err(error))) => return Err(BotError::from_plugin(&installation, &what, error)),
-        Ok(other) => return Err(BotError::internal(anyhow::anyhow!("call-action answered {other:?}"))),
-        Err(failure) => return Err(BotError::from_call(&installation, &what, failure)),
-    };
+    let (answer, _report) = installation.call_action(request_id, action, &input.to_string()).await;
+    let result = BotError::from_answer(&installation, &what, answer)?;
 
     let broken = |problem: String| {
         BotError::plugin_failed(format!(

@@ -3,8 +3,7 @@
 
 use crate::ids::record_id;
 use crate::plugins::Installation;
-use crate::runtime::CallError;
-use crate::runtime::bindings::types::{self as wit, ErrorKind};
+use crate::runtime::{Answer, CallError, PluginError, PluginErrorKind};
 
 /// What kind of failure a [`BotError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,13 +115,13 @@ impl BotError {
     }
 
     /// The plugin answered `what` with an `error`.
-    pub fn from_plugin(installation: &Installation, what: &str, error: wit::Error) -> BotError {
+    pub fn from_plugin(installation: &Installation, what: &str, error: PluginError) -> BotError {
         let kind = match error.kind {
-            ErrorKind::InvalidInput => BotErrorKind::InvalidInput,
-            ErrorKind::NotFound => BotErrorKind::NotFound,
-            ErrorKind::Forbidden => BotErrorKind::Forbidden,
-            ErrorKind::Upstream => BotErrorKind::Upstream,
-            ErrorKind::Internal => BotErrorKind::PluginFailed,
+            PluginErrorKind::InvalidInput => BotErrorKind::InvalidInput,
+            PluginErrorKind::NotFound => BotErrorKind::NotFound,
+            PluginErrorKind::Forbidden => BotErrorKind::Forbidden,
+            PluginErrorKind::Upstream => BotErrorKind::Upstream,
+            PluginErrorKind::Internal => BotErrorKind::PluginFailed,
         };
         BotError::new(
             kind,
@@ -138,6 +137,15 @@ impl BotError {
             _ => BotErrorKind::PluginFailed,
         };
         BotError::new(kind, format!("{} could not {what}: {failure}", describe(installation)))
+    }
+
+    /// The plugin's answer to `what`, or the error the bot gets when there is none.
+    pub fn from_answer<T>(installation: &Installation, what: &str, answer: Answer<T>) -> Result<T, BotError> {
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(BotError::from_plugin(installation, what, error)),
+            Err(failure) => Err(BotError::from_call(installation, what, failure)),
+        }
     }
 }
 

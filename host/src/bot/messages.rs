@@ -11,10 +11,7 @@ use super::error::describe;
 use super::{BotError, BotErrorKind, check_tags, list_or_none, ready};
 use crate::ids::record_id;
 use crate::plugins::{Installation, PluginHost};
-use crate::runtime::bindings::types as wit;
 use crate::runtime::definition::ChannelDefinition;
-use crate::runtime::host::{wit_conversation, wit_message, wit_user};
-use crate::runtime::{Invocation, Outcome};
 use crate::store::{self, ConversationRecord, MessageRecord, TagChanges, Tags, UserRecord};
 use crate::time::now_ms;
 
@@ -167,20 +164,10 @@ pub async fn send_message(
         "deliver the {} message in channel {}",
         record.message_type, conversation.channel
     );
-    let invocation = Invocation::HandleMessage {
-        ctx: installation.context(wit::Operation::MessageCreated),
-        channel: conversation.channel.clone(),
-        conversation: wit_conversation(&conversation),
-        message: wit_message(&record),
-        user: wit_user(&user),
-    };
-    let (outcome, _report) = installation.invoke(&plugins.runtime, request_id, invocation).await;
-    let ack = match outcome {
-        Ok(Outcome::Ack(Ok(ack))) => ack,
-        Ok(Outcome::Ack(Err(error))) => return Err(BotError::from_plugin(&installation, &what, error)),
-        Ok(other) => return Err(BotError::internal(anyhow::anyhow!("handle-message answered {other:?}"))),
-        Err(failure) => return Err(BotError::from_call(&installation, &what, failure)),
-    };
+    let (answer, _report) = installation
+        .handle_message(request_id, &conversation, &record, &user)
+        .await;
+    let ack = BotError::from_answer(&installation, &what, answer)?;
     for (key, value) in ack.tags {
         if !channel.message_tags.iter().any(|d| d == &key) {
             return Err(BotError::plugin_failed(format!(

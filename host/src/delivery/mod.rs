@@ -14,7 +14,6 @@
 //! nothing: what was not delivered, acknowledged or recorded is sent again (receivers
 //! see each envelope id at least once; JetStream drops the repeats by id).
 
-pub mod config;
 pub mod filter;
 pub mod nats;
 pub mod signing;
@@ -30,10 +29,10 @@ use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
-use self::config::{DeliveryConfig, NatsConfig, SubscriptionConfig};
 use self::filter::TypeFilter;
 use self::nats::{NatsSink, NatsStatus};
 use self::webhooks::{WebhookSender, WorkerHandle};
+use crate::config::{DeliveryConfig, NatsConfig, SubscriptionConfig};
 use crate::ids::record_id;
 use crate::store::{
     self, AttemptRecord, DeliveryRecord, DeliveryStatus, SharedStore, SubscriptionRecord, SubscriptionSource,

@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::config::NatsConfig;
+use crate::config::NatsConfig;
 use crate::store::{self, SharedStore};
 
 /// The sink's cursor in `delivery_cursors`.

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
 
-use super::config::DeliveryConfig;
+use crate::config::DeliveryConfig;
 
 /// What the configuration allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -21,9 +21,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
-use super::config::DeliveryConfig;
 use super::signing;
 use super::target::{GuardedResolver, TargetPolicy, refusal};
+use crate::config::DeliveryConfig;
 use crate::store::{self, AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
 use crate::time::now_ms;
 

@@ -9,9 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::bodies::read_limited;
 use super::{ApiError, AppState};
 use crate::ids::record_id;
-use crate::runtime::bindings::types as wit;
-use crate::runtime::sandbox::CallError;
-use crate::runtime::{Invocation, Outcome};
+use crate::runtime::{CallError, WebhookRequest, WebhookResponse};
 
 /// Header carrying the request id on every webhook answer.
 pub const REQUEST_ID_HEADER: &str = "x-sluice-request-id";
@@ -94,7 +92,7 @@ async fn handle(
         None => "/".to_string(),
     };
     let body_bytes = body.len() as u64;
-    let http_request = wit::HttpRequest {
+    let http_request = WebhookRequest {
         method: parts.method.as_str().to_string(),
         path,
         query: parts.uri.query().unwrap_or_default().to_string(),
@@ -103,13 +101,10 @@ async fn handle(
         body: Vec::from(body),
     };
 
-    let ctx = installation.context(wit::Operation::WebhookReceived);
-    let (result, _report) = installation
-        .invoke(&app.plugins.runtime, request_id, Invocation::Handler(ctx, http_request))
-        .await;
+    let (result, _report) = installation.handle_webhook(request_id, http_request).await;
     match result {
-        Ok(Outcome::Response(Ok(answer))) => Ok(plugin_response(answer, installation.name())),
-        Ok(Outcome::Response(Err(error))) => Err(ApiError::new(
+        Ok(Ok(answer)) => Ok(plugin_response(answer, installation.name())),
+        Ok(Err(error)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "PluginError",
             format!(
@@ -118,7 +113,6 @@ async fn handle(
                 error.message
             ),
         )),
-        Ok(other) => Err(ApiError::internal(anyhow::anyhow!("handler answered {other:?}"))),
         Err(failure) => {
             let mut message = format!("installation {}: {failure}", installation.name());
             if let CallError::MemoryLimit { limit } = failure
@@ -146,7 +140,7 @@ async fn handle(
 }
 
 /// The plugin's answer as an HTTP response; headers it cannot send are dropped.
-fn plugin_response(answer: wit::HttpResponse, installation: &str) -> Response {
+fn plugin_response(answer: WebhookResponse, installation: &str) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or_else(|_| {
         tracing::warn!(%installation, status = answer.status, "plugin answered an invalid status; sending 500");
         StatusCode::INTERNAL_SERVER_ERROR

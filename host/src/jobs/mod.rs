@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::Deserialize;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::config::TriggerSettings;
 use crate::plugins::PluginHost;
 use crate::store::{self, SharedStore, TriggerRecord};
 use crate::time::now_ms;
@@ -36,57 +36,6 @@ pub const TRIGGER_CHANNEL: &str = "trigger";
 /// The header the host adds to every trigger event a plugin receives: `event`, `invoke`
 /// or `schedule`.
 pub const SOURCE_HEADER: &str = "x-sluice-trigger-source";
-
-/// The `[triggers]` table of the host configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct TriggerSettings {
-    /// How many trigger events run at once (0 queues events without running them).
-    pub workers: usize,
-    /// Attempts per event before it is marked failed.
-    pub max_attempts: u32,
-    /// Wait before the first retry; each later retry waits twice as long.
-    pub retry_base_ms: u64,
-    /// The longest wait between retries.
-    pub retry_max_ms: u64,
-    /// Largest event body accepted (413 above it).
-    pub max_body_bytes: u64,
-    /// Finished events are forgotten by the queue (with their idempotency keys) after
-    /// this many hours; their history stays in the store.
-    pub retention_hours: u64,
-}
-
-impl Default for TriggerSettings {
-    fn default() -> Self {
-        TriggerSettings {
-            workers: 8,
-            max_attempts: 5,
-            retry_base_ms: 1_000,
-            retry_max_ms: 300_000,
-            max_body_bytes: 1 << 20,
-            retention_hours: 24 * 7,
-        }
-    }
-}
-
-impl TriggerSettings {
-    pub fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.max_attempts >= 1, "triggers.max-attempts must be at least 1");
-        anyhow::ensure!(self.retry_base_ms >= 1, "triggers.retry-base-ms must be at least 1");
-        anyhow::ensure!(
-            self.retry_max_ms >= self.retry_base_ms,
-            "triggers.retry-max-ms must be at least triggers.retry-base-ms"
-        );
-        anyhow::ensure!(self.workers <= 1000, "triggers.workers can be at most 1000");
-        Ok(())
-    }
-
-    /// The wait before attempt `attempt + 1` after attempt `attempt` failed.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u64 << attempt.saturating_sub(1).min(32);
-        Duration::from_millis(self.retry_base_ms.saturating_mul(factor).min(self.retry_max_ms))
-    }
-}
 
 /// The triggers, their queue, the workers and the schedules.
 pub struct Jobs {
@@ -299,21 +248,5 @@ async fn prune_forever(jobs: Arc<Jobs>) {
             Err(error) => tracing::warn!(error = %format!("{error:#}"), "cannot prune the trigger queue"),
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap() {
-        let settings = TriggerSettings {
-            retry_base_ms: 100,
-            retry_max_ms: 1_000,
-            ..Default::default()
-        };
-        let waits: Vec<u64> = (1..=6).map(|a| settings.backoff(a).as_millis() as u64).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1_000, 1_000]);
     }
 }

@@ -23,8 +23,7 @@ use super::queue::{Finish, Job};
 use super::{Jobs, TRIGGER_CHANNEL};
 use crate::ids::record_id;
 use crate::plugins::Installation;
-use crate::runtime::bindings::types::{self as wit, ErrorKind};
-use crate::runtime::{CallError, CallReport, Invocation, Outcome};
+use crate::runtime::{Answer, CallError, CallReport, PluginErrorKind, TriggerInfo, WebhookRequest, WebhookResponse};
 use crate::store::{self, EventRecord, EventResolution, TriggerEventLink, TriggerRecord};
 use crate::time::{iso8601, now_ms};
 
@@ -127,15 +126,15 @@ async fn run(jobs: &Jobs, job: Job) -> Finish {
         Err(error) => return storage_retry(jobs, &job, error),
     };
 
-    let ctx = installation.trigger_context(wit::TriggerInfo {
+    let trigger_info = TriggerInfo {
         trigger_id: trigger.id.clone(),
         event_id: job.id.clone(),
         session: job.session.clone(),
         conversation_id: link.conversation_id.clone(),
         contact_user_id: link.contact_user_id.clone(),
         attempt: job.attempt,
-    });
-    let request = wit::HttpRequest {
+    };
+    let request = WebhookRequest {
         method: job.method.clone(),
         path: "/".into(),
         query: job.query.clone(),
@@ -145,7 +144,7 @@ async fn run(jobs: &Jobs, job: Job) -> Finish {
     let request_id = record_id("req");
     tracing::debug!(event = %job.id, trigger = %trigger.id, attempt = job.attempt, %request_id, "running a trigger event");
     let (result, report) = installation
-        .invoke(&jobs.plugins.runtime, &request_id, Invocation::Handler(ctx, request))
+        .handle_trigger_event(&request_id, trigger_info, request)
         .await;
     match classify(result, &installation) {
         Ok(response) => record_success(jobs, &job, &trigger, &installation, &link, response, report).await,
@@ -262,9 +261,9 @@ fn received_payload(job: &Job) -> Value {
 }
 
 /// The plugin's answer, or why there is none.
-fn classify(result: Result<Outcome, CallError>, installation: &Installation) -> Result<wit::HttpResponse, Failure> {
+fn classify(result: Answer<WebhookResponse>, installation: &Installation) -> Result<WebhookResponse, Failure> {
     match result {
-        Ok(Outcome::Response(Ok(response))) if response.status >= 500 => Err(Failure {
+        Ok(Ok(response)) if response.status >= 500 => Err(Failure {
             kind: "server-error",
             message: format!(
                 "plugin {} answered status {}: {}",
@@ -274,21 +273,16 @@ fn classify(result: Result<Outcome, CallError>, installation: &Installation) -> 
             ),
             retryable: true,
         }),
-        Ok(Outcome::Response(Ok(response))) => Ok(response),
-        Ok(Outcome::Response(Err(error))) => Err(Failure {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) => Err(Failure {
             kind: "plugin-error",
-            retryable: matches!(error.kind, ErrorKind::Upstream | ErrorKind::Internal),
+            retryable: matches!(error.kind, PluginErrorKind::Upstream | PluginErrorKind::Internal),
             message: format!(
                 "plugin {} failed ({}): {}",
                 installation.name(),
-                error_kind(error.kind),
+                error.kind.as_str(),
                 error.message
             ),
-        }),
-        Ok(other) => Err(Failure {
-            kind: "plugin-error",
-            message: format!("plugin {} answered {other:?} to handler", installation.name()),
-            retryable: false,
         }),
         Err(failure) => Err(Failure {
             kind: match failure {
@@ -300,16 +294,6 @@ fn classify(result: Result<Outcome, CallError>, installation: &Installation) -> 
             message: format!("plugin {}: {failure}", installation.name()),
             retryable: true,
         }),
-    }
-}
-
-fn error_kind(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidInput => "invalid-input",
-        ErrorKind::NotFound => "not-found",
-        ErrorKind::Forbidden => "forbidden",
-        ErrorKind::Upstream => "upstream",
-        ErrorKind::Internal => "internal",
     }
 }
 
@@ -345,7 +329,7 @@ async fn record_success(
     trigger: &TriggerRecord,
     installation: &Installation,
     link: &TriggerEventLink,
-    response: wit::HttpResponse,
+    response: WebhookResponse,
     report: CallReport,
 ) -> Finish {
     let (logs, created, elapsed) = report_fields(Some(&report));

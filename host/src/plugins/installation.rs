@@ -6,10 +6,11 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::config::Sidecar;
-use crate::runtime::bindings::types as wit;
-use crate::runtime::host::Caller;
-use crate::runtime::{CompiledPlugin, Invocation, Runtime};
-use crate::store::InstallationRecord;
+use crate::runtime::{
+    Ack, ActionAnswer, Answer, CallContext, CallFor, CallReport, Caller, CompiledPlugin, TriggerInfo, WebhookRequest,
+    WebhookResponse,
+};
+use crate::store::{ConversationRecord, InstallationRecord, MessageRecord, UserRecord};
 
 /// Who the host is, as plugins see it in their context.
 #[derive(Debug, Clone)]
@@ -56,10 +57,10 @@ pub struct Installation {
     /// What the plugin's imports are scoped to.
     pub caller: Arc<Caller>,
     pub identity: Arc<HostIdentity>,
-    /// Every call's context but its operation, built once ([`Installation::base_context`]):
-    /// serialising the configuration and formatting the webhook URL on every request
-    /// would cost more than the copy.
-    pub(crate) base_context: wit::Context,
+    /// Who every call of this installation is about, built once: serialising the
+    /// configuration and formatting the webhook URL on every request would cost more
+    /// than the copy.
+    pub(crate) context: CallContext,
 }
 
 impl Installation {
@@ -75,58 +76,76 @@ impl Installation {
         webhook_url(&self.identity, &self.record.webhook_id)
     }
 
-    /// The context of an installation's calls, with a placeholder operation (see
-    /// [`Installation::context`]).
-    pub fn base_context(record: &InstallationRecord, identity: &HostIdentity, configuration: &Value) -> wit::Context {
-        wit::Context {
+    /// The context of an installation's calls.
+    pub fn call_context(record: &InstallationRecord, identity: &HostIdentity, configuration: &Value) -> CallContext {
+        CallContext {
             bot_id: identity.bot_id.clone(),
             bot_user_id: identity.bot_user_id.clone(),
             integration_id: record.id.clone(),
             integration_alias: record.name.clone(),
             webhook_id: record.webhook_id.clone(),
             webhook_url: webhook_url(identity, &record.webhook_id),
-            operation: wit::Operation::WebhookReceived,
             configuration: configuration.to_string(),
-            trigger: None,
         }
     }
 
-    /// The context handed to the plugin for `operation`.
-    pub fn context(&self, operation: wit::Operation) -> wit::Context {
-        wit::Context {
-            operation,
-            ..self.base_context.clone()
+    /// Who a call of this installation is for, under its limits.
+    fn call<'a>(&'a self, request_id: &'a str) -> CallFor<'a> {
+        CallFor {
+            caller: &self.caller,
+            limits: &self.sidecar.limits,
+            context: &self.context,
+            request_id,
         }
     }
 
-    /// The context of a trigger event: operation `trigger-event`, with the event's
-    /// trigger, conversation and contact.
-    pub fn trigger_context(&self, trigger: wit::TriggerInfo) -> wit::Context {
-        wit::Context {
-            trigger: Some(trigger),
-            ..self.context(wit::Operation::TriggerEvent)
-        }
-    }
-
-    /// Runs `invocation` in a fresh sandbox under this installation's limits.
-    pub async fn invoke(
+    /// Runs `handler` for a request sent to the installation's webhook URL.
+    pub async fn handle_webhook(
         &self,
-        runtime: &Runtime,
         request_id: &str,
-        invocation: Invocation,
-    ) -> (
-        Result<crate::runtime::Outcome, crate::runtime::CallError>,
-        crate::runtime::CallReport,
-    ) {
-        runtime
-            .invoke(
-                &self.plugin,
-                Some(self.caller.clone()),
-                request_id,
-                &self.sidecar.limits,
-                invocation,
-            )
+        request: WebhookRequest,
+    ) -> (Answer<WebhookResponse>, CallReport) {
+        self.plugin.handle_webhook(self.call(request_id), request).await
+    }
+
+    /// Runs `handler` for a trigger event.
+    pub async fn handle_trigger_event(
+        &self,
+        request_id: &str,
+        trigger: TriggerInfo,
+        request: WebhookRequest,
+    ) -> (Answer<WebhookResponse>, CallReport) {
+        self.plugin
+            .handle_trigger_event(self.call(request_id), trigger, request)
             .await
+    }
+
+    /// Runs the action `name` with `input` (JSON text).
+    pub async fn call_action(&self, request_id: &str, name: &str, input: &str) -> (Answer<ActionAnswer>, CallReport) {
+        self.plugin.call_action(self.call(request_id), name, input).await
+    }
+
+    /// Hands the bot's message to the plugin to deliver.
+    pub async fn handle_message(
+        &self,
+        request_id: &str,
+        conversation: &ConversationRecord,
+        message: &MessageRecord,
+        user: &UserRecord,
+    ) -> (Answer<Ack>, CallReport) {
+        self.plugin
+            .handle_message(self.call(request_id), conversation, message, user)
+            .await
+    }
+
+    /// Runs `register`.
+    pub async fn register(&self, request_id: &str) -> (Answer<()>, CallReport) {
+        self.plugin.register(self.call(request_id)).await
+    }
+
+    /// Runs `unregister`.
+    pub async fn unregister(&self, request_id: &str) -> (Answer<()>, CallReport) {
+        self.plugin.unregister(self.call(request_id)).await
     }
 }
 

@@ -10,10 +10,7 @@ use super::installation::{HostIdentity, Installation, InstallationStatus};
 use super::registry::{LoadFailure, Registry, Snapshot};
 use crate::config::Sidecar;
 use crate::ids::{record_id, secret_token};
-use crate::runtime::bindings::types as wit;
-use crate::runtime::host::Caller;
-use crate::runtime::outbound::AllowList;
-use crate::runtime::{CompiledPlugin, Invocation, Outcome, Runtime};
+use crate::runtime::{AllowList, Answer, Caller, CompiledPlugin, Runtime};
 use crate::store::{self, InstallationRecord, SharedStore};
 use crate::time::now_ms;
 
@@ -53,6 +50,15 @@ fn installation_name(file: &Path) -> Result<String, String> {
         Ok(stem.to_string())
     } else {
         Err("rename it: a plugin file name may use only letters, digits, - and _".into())
+    }
+}
+
+/// What `register` or `unregister` ended with; the error says what went wrong.
+fn lifecycle_outcome(answer: Answer<()>) -> Result<(), String> {
+    match answer {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.message),
+        Err(failure) => Err(failure.to_string()),
     }
 }
 
@@ -264,7 +270,7 @@ impl PluginHost {
 
         let mut installation = self.installation(file, record.clone(), plugin, sidecar)?;
         if installation.status == InstallationStatus::Active && record.registered_at.is_none() {
-            match self.call_lifecycle(&installation, wit::Operation::Register).await {
+            match lifecycle_outcome(installation.register(&record_id("req")).await.0) {
                 Ok(()) => record.registered_at = Some(now_ms()),
                 Err(problem) => {
                     installation.status = InstallationStatus::RegisterFailed;
@@ -316,7 +322,7 @@ impl PluginHost {
             self.store.clone(),
             AllowList::new(&sidecar.allowed_hosts)?,
         ));
-        let base_context = Installation::base_context(&record, &self.identity, &configuration);
+        let context = Installation::call_context(&record, &self.identity, &configuration);
         Ok(Installation {
             record,
             file: file.to_path_buf(),
@@ -327,24 +333,8 @@ impl PluginHost {
             problems,
             caller,
             identity: self.identity.clone(),
-            base_context,
+            context,
         })
-    }
-
-    /// Calls `register` or `unregister`; the error says what went wrong.
-    async fn call_lifecycle(&self, installation: &Installation, operation: wit::Operation) -> Result<(), String> {
-        let ctx = installation.context(operation);
-        let invocation = match operation {
-            wit::Operation::Unregister => Invocation::Unregister(ctx),
-            _ => Invocation::Register(ctx),
-        };
-        let request_id = record_id("req");
-        match installation.invoke(&self.runtime, &request_id, invocation).await.0 {
-            Ok(Outcome::Done(Ok(()))) => Ok(()),
-            Ok(Outcome::Done(Err(error))) => Err(error.message),
-            Ok(other) => Err(format!("unexpected answer {other:?}")),
-            Err(failure) => Err(failure.to_string()),
-        }
     }
 
     /// Removes an installation whose file is gone: runs `unregister` (from the serving
@@ -365,7 +355,7 @@ impl PluginHost {
         if let Some(installation) = installation
             && record.registered_at.is_some()
         {
-            match self.call_lifecycle(&installation, wit::Operation::Unregister).await {
+            match lifecycle_outcome(installation.unregister(&record_id("req")).await.0) {
                 Ok(()) => tracing::info!(installation = %name, "unregistered"),
                 Err(problem) => {
                     tracing::warn!(installation = %name, %problem, "unregister failed; removing the installation anyway")

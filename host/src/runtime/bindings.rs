@@ -11,6 +11,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::sluice::integration::plugin as exported;
 pub use sluice::integration::types;
 pub use sluice::integration::{client, logger};

@@ -9,7 +9,8 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use super::bindings::IntegrationPre;
-use super::engine::Runtime;
+use super::engine::Engine;
+use super::host::HostState;
 
 /// The contract's package and version.
 pub const PACKAGE: &str = "sluice:integration";
@@ -82,10 +83,10 @@ impl std::fmt::Display for ContractMismatch {
 
 impl std::error::Error for ContractMismatch {}
 
-fn function_names(runtime: &Runtime, item: &ComponentItem) -> Vec<String> {
+fn function_names(engine: &wasmtime::Engine, item: &ComponentItem) -> Vec<String> {
     match item {
         ComponentItem::ComponentInstance(instance) => instance
-            .exports(&runtime.engine)
+            .exports(engine)
             .filter(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_)))
             .map(|(name, _)| name.to_string())
             .collect(),
@@ -100,14 +101,11 @@ fn version_label(version: Option<&str>) -> String {
     }
 }
 
-impl Runtime {
+impl Engine {
     /// Checks `component` against the contract and links it; the pre-linked template is
     /// what every call starts from.
-    pub(crate) fn check_contract(
-        &self,
-        component: &Component,
-    ) -> Result<IntegrationPre<super::host::HostState>, ContractMismatch> {
-        let engine = &self.engine;
+    pub(super) fn check_contract(&self, component: &Component) -> Result<IntegrationPre<HostState>, ContractMismatch> {
+        let engine = &self.wasmtime;
         let ty = component.component_type();
         let mut problems = Vec::new();
         let mut other_versions: Vec<String> = Vec::new();
@@ -131,7 +129,7 @@ impl Runtime {
                 problems.push(format!("it imports {name}, an interface the contract does not have"));
                 continue;
             };
-            for function in function_names(self, &import.ty) {
+            for function in function_names(engine, &import.ty) {
                 if !known.contains(&function.as_str()) {
                     problems.push(format!("it imports {interface}.{function}, which {name} does not have"));
                 }
@@ -169,7 +167,7 @@ impl Runtime {
                     }
                     problems.push(format!("it exports {name} instead of {wanted}"));
                 }
-                let functions = function_names(self, item);
+                let functions = function_names(engine, item);
                 let missing: Vec<&str> = expected
                     .iter()
                     .copied()

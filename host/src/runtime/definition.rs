@@ -143,7 +143,7 @@ impl PluginDefinition {
     }
 
     /// Checks the definition a plugin returned and compiles its schemas.
-    pub fn from_wit(definition: wit::Definition) -> anyhow::Result<PluginDefinition> {
+    pub(super) fn from_wit(definition: wit::Definition) -> anyhow::Result<PluginDefinition> {
         check_name("the integration name", &definition.name)?;
         if definition.name.chars().any(|c| c.is_ascii_uppercase()) {
             bail!("the integration name {:?} must be lower case", definition.name);
@@ -243,6 +243,49 @@ impl PluginDefinition {
             states,
             user_tags: definition.user_tags,
         })
+    }
+
+    /// A definition that declares one of everything, for tests of what shows it.
+    #[cfg(test)]
+    pub(crate) fn example() -> PluginDefinition {
+        PluginDefinition::from_wit(wit::Definition {
+            name: "chat".into(),
+            version: "1.2.3".into(),
+            title: "Chat".into(),
+            description: "Talks.".into(),
+            configuration_schema: Some(r#"{"type":"object","properties":{"token":{"type":"string"}}}"#.into()),
+            events: vec![wit::EventDefinition {
+                name: "joined".into(),
+                title: "Joined".into(),
+                description: "Someone joined.".into(),
+                schema: r#"{"type":"object"}"#.into(),
+            }],
+            actions: vec![wit::ActionDefinition {
+                name: "kick".into(),
+                title: "Kick".into(),
+                description: "Removes someone.".into(),
+                input_schema: r#"{"type":"object","properties":{"userId":{"type":"string"}}}"#.into(),
+                output_schema: r#"{"type":"object"}"#.into(),
+            }],
+            channels: vec![wit::ChannelDefinition {
+                name: "room".into(),
+                title: "Room".into(),
+                description: "A chat room.".into(),
+                messages: vec![wit::MessageDefinition {
+                    name: "text".into(),
+                    schema: r#"{"type":"object"}"#.into(),
+                }],
+                conversation_tags: vec!["roomId".into()],
+                message_tags: vec!["messageId".into()],
+            }],
+            states: vec![wit::StateDefinition {
+                name: "cursor".into(),
+                scope: wit::StateScope::Integration,
+                schema: r#"{"type":"object"}"#.into(),
+            }],
+            user_tags: vec!["handle".into()],
+        })
+        .expect("the example definition is valid")
     }
 
     /// Checks an installation's configuration against the configuration schema; the
@@ -349,7 +392,7 @@ impl PluginDefinition {
 }
 
 /// The store's scope for a WIT state scope.
-pub fn scope_from_wit(scope: wit::StateScope) -> StateScope {
+pub(super) fn scope_from_wit(scope: wit::StateScope) -> StateScope {
     match scope {
         wit::StateScope::Integration => StateScope::Integration,
         wit::StateScope::Conversation => StateScope::Conversation,

@@ -1,6 +1,6 @@
 //! The one wasmtime engine of a host: pooling allocator, epoch interruption driven by a
 //! single ticker thread, the linker with every import a plugin may use, and a cache of
-//! compiled code on disk.
+//! compiled code on disk. The bottom of the runtime: it knows nothing of plugins.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -11,13 +11,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ProfilingStrategy,
-};
+use wasmtime::{Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ProfilingStrategy};
 
 use super::bindings::Integration;
 use super::host::HostState;
-use super::plugin::CompiledPlugin;
 use crate::config::MAX_MEMORY_BYTES;
 
 /// How often the epoch advances. A running plugin yields to the executor once per tick
@@ -32,15 +29,12 @@ pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
 /// by copying (the rest is unmapped and faults back in on the next call).
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
-/// The engine, the linker and the compiled-code cache.
-pub struct Runtime {
-    pub(crate) engine: Engine,
-    pub(crate) linker: Linker<HostState>,
+/// The wasmtime engine, the linker and the compiled-code cache.
+pub struct Engine {
+    pub(super) wasmtime: wasmtime::Engine,
+    pub(super) linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
-    pub(crate) ticker: EpochTicker,
-    /// The plugins in use, by SHA-256: every copy loaded, so that the code stays
-    /// shareable as long as any installation still uses it.
-    pub(crate) loaded: std::sync::Mutex<std::collections::HashMap<String, Vec<std::sync::Weak<CompiledPlugin>>>>,
+    pub(super) ticker: EpochTicker,
 }
 
 /// Whether the plugins' compiled code is described for outside profilers.
@@ -73,15 +67,11 @@ impl CodeSource {
     }
 }
 
-impl Runtime {
+impl Engine {
     /// Builds the engine. With a `cache_dir`, compiled code is kept there, keyed by the
-    /// plugin's SHA-256 and the engine's settings, and reused on the next start.
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
-        Runtime::with_profiling(cache_dir, Profiling::Off)
-    }
-
-    /// [`Runtime::new`], with the plugins' code described for a profiler.
-    pub fn with_profiling(cache_dir: Option<PathBuf>, profiling: Profiling) -> anyhow::Result<Runtime> {
+    /// plugin's SHA-256 and the engine's settings, and reused on the next start; with
+    /// [`Profiling::PerfMap`] the plugins' code is described for a profiler.
+    pub fn new(cache_dir: Option<PathBuf>, profiling: Profiling) -> anyhow::Result<Engine> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
             .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
@@ -115,7 +105,7 @@ impl Runtime {
         if profiling == Profiling::PerfMap {
             config.profiler(ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config)
+        let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasmtime engine")?;
 
@@ -128,12 +118,11 @@ impl Runtime {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create the code cache {}", dir.display()))?;
         }
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Runtime {
-            engine,
+        Ok(Engine {
+            wasmtime: engine,
             linker,
             cache_dir,
             ticker,
-            loaded: Default::default(),
         })
     }
 
@@ -144,7 +133,7 @@ impl Runtime {
 
     fn cache_path(&self, content_hash: &str) -> Option<PathBuf> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.wasmtime.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = hasher.finish();
         self.cache_dir
             .as_ref()
@@ -157,7 +146,7 @@ impl Runtime {
     /// A cache entry is the SHA-256 of the compiled code followed by the code; an entry
     /// whose digest does not match (a torn or tampered file) is compiled again and
     /// replaced, so only code this engine wrote is ever loaded.
-    pub fn compile(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<(Component, CodeSource)> {
+    pub(super) fn compile(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<(Component, CodeSource)> {
         let cached = self.cache_path(content_hash);
         if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
             match self.load_cached(path) {
@@ -168,7 +157,7 @@ impl Runtime {
             }
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes).map_err(|error| anyhow::anyhow!("{error:#}"))?;
+        let component = Component::new(&self.wasmtime, bytes).map_err(|error| anyhow::anyhow!("{error:#}"))?;
         tracing::debug!(plugin_sha256 = %content_hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled");
         if let Some(path) = cached {
             let write = || -> anyhow::Result<()> {
@@ -201,7 +190,7 @@ impl Runtime {
         // SAFETY: the code was written by `Component::serialize` of an engine with the same
         // settings (both are in the file name) and is byte for byte what was written (the
         // digest above); wasmtime also checks its header and engine compatibility.
-        unsafe { Component::deserialize(&self.engine, code) }.map_err(|error| anyhow::anyhow!("{error:#}"))
+        unsafe { Component::deserialize(&self.wasmtime, code) }.map_err(|error| anyhow::anyhow!("{error:#}"))
     }
 }
 
@@ -238,7 +227,7 @@ impl Drop for RunningCall<'_> {
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> EpochTicker {
+    fn start(engine: wasmtime::Engine) -> EpochTicker {
         let shared = Arc::new(TickerShared::default());
         let ticker = shared.clone();
         let idle_ticks_before_parking = (IDLE_BEFORE_PARKING.as_millis() / EPOCH_TICK.as_millis()) as u32;
@@ -309,7 +298,7 @@ mod tests {
 
     #[test]
     fn the_ticker_parks_when_idle_ticks_while_a_call_runs_and_parks_again_after() {
-        let ticker = EpochTicker::start(Engine::default());
+        let ticker = EpochTicker::start(wasmtime::Engine::default());
         let parked = || ticker.shared.parked.load(Ordering::SeqCst);
         wait_until("the idle ticker parks", parked);
 

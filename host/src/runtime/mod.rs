@@ -1,22 +1,36 @@
-//! Running plugins: one wasmtime [`Engine`](wasmtime::Engine) per host, each plugin
-//! compiled once ([`plugin::CompiledPlugin`], cached on disk by content hash), and a
-//! fresh, limited [`wasmtime::Store`] for every call ([`sandbox`]).
+//! Running plugins: one wasmtime engine per host ([`engine`]), each plugin compiled once
+//! and checked against the contract ([`loader`], [`contract`]; cached on disk by content
+//! hash), and a fresh, limited [`wasmtime::Store`] for every call ([`sandbox`]). Callers
+//! use the typed calls of [`CompiledPlugin`] ([`calls`]); the generated bindings stay in
+//! here.
 //!
 //! What a plugin can reach from inside the sandbox is exactly [`host`]'s imports
 //! (`client`, `logger`), WASI without any grants, and outbound HTTP through
 //! [`outbound`]'s allow-list.
+//!
+//! Inside, arrows point one way: `loader` -> `plugin` -> `sandbox` -> `engine` ->
+//! `host` -> `definition`, `outbound`.
 
-pub mod bindings;
+mod bindings;
+pub mod calls;
 pub mod contract;
 pub mod definition;
 pub mod engine;
 mod exports;
 pub mod host;
+pub mod loader;
 pub mod outbound;
 pub mod plugin;
 pub mod sandbox;
 
+pub use calls::{
+    Ack, ActionAnswer, Answer, CallContext, CallFor, PluginError, PluginErrorKind, TriggerInfo, WebhookRequest,
+    WebhookResponse,
+};
 pub use definition::PluginDefinition;
-pub use engine::{Profiling, Runtime};
+pub use engine::{CodeSource, Profiling};
+pub use host::{Caller, CreatedRecord, LogLine};
+pub use loader::{LoadError, Runtime};
+pub use outbound::AllowList;
 pub use plugin::CompiledPlugin;
-pub use sandbox::{CallError, CallReport, Invocation, Outcome};
+pub use sandbox::{CallError, CallReport};

@@ -1,19 +1,20 @@
-//! A plugin ready to run: its compiled component, the pre-linked instance template
-//! every call starts from, and its checked definition.
+//! A plugin ready to run: its compiled code, shared by every installation of it, its
+//! checked definition, and one typed call per export.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context as _;
-use wasmtime::component::Component;
+use wasmtime::Store;
+use wasmtime::component::Instance;
 
-use super::bindings::IntegrationPre;
+use super::bindings::types as wit;
+use super::calls::{Ack, ActionAnswer, Answer, CallFor, PluginError, TriggerInfo, WebhookRequest, WebhookResponse};
 use super::definition::PluginDefinition;
-use super::engine::{CodeSource, Runtime};
-use super::exports::PluginExports;
-use super::host::HostState;
-use super::sandbox::{Invocation, Outcome};
+use super::engine::{CodeSource, Engine};
+use super::exports::{PluginExports, TypeCheck::Checked};
+use super::host::{HostState, wit_conversation, wit_message, wit_user};
+use super::sandbox::{CallError, CallReport, PluginCode};
 use crate::config::Limits;
+use crate::store::{ConversationRecord, MessageRecord, UserRecord};
 
 /// A compiled plugin. Cheap to share: calls only read it.
 pub struct CompiledPlugin {
@@ -21,13 +22,11 @@ pub struct CompiledPlugin {
     pub hash: String,
     /// Size of the plugin file in bytes.
     pub size: usize,
-    pub(crate) pre: IntegrationPre<HostState>,
-    /// Where its exports are; their types are checked on the first call.
-    pub(crate) exports: PluginExports,
-    pub(crate) exports_checked: AtomicBool,
     pub definition: Arc<PluginDefinition>,
-    /// Whether the code came from the compiled-code cache.
+    /// Where the compiled code came from.
     pub code_source: CodeSource,
+    pub(super) code: Arc<PluginCode>,
+    pub(super) engine: Arc<Engine>,
 }
 
 impl std::fmt::Debug for CompiledPlugin {
@@ -39,100 +38,131 @@ impl std::fmt::Debug for CompiledPlugin {
     }
 }
 
-impl Runtime {
-    /// Compiles `bytes` (or takes them from the cache, or shares the code of the same
-    /// plugin already loaded), links them against the contract and reads the plugin's
-    /// definition. The error says what is wrong with the file: not a component, a
-    /// different contract, a bad definition.
-    pub async fn load(self: &Arc<Self>, bytes: Arc<[u8]>) -> anyhow::Result<Arc<CompiledPlugin>> {
-        let hashed = bytes.clone();
-        let hash = tokio::task::spawn_blocking(move || Runtime::content_hash(&hashed)).await?;
-        self.load_hashed(bytes, hash).await
-    }
+/// The export's own answer, its error made the runtime's.
+fn answer<W, T: From<W>>(result: Result<Result<W, wit::Error>, CallError>) -> Answer<T> {
+    result.map(|answer| answer.map(T::from).map_err(PluginError::from))
+}
 
-    /// [`Runtime::load`] for bytes whose SHA-256 (hex) is already known.
-    pub async fn load_hashed(self: &Arc<Self>, bytes: Arc<[u8]>, hash: String) -> anyhow::Result<Arc<CompiledPlugin>> {
-        if let Some(plugin) = self.already_loaded(&hash) {
-            return Ok(plugin);
-        }
-        let runtime = self.clone();
-        let compile_hash = hash.clone();
-        let compile_bytes = bytes.clone();
-        let (component, code_source) =
-            tokio::task::spawn_blocking(move || runtime.compile(&compile_bytes, &compile_hash))
-                .await
-                .context("the compiler thread failed")?
-                .context("not a valid WebAssembly component")?;
-        let plugin = self.prepare(&component, hash.clone(), bytes.len(), code_source).await?;
-        self.remember_loaded(hash, &plugin);
-        Ok(plugin)
-    }
-
-    /// The plugin with this SHA-256 if one is loaded: its code and definition, shared.
-    fn already_loaded(&self, hash: &str) -> Option<Arc<CompiledPlugin>> {
-        let plugin = {
-            let loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            loaded.get(hash)?.iter().find_map(std::sync::Weak::upgrade)?
+impl CompiledPlugin {
+    /// `definition()`, which must not call the host: it runs without an installation.
+    pub(super) async fn read_definition(&self) -> Result<wit::Definition, CallError> {
+        let export = async |store: &mut Store<HostState>, instance: &Instance, exports: &PluginExports| {
+            let func = exports.definition(&mut *store, instance, Checked)?;
+            Ok(func.call_async(&mut *store, ()).await?.0)
         };
-        let copy = Arc::new(CompiledPlugin {
-            hash: plugin.hash.clone(),
-            size: plugin.size,
-            pre: plugin.pre.clone(),
-            exports: plugin.exports,
-            exports_checked: AtomicBool::new(plugin.exports_checked.load(Ordering::Relaxed)),
-            definition: plugin.definition.clone(),
-            code_source: CodeSource::Shared,
-        });
-        self.remember_loaded(hash.to_string(), &copy);
-        Some(copy)
-    }
-
-    /// Notes a loaded plugin (forgetting those no installation uses any more).
-    fn remember_loaded(&self, hash: String, plugin: &Arc<CompiledPlugin>) {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for copies in loaded.values_mut() {
-            copies.retain(|copy| copy.strong_count() > 0);
-        }
-        loaded.retain(|_, copies| !copies.is_empty());
-        loaded.entry(hash).or_default().push(Arc::downgrade(plugin));
-    }
-
-    /// Checks a compiled component against the contract, links it and reads its
-    /// definition.
-    pub async fn prepare(
-        &self,
-        component: &Component,
-        hash: String,
-        size: usize,
-        code_source: CodeSource,
-    ) -> anyhow::Result<Arc<CompiledPlugin>> {
-        let pre = self.check_contract(component)?;
-        let exports = PluginExports::find(component)?;
-        let probe = CompiledPlugin {
-            hash: hash.clone(),
-            size,
-            pre: pre.clone(),
-            exports,
-            exports_checked: AtomicBool::new(false),
-            definition: Arc::new(PluginDefinition::empty()),
-            code_source,
-        };
-        let (outcome, _) = self
-            .invoke(&probe, None, "load", &Limits::default(), Invocation::Definition)
+        let limits = Limits::default();
+        let (result, _report) = self
+            .engine
+            .invoke(&self.code, None, "load", &limits, "definition", export)
             .await;
-        let outcome = outcome.context("calling definition() failed")?;
-        let Outcome::Definition(definition) = outcome else {
-            unreachable!("definition() answers a definition")
+        result
+    }
+
+    /// Calls `definition()` in a fresh instance and drops the answer: the cheapest call a
+    /// plugin takes (the sandbox benchmark's floor).
+    pub async fn probe(&self) -> Result<(), CallError> {
+        self.read_definition().await.map(drop)
+    }
+
+    /// `handler` for a request sent to the installation's webhook URL.
+    pub async fn handle_webhook(
+        &self,
+        call: CallFor<'_>,
+        request: WebhookRequest,
+    ) -> (Answer<WebhookResponse>, CallReport) {
+        let ctx = call.context.wit(wit::Operation::WebhookReceived, None);
+        self.handler(call, ctx, request).await
+    }
+
+    /// `handler` for a trigger event (operation `trigger-event`, with the trigger's
+    /// details in the context).
+    pub async fn handle_trigger_event(
+        &self,
+        call: CallFor<'_>,
+        trigger: TriggerInfo,
+        request: WebhookRequest,
+    ) -> (Answer<WebhookResponse>, CallReport) {
+        let ctx = call.context.wit(wit::Operation::TriggerEvent, Some(trigger));
+        self.handler(call, ctx, request).await
+    }
+
+    async fn handler(
+        &self,
+        call: CallFor<'_>,
+        ctx: wit::Context,
+        request: WebhookRequest,
+    ) -> (Answer<WebhookResponse>, CallReport) {
+        let request = request.into_wit();
+        let export = async |store: &mut Store<HostState>, instance: &Instance, exports: &PluginExports| {
+            let func = exports.handler(&mut *store, instance, Checked)?;
+            Ok(func.call_async(&mut *store, (&ctx, &request)).await?.0)
         };
-        let definition = PluginDefinition::from_wit(definition).context("the plugin's definition is not valid")?;
-        Ok(Arc::new(CompiledPlugin {
-            hash,
-            size,
-            pre,
-            exports,
-            exports_checked: AtomicBool::new(probe.exports_checked.into_inner()),
-            definition: Arc::new(definition),
-            code_source,
-        }))
+        let (result, report) = self.run(call, "handler", export).await;
+        (answer(result), report)
+    }
+
+    /// `call-action`: `input` is the action's input as JSON text.
+    pub async fn call_action(&self, call: CallFor<'_>, name: &str, input: &str) -> (Answer<ActionAnswer>, CallReport) {
+        let ctx = call.context.wit(wit::Operation::ActionTriggered, None);
+        let export = async |store: &mut Store<HostState>, instance: &Instance, exports: &PluginExports| {
+            let func = exports.call_action(&mut *store, instance, Checked)?;
+            Ok(func.call_async(&mut *store, (&ctx, name, input)).await?.0)
+        };
+        let (result, report) = self.run(call, "call-action", export).await;
+        (answer(result), report)
+    }
+
+    /// `handle-message`: the bot's `message` in `conversation`, written by `user`, for
+    /// the plugin to deliver to the platform.
+    pub async fn handle_message(
+        &self,
+        call: CallFor<'_>,
+        conversation: &ConversationRecord,
+        message: &MessageRecord,
+        user: &UserRecord,
+    ) -> (Answer<Ack>, CallReport) {
+        let ctx = call.context.wit(wit::Operation::MessageCreated, None);
+        let (conversation, message, user) = (wit_conversation(conversation), wit_message(message), wit_user(user));
+        let export = async |store: &mut Store<HostState>, instance: &Instance, exports: &PluginExports| {
+            let func = exports.handle_message(&mut *store, instance, Checked)?;
+            let args = (&ctx, conversation.channel.as_str(), &conversation, &message, &user);
+            Ok(func.call_async(&mut *store, args).await?.0)
+        };
+        let (result, report) = self.run(call, "handle-message", export).await;
+        (answer(result), report)
+    }
+
+    /// `register`, when an installation is created.
+    pub async fn register(&self, call: CallFor<'_>) -> (Answer<()>, CallReport) {
+        let ctx = call.context.wit(wit::Operation::Register, None);
+        let export = async |store: &mut Store<HostState>, instance: &Instance, exports: &PluginExports| {
+            let func = exports.register(&mut *store, instance, Checked)?;
+            Ok(func.call_async(&mut *store, (&ctx,)).await?.0)
+        };
+        let (result, report) = self.run(call, "register", export).await;
+        (answer(result), report)
+    }
+
+    /// `unregister`, when an installation is removed.
+    pub async fn unregister(&self, call: CallFor<'_>) -> (Answer<()>, CallReport) {
+        let ctx = call.context.wit(wit::Operation::Unregister, None);
+        let export = async |store: &mut Store<HostState>, instance: &Instance, exports: &PluginExports| {
+            let func = exports.unregister(&mut *store, instance, Checked)?;
+            Ok(func.call_async(&mut *store, (&ctx,)).await?.0)
+        };
+        let (result, report) = self.run(call, "unregister", export).await;
+        (answer(result), report)
+    }
+
+    async fn run<T>(
+        &self,
+        call: CallFor<'_>,
+        export_name: &'static str,
+        export: impl AsyncFnOnce(&mut Store<HostState>, &Instance, &PluginExports) -> wasmtime::Result<T>,
+    ) -> (Result<T, CallError>, CallReport) {
+        let caller = Some(call.caller.clone());
+        self.engine
+            .invoke(&self.code, caller, call.request_id, call.limits, export_name, export)
+            .await
     }
 }

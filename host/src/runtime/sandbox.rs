@@ -3,63 +3,26 @@
 //! slot), the call, and the teardown. Nothing survives from one call to the next.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use wasmtime::component::Instance;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::types as wit;
-use super::engine::Runtime;
-use super::exports::TypeCheck;
+use super::bindings::IntegrationPre;
+use super::engine::Engine;
+use super::exports::PluginExports;
 use super::host::{Caller, CreatedRecord, HostState, LogLine, MemoryLimitExceeded};
-use super::plugin::CompiledPlugin;
 use crate::config::Limits;
 
-/// Which export to call, with its arguments.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "built once per call and moved straight into the call"
-)]
-pub enum Invocation {
-    Definition,
-    Register(wit::Context),
-    Unregister(wit::Context),
-    Handler(wit::Context, wit::HttpRequest),
-    CallAction {
-        ctx: wit::Context,
-        name: String,
-        input: String,
-    },
-    HandleMessage {
-        ctx: wit::Context,
-        channel: String,
-        conversation: wit::Conversation,
-        message: wit::Message,
-        user: wit::User,
-    },
-}
-
-impl Invocation {
-    fn export_name(&self) -> &'static str {
-        match self {
-            Invocation::Definition => "definition",
-            Invocation::Register(_) => "register",
-            Invocation::Unregister(_) => "unregister",
-            Invocation::Handler(..) => "handler",
-            Invocation::CallAction { .. } => "call-action",
-            Invocation::HandleMessage { .. } => "handle-message",
-        }
-    }
-}
-
-/// What the export answered.
-#[derive(Debug)]
-pub enum Outcome {
-    Definition(wit::Definition),
-    Done(Result<(), wit::Error>),
-    Response(Result<wit::HttpResponse, wit::Error>),
-    Action(Result<wit::ActionResult, wit::Error>),
-    Ack(Result<wit::Ack, wit::Error>),
+/// A plugin's code, ready to instantiate: the pre-linked instance template every call
+/// starts from and where its exports are. Shared by every installation of the plugin.
+pub(super) struct PluginCode {
+    pub(super) pre: IntegrationPre<HostState>,
+    pub(super) exports: PluginExports,
+    /// Whether the exports' types were checked (on the first call, see
+    /// [`PluginExports::check`]).
+    pub(super) exports_checked: AtomicBool,
 }
 
 /// What happened during a call besides its answer.
@@ -124,25 +87,28 @@ fn classify(error: wasmtime::Error, limits: &Limits) -> CallError {
     }
 }
 
-impl Runtime {
-    /// Runs one export of `plugin` in a fresh instance, under `limits`. The report comes
+impl Engine {
+    /// Runs one export of `code` in a fresh instance, under `limits`. The report comes
     /// back whether the call succeeded or not.
-    pub async fn invoke(
+    ///
+    /// `export` calls the one export this call is for (its types were checked once, see
+    /// [`PluginExports::check`]); `export_name` names it in the log.
+    pub(super) async fn invoke<T>(
         &self,
-        plugin: &CompiledPlugin,
+        code: &PluginCode,
         caller: Option<Arc<Caller>>,
         request_id: &str,
         limits: &Limits,
-        invocation: Invocation,
-    ) -> (Result<Outcome, CallError>, CallReport) {
+        export_name: &'static str,
+        export: impl AsyncFnOnce(&mut Store<HostState>, &Instance, &PluginExports) -> wasmtime::Result<T>,
+    ) -> (Result<T, CallError>, CallReport) {
         let _running = self.ticker.call_running();
         let started = Instant::now();
-        let export = invocation.export_name();
         let timeout = Duration::from_millis(limits.timeout_ms);
         let deadline = started + timeout;
 
         let mut store = Store::new(
-            &self.engine,
+            &self.wasmtime,
             HostState::new(caller, request_id, limits.max_memory_bytes as usize),
         );
         store.limiter(|state| &mut state.memory);
@@ -156,47 +122,12 @@ impl Runtime {
         });
 
         let call = async {
-            let instance = plugin.pre.instance_pre().instantiate_async(&mut store).await?;
-            let exports = &plugin.exports;
-            if !plugin.exports_checked.load(Ordering::Relaxed) {
-                exports.check(&mut store, &instance)?;
-                plugin.exports_checked.store(true, Ordering::Relaxed);
+            let instance = code.pre.instance_pre().instantiate_async(&mut store).await?;
+            if !code.exports_checked.load(Ordering::Relaxed) {
+                code.exports.check(&mut store, &instance)?;
+                code.exports_checked.store(true, Ordering::Relaxed);
             }
-            let checked = TypeCheck::Checked;
-            let outcome = match invocation {
-                Invocation::Definition => {
-                    let func = exports.definition(&mut store, &instance, checked)?;
-                    Outcome::Definition(func.call_async(&mut store, ()).await?.0)
-                }
-                Invocation::Register(ctx) => {
-                    let func = exports.register(&mut store, &instance, checked)?;
-                    Outcome::Done(func.call_async(&mut store, (&ctx,)).await?.0)
-                }
-                Invocation::Unregister(ctx) => {
-                    let func = exports.unregister(&mut store, &instance, checked)?;
-                    Outcome::Done(func.call_async(&mut store, (&ctx,)).await?.0)
-                }
-                Invocation::Handler(ctx, request) => {
-                    let func = exports.handler(&mut store, &instance, checked)?;
-                    Outcome::Response(func.call_async(&mut store, (&ctx, &request)).await?.0)
-                }
-                Invocation::CallAction { ctx, name, input } => {
-                    let func = exports.call_action(&mut store, &instance, checked)?;
-                    Outcome::Action(func.call_async(&mut store, (&ctx, &name, &input)).await?.0)
-                }
-                Invocation::HandleMessage {
-                    ctx,
-                    channel,
-                    conversation,
-                    message,
-                    user,
-                } => {
-                    let func = exports.handle_message(&mut store, &instance, checked)?;
-                    let args = (&ctx, channel.as_str(), &conversation, &message, &user);
-                    Outcome::Ack(func.call_async(&mut store, args).await?.0)
-                }
-            };
-            wasmtime::Result::Ok(outcome)
+            export(&mut store, &instance, &code.exports).await
         };
         // The epoch callback stops running wasm; the timeout also covers time spent
         // waiting on the host (the store, outbound HTTP).
@@ -204,7 +135,7 @@ impl Runtime {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(error)) => {
                 let label = &store.data().label;
-                tracing::debug!(plugin = %label, %request_id, export, "plugin call failed: {error:?}");
+                tracing::debug!(plugin = %label, %request_id, export = export_name, "plugin call failed: {error:?}");
                 Err(classify(error, limits))
             }
             Err(_elapsed) => Err(CallError::Deadline(limits.timeout_ms)),
@@ -212,7 +143,7 @@ impl Runtime {
         let elapsed = started.elapsed();
         if let Err(failure) = &result {
             let label = &store.data().label;
-            tracing::error!(plugin = %label, %request_id, export, elapsed_ms = elapsed.as_millis() as u64, error = %failure, "plugin call failed");
+            tracing::error!(plugin = %label, %request_id, export = export_name, elapsed_ms = elapsed.as_millis() as u64, error = %failure, "plugin call failed");
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
         let created = std::mem::take(&mut store.data_mut().created);

@@ -1,5 +1,5 @@
 //! The delivery sections of the host configuration file: `[delivery]`,
-//! `[[subscriptions]]` and `[nats]` (see the README's "Delivering events" section).
+//! `[[subscriptions]]` and `[nats]` (docs/delivery.md).
 
 use std::time::Duration;
 

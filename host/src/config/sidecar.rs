@@ -1,9 +1,9 @@
-//! Configuration files: the host's own (`--config`), and the sidecar `<name>.toml`
-//! beside each plugin that configures its installation.
+//! The sidecar file `<name>.toml` beside each plugin: the installation's configuration,
+//! its limits and the outside hosts it may call.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 /// The largest linear memory any plugin may be given; the pooling allocator reserves
@@ -135,8 +135,7 @@ impl Sidecar {
     pub fn parse(text: &str) -> anyhow::Result<Sidecar> {
         let sidecar: Sidecar = toml::from_str(text)?;
         for host in &sidecar.allowed_hosts {
-            crate::runtime::outbound::HostPattern::parse(host)
-                .with_context(|| format!("allowed-hosts entry {host:?} is not valid"))?;
+            HostPattern::parse(host).with_context(|| format!("allowed-hosts entry {host:?} is not valid"))?;
         }
         Ok(sidecar)
     }
@@ -147,33 +146,64 @@ impl Sidecar {
     }
 }
 
-/// The host's configuration file (`sluice serve --config FILE`). Every field is optional;
-/// command-line flags win over the file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct HostConfig {
-    /// Bearer token for the bot and admin APIs.
-    pub api_token: Option<String>,
-    /// Base URL outside platforms use to reach this host (webhook URLs start with it).
-    pub public_url: Option<String>,
-    /// How outbound webhooks are sent (`[delivery]`).
-    #[serde(default)]
-    pub delivery: crate::delivery::config::DeliveryConfig,
-    /// Webhook subscriptions defined in the file (`[[subscriptions]]`).
-    #[serde(default)]
-    pub subscriptions: Vec<crate::delivery::config::SubscriptionConfig>,
-    /// Publish every event to NATS JetStream (`[nats]`).
-    pub nats: Option<crate::delivery::config::NatsConfig>,
-    /// Trigger workers, retries and limits (the `[triggers]` table).
-    #[serde(default)]
-    pub triggers: crate::jobs::TriggerSettings,
+/// One `allowed-hosts` entry: `scheme://host[:port]`. The port may be `*` (any port);
+/// the host may start with `*.` (any subdomain). Without a port, the scheme's default
+/// port is meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
 }
 
-impl HostConfig {
-    /// Reads the host configuration file.
-    pub fn load(path: &Path) -> anyhow::Result<HostConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not a valid sluice configuration file", path.display()))
+impl HostPattern {
+    /// Parses an `allowed-hosts` entry.
+    pub fn parse(text: &str) -> anyhow::Result<HostPattern> {
+        let (scheme, rest) = text
+            .split_once("://")
+            .context("it needs a scheme, for example https://api.example.com")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            bail!("scheme {scheme} is not http or https");
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            bail!("only scheme, host and port are allowed, not a path");
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, "*")) => (host, None),
+            Some((host, port)) => (
+                host,
+                Some(
+                    port.parse::<u16>()
+                        .with_context(|| format!("port {port} is not a number or *"))?,
+                ),
+            ),
+            None => (rest, Some(Self::default_port(&scheme))),
+        };
+        if host.is_empty() {
+            bail!("the host is empty");
+        }
+        Ok(HostPattern {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// The port a URL of `scheme` means when it names none.
+    pub fn default_port(scheme: &str) -> u16 {
+        if scheme == "https" { 443 } else { 80 }
+    }
+
+    /// Whether a request to `scheme://host:port` matches this entry.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_matches = match self.host.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == self.host,
+        };
+        self.scheme == scheme && host_matches && self.port.is_none_or(|p| p == port)
     }
 }
 
@@ -237,5 +267,22 @@ mod tests {
     fn memory_limit_is_capped() {
         let error = Sidecar::parse("[limits]\nmax-memory-bytes = 99999999999\n").unwrap_err();
         assert!(format!("{error:#}").contains("max-memory-bytes"), "{error:#}");
+    }
+
+    #[test]
+    fn bad_entries_say_why() {
+        assert!(
+            HostPattern::parse("slack.com")
+                .unwrap_err()
+                .to_string()
+                .contains("scheme")
+        );
+        assert!(HostPattern::parse("ftp://x").unwrap_err().to_string().contains("ftp"));
+        assert!(
+            HostPattern::parse("https://x/path")
+                .unwrap_err()
+                .to_string()
+                .contains("path")
+        );
     }
 }

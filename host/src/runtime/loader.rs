@@ -1,0 +1,143 @@
+//! Loading plugins: compiling a component (or taking its code from the cache, or from a
+//! plugin already loaded), checking it against the contract and reading its definition.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
+
+use wasmtime::component::Component;
+
+use super::contract::ContractMismatch;
+use super::definition::PluginDefinition;
+use super::engine::{CodeSource, Engine, Profiling};
+use super::exports::PluginExports;
+use super::plugin::CompiledPlugin;
+use super::sandbox::PluginCode;
+
+/// Why a file is not a plugin this host can run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a WebAssembly component wasmtime can compile.
+    #[error("not a valid WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// A component, but built against another contract (or another version of it).
+    #[error(transparent)]
+    Contract(#[from] ContractMismatch),
+    /// It matches the contract, but its `definition()` failed or is not usable.
+    #[error("{0}")]
+    Definition(String),
+}
+
+/// The plugin runtime of a host: one engine, and every plugin loaded on it.
+pub struct Runtime {
+    engine: Arc<Engine>,
+    /// The plugins in use, by SHA-256: every copy loaded, so that the code stays
+    /// shareable as long as any installation still uses it.
+    loaded: Mutex<HashMap<String, Vec<Weak<CompiledPlugin>>>>,
+}
+
+impl Runtime {
+    /// Starts the engine. With a `cache_dir`, compiled code is kept there and reused on
+    /// the next start (see [`Engine::new`]).
+    pub fn new(cache_dir: Option<PathBuf>, profiling: Profiling) -> anyhow::Result<Runtime> {
+        Ok(Runtime {
+            engine: Arc::new(Engine::new(cache_dir, profiling)?),
+            loaded: Mutex::default(),
+        })
+    }
+
+    /// The SHA-256 of a plugin file, hex encoded.
+    pub fn content_hash(bytes: &[u8]) -> String {
+        Engine::content_hash(bytes)
+    }
+
+    /// Compiles `bytes` (or takes them from the cache, or shares the code of the same
+    /// plugin already loaded), links them against the contract and reads the plugin's
+    /// definition. The error says what is wrong with the file.
+    pub async fn load(&self, bytes: Arc<[u8]>) -> Result<Arc<CompiledPlugin>, LoadError> {
+        let hashed = bytes.clone();
+        let hash = tokio::task::spawn_blocking(move || Engine::content_hash(&hashed))
+            .await
+            .map_err(|error| LoadError::NotAComponent(format!("the hashing thread failed: {error}")))?;
+        self.load_hashed(bytes, hash).await
+    }
+
+    /// [`Runtime::load`] for bytes whose SHA-256 (hex) is already known.
+    pub async fn load_hashed(&self, bytes: Arc<[u8]>, hash: String) -> Result<Arc<CompiledPlugin>, LoadError> {
+        if let Some(plugin) = self.already_loaded(&hash) {
+            return Ok(plugin);
+        }
+        let engine = self.engine.clone();
+        let compile_hash = hash.clone();
+        let size = bytes.len();
+        let (component, code_source) = tokio::task::spawn_blocking(move || engine.compile(&bytes, &compile_hash))
+            .await
+            .map_err(|error| LoadError::NotAComponent(format!("the compiler thread failed: {error}")))?
+            .map_err(|error| LoadError::NotAComponent(format!("{error:#}")))?;
+        let plugin = self.prepare(&component, hash.clone(), size, code_source).await?;
+        self.remember_loaded(hash, &plugin);
+        Ok(plugin)
+    }
+
+    /// The plugin with this SHA-256 if one is loaded: its code and definition, shared.
+    fn already_loaded(&self, hash: &str) -> Option<Arc<CompiledPlugin>> {
+        let plugin = {
+            let loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            loaded.get(hash)?.iter().find_map(Weak::upgrade)?
+        };
+        let copy = Arc::new(CompiledPlugin {
+            hash: plugin.hash.clone(),
+            size: plugin.size,
+            definition: plugin.definition.clone(),
+            code_source: CodeSource::Shared,
+            code: plugin.code.clone(),
+            engine: plugin.engine.clone(),
+        });
+        self.remember_loaded(hash.to_string(), &copy);
+        Some(copy)
+    }
+
+    /// Notes a loaded plugin (forgetting those no installation uses any more).
+    fn remember_loaded(&self, hash: String, plugin: &Arc<CompiledPlugin>) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for copies in loaded.values_mut() {
+            copies.retain(|copy| copy.strong_count() > 0);
+        }
+        loaded.retain(|_, copies| !copies.is_empty());
+        loaded.entry(hash).or_default().push(Arc::downgrade(plugin));
+    }
+
+    /// Checks a compiled component against the contract, links it and reads its
+    /// definition.
+    async fn prepare(
+        &self,
+        component: &Component,
+        hash: String,
+        size: usize,
+        code_source: CodeSource,
+    ) -> Result<Arc<CompiledPlugin>, LoadError> {
+        let pre = self.engine.check_contract(component)?;
+        let exports = PluginExports::find(component).map_err(|error| LoadError::Definition(format!("{error:#}")))?;
+        let mut plugin = CompiledPlugin {
+            hash,
+            size,
+            definition: Arc::new(PluginDefinition::empty()),
+            code_source,
+            code: Arc::new(PluginCode {
+                pre,
+                exports,
+                exports_checked: AtomicBool::new(false),
+            }),
+            engine: self.engine.clone(),
+        };
+        let definition = plugin
+            .read_definition()
+            .await
+            .map_err(|failure| LoadError::Definition(format!("calling definition() failed: {failure}")))?;
+        let definition = PluginDefinition::from_wit(definition)
+            .map_err(|error| LoadError::Definition(format!("the plugin's definition is not valid: {error:#}")))?;
+        plugin.definition = Arc::new(definition);
+        Ok(Arc::new(plugin))
+    }
+}
