@@ -5,8 +5,8 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use crate::harness::{Host, guest, wait_until, webhook_url_in};
 use serde_json::{Value, json};
-use sluice_tests::{Host, guest, wait_until, webhook_url_in};
 
 /// Long enough for a cold compile on a busy two-core machine.
 const RELOAD: Duration = Duration::from_secs(120);

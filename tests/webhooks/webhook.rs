@@ -2,8 +2,8 @@
 //! events, secret, CORS and limits. Every test runs against each build of the plugin
 //! (see `webhook_builds`), so all languages behave the same.
 
+use crate::harness::{Host, post_whole_then_read, webhook_build};
 use serde_json::json;
-use sluice_tests::{Host, post_whole_then_read, webhook_build};
 
 /// Every build of the webhook example, each built from source: (language, component).
 fn webhook_builds() -> Vec<(&'static str, std::path::PathBuf)> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sluice_tests::{Host, guest};
+use crate::harness::{Host, guest};
 
 const START: Duration = Duration::from_secs(120);
 

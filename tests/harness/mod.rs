@@ -1,8 +1,8 @@
 //! The black-box test harness: builds the guest plugins from source, starts the real
 //! `sluice` binary on port 0 in a temporary folder, and talks HTTP to it.
 //!
-//! ```no_run
-//! let host = sluice_tests::Host::builder().plugin("webhook", sluice_tests::guest("webhook"), None).start();
+//! ```ignore
+//! let host = Host::builder().plugin("webhook", guest("webhook"), None).start();
 //! let answer = host.post(&host.webhook_url("webhook"), "{}");
 //! assert_eq!(answer.status, 200);
 //! ```
@@ -26,37 +26,43 @@ pub const API_TOKEN: &str = "test-token";
 /// JavaScript component takes a minute of CPU on a busy two-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The repository root.
+/// The repository root (the harness belongs to the `sluice` package in host/).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cargo target folder the tests were built into (`target/` or `$CARGO_TARGET_DIR`).
-pub fn target_dir() -> PathBuf {
-    // The test binary lives in <target>/<profile>/deps/.
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    exe.parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("<target>/<profile>/deps/<test>")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is inside the repository")
         .to_path_buf()
 }
 
-/// The `sluice` binary of the same profile as the tests (build it with
-/// `cargo build -p sluice` first; scripts/test does).
+/// The `sluice` binary Cargo built for these tests, so always the current one. Cargo
+/// tells test targets where it is; an example using the harness (bench/delivery_fanout.rs)
+/// is not told, and runs the binary of its own profile, which its script builds with it.
 pub fn sluice_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    let profile_dir = exe
+    if let Some(binary) = option_env!("CARGO_BIN_EXE_sluice") {
+        return PathBuf::from(binary);
+    }
+    let exe = std::env::current_exe().expect("the example has a path");
+    let binary = exe
         .parent()
         .and_then(Path::parent)
-        .expect("<target>/<profile>/deps/<test>");
-    let binary = profile_dir.join("sluice");
+        .expect("<target>/<profile>/examples/<example>")
+        .join("sluice");
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build -p sluice` (scripts/test does) before the tests",
+        "{} is missing: build it with the example (`cargo build -p sluice --bins --examples`)",
         binary.display()
     );
     binary
+}
+
+/// The cargo target folder sluice was built into (`target/` or `$CARGO_TARGET_DIR`); the
+/// guest plugins and the tests' shared code cache are kept there too.
+pub fn target_dir() -> PathBuf {
+    sluice_binary()
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/sluice")
+        .to_path_buf()
 }
 
 /// Runs a command to completion, panicking with its output when it fails.
@@ -262,7 +268,7 @@ impl HostBuilder {
             args.push(target_dir().join("test-code-cache").to_string_lossy().into_owned());
         }
         let mut host = Host {
-            dir,
+            _dir: dir,
             plugins,
             data,
             args,
@@ -363,7 +369,8 @@ impl Output {
 
 /// A running `sluice serve` in its own temporary folder. Killed on drop.
 pub struct Host {
-    dir: tempfile::TempDir,
+    /// The temporary folder holding plugins/ and data/, removed when the host is dropped.
+    _dir: tempfile::TempDir,
     pub plugins: PathBuf,
     pub data: PathBuf,
     args: Vec<String>,
@@ -385,11 +392,6 @@ impl Host {
             config: None,
             own_code_cache: false,
         }
-    }
-
-    /// The temporary folder holding plugins/ and data/.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn launch(&mut self) {
@@ -523,13 +525,6 @@ impl Host {
     pub fn wait_for_installed(&self, mark: usize, name: &str, timeout: Duration) -> String {
         let line = self.wait_for_reload(mark, &["plugin installed", &format!("file={name}.wasm")], timeout);
         webhook_url_in(&line).unwrap_or_else(|| panic!("no webhook URL in {line:?}"))
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     pub fn url(&self, path: &str) -> String {

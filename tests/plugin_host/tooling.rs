@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::harness::{Host, build_python_plugin, guest, guest_tool, run, sluice_command, target_dir, webhook_build};
 use serde_json::Value;
-use sluice_tests::{Host, build_python_plugin, guest, guest_tool, run, sluice_command, target_dir, webhook_build};
 
 #[test]
 fn inspect_prints_the_definition_and_checks_the_contract() {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::harness::{Host, guest, post_whole_then_read};
 use serde_json::json;
-use sluice_tests::{Host, guest, post_whole_then_read};
 
 const PROBE_CONFIG: &str = "[configuration]\nname = \"first\"\n";
 
