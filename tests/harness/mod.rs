@@ -6,6 +6,11 @@
 //! let answer = host.post(&host.webhook_url("webhook"), "{}");
 //! assert_eq!(answer.status, 200);
 //! ```
+//!
+//! It learns what the host is doing from the host itself: the address from the JSON line
+//! `sluice serve` prints once it is ready, everything else from the HTTP API (hot reload
+//! from `GET /v1/admin/installations`). What the host prints is kept in [`Output`] for
+//! the tests of what it logs.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -112,13 +117,6 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The `webhook_url=...` field of a log line.
-pub fn webhook_url_in(line: &str) -> Option<String> {
-    let start = line.find("webhook_url=")? + "webhook_url=".len();
-    let url: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
-    Some(url.trim_matches('"').to_string())
 }
 
 /// What a `sluice` command (other than serve) did.
@@ -286,7 +284,9 @@ impl HostBuilder {
     }
 }
 
-/// What the host printed, line by line, for tests to wait on.
+/// What the host printed (stdout and stderr), line by line. Tests of what the host logs
+/// read it; nothing waits on it to learn that the host did something (the host's API
+/// says that), except for the address in the ready line.
 #[derive(Default)]
 pub struct Output {
     lines: Mutex<Vec<String>>,
@@ -299,13 +299,13 @@ impl Output {
         self.changed.notify_all();
     }
 
-    /// Waits until a line containing `needle` was printed (since start).
-    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+    /// Waits until a line after `mark` gives `Some` to `find`, and returns that.
+    fn wait_for_match<T>(&self, mark: usize, timeout: Duration, mut find: impl FnMut(&str) -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lock().unwrap();
         loop {
-            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
-                return Some(line.clone());
+            if let Some(found) = lines.iter().skip(mark).find_map(|line| find(line)) {
+                return Some(found);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -315,36 +315,36 @@ impl Output {
         }
     }
 
-    /// How many lines were printed so far: pass it to [`Output::wait_for_since`] to wait
-    /// for a line printed after this point.
+    /// Waits until a line containing `needle` was printed (since start). The host prints
+    /// through two pipes read by two threads, so a line it printed before answering a
+    /// request may arrive here a moment after the answer.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_since(0, &[needle], timeout)
+    }
+
+    /// How many lines were printed so far: pass it to [`Output::wait_for_since`] or
+    /// [`Output::lines_since`] for the lines printed after this point.
     pub fn mark(&self) -> usize {
         self.lines.lock().unwrap().len()
     }
 
     /// Waits until a line containing every one of `needles` was printed after `mark`.
     pub fn wait_for_since(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<String> {
-        self.wait_for_line(mark, needles, timeout).map(|(_, line)| line)
+        self.wait_for_match(mark, timeout, |line| {
+            needles
+                .iter()
+                .all(|needle| line.contains(needle))
+                .then(|| line.to_string())
+        })
     }
 
-    /// Like [`Output::wait_for_since`], with the line's index (a mark just before it).
-    pub fn wait_for_line(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<(usize, String)> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.lines.lock().unwrap();
-        loop {
-            let found = lines
-                .iter()
-                .enumerate()
-                .skip(mark)
-                .find(|(_, l)| needles.iter().all(|needle| l.contains(needle)));
-            if let Some((index, line)) = found {
-                return Some((index, line.clone()));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            lines = self.changed.wait_timeout(lines, deadline - now).unwrap().0;
-        }
+    /// Waits for the line `sluice serve` prints on stdout once it serves,
+    /// `{"event":"ready","listen":"http://127.0.0.1:PORT","installations":N}`.
+    fn wait_for_ready(&self, timeout: Duration) -> Option<Value> {
+        self.wait_for_match(0, timeout, |line| {
+            let ready: Value = serde_json::from_str(line).ok()?;
+            (ready["event"] == "ready").then_some(ready)
+        })
     }
 
     /// Every line containing `needle` printed after `mark`.
@@ -423,16 +423,29 @@ impl Host {
                 }
             });
         }
-        self.child = Some(child);
-        let Some(line) = self.output.wait_for("listening on http://", START_TIMEOUT) else {
-            let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!(
-                "sluice did not start (exit: {status:?}); it printed:\n{}",
-                self.output.text()
-            );
+        // Until the ready line, or until sluice exits without it (then fail at once).
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ready = loop {
+            if let Some(ready) = self.output.wait_for_ready(Duration::from_millis(200)) {
+                break ready;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                // What it printed last may still be on its way from the pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "sluice did not start (exit: {exited:?}); it printed:\n{}",
+                    self.output.text()
+                );
+            }
         };
-        let address = line.split("listening on ").nth(1).unwrap().trim().to_string();
-        self.base = address;
+        self.child = Some(child);
+        self.base = ready["listen"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the ready line names the address it listens on: {ready}"))
+            .to_string();
     }
 
     fn signal(&self, signal: i32) {
@@ -507,24 +520,51 @@ impl Host {
         std::fs::remove_file(self.plugins.join(format!("{name}.wasm"))).unwrap();
     }
 
-    /// Waits until a reload that logged a line with every one of `needles` (after `mark`)
-    /// is done and its result is what the host serves; returns that line.
-    pub fn wait_for_reload(&self, mark: usize, needles: &[&str], timeout: Duration) -> String {
-        let (index, line) = self
-            .output
-            .wait_for_line(mark, needles, timeout)
-            .unwrap_or_else(|| panic!("no line with {needles:?}; the host printed:\n{}", self.output.text()));
-        self.output
-            .wait_for_since(index, &["reload done"], timeout)
-            .unwrap_or_else(|| panic!("the reload did not finish; the host printed:\n{}", self.output.text()));
-        line
+    /// How many hot reloads the host finished so far (the admin API's `reloads.count`):
+    /// take it before changing the plugins folder, and pass it to [`Host::wait_for_reload`].
+    pub fn reloads(&self) -> u64 {
+        self.admin_installations()["reloads"]["count"]
+            .as_u64()
+            .expect("the admin API counts reloads")
     }
 
-    /// Waits until installation `name` was installed by a reload after `mark`, and returns
-    /// the webhook URL its log line names. Panics with the output on timeout.
-    pub fn wait_for_installed(&self, mark: usize, name: &str, timeout: Duration) -> String {
-        let line = self.wait_for_reload(mark, &["plugin installed", &format!("file={name}.wasm")], timeout);
-        webhook_url_in(&line).unwrap_or_else(|| panic!("no webhook URL in {line:?}"))
+    /// Waits until a reload finished after `reloads` (see [`Host::reloads`]) and the admin
+    /// API's listing shows what it should have applied (`applied`, said as `what`); returns
+    /// that listing. Panics with the last listing and the host's output on timeout.
+    pub fn wait_for_reload(
+        &self,
+        reloads: u64,
+        what: &str,
+        timeout: Duration,
+        applied: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let listing = self.admin_installations();
+            let counted = listing["reloads"]["count"]
+                .as_u64()
+                .is_some_and(|count| count > reloads);
+            if counted && applied(&listing) {
+                return listing;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload applied {what} within {timeout:?}; the admin API shows {listing:#}\nthe host printed:\n{}",
+                self.output.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until a reload after `reloads` installed `name`, and returns its webhook URL.
+    pub fn wait_for_installed(&self, reloads: u64, name: &str, timeout: Duration) -> String {
+        let listing = self.wait_for_reload(reloads, &format!("a new installation {name}"), timeout, |listing| {
+            installation_in(listing, name).is_some()
+        });
+        installation_in(&listing, name).unwrap()["webhookUrl"]
+            .as_str()
+            .expect("an installation has a webhook URL")
+            .to_string()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -569,17 +609,20 @@ impl Host {
         self.send(self.client.delete(self.url(path)).bearer_auth(API_TOKEN))
     }
 
-    /// The admin API's view of installation `name`.
-    pub fn installation(&self, name: &str) -> Value {
+    /// The admin API's listing, `GET /v1/admin/installations`: installations, failures,
+    /// hot reload, the bot.
+    pub fn admin_installations(&self) -> Value {
         let answer = self.api_get("/v1/admin/installations");
         assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.json()["installations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == name)
+        answer.json()
+    }
+
+    /// The admin API's view of installation `name`.
+    pub fn installation(&self, name: &str) -> Value {
+        let listing = self.admin_installations();
+        installation_in(&listing, name)
             .cloned()
-            .unwrap_or_else(|| panic!("no installation {name}: {}", answer.body))
+            .unwrap_or_else(|| panic!("no installation {name}: {listing}"))
     }
 
     /// The webhook URL of installation `name`, as the admin API reports it.
@@ -609,6 +652,16 @@ impl Host {
             }
         }
     }
+}
+
+/// Installation `name` in the admin API's listing ([`Host::admin_installations`]).
+pub fn installation_in<'a>(listing: &'a Value, name: &str) -> Option<&'a Value> {
+    listing["installations"].as_array()?.iter().find(|i| i["name"] == name)
+}
+
+/// The failure listed for plugin file `file` in the admin API's listing.
+pub fn failure_in<'a>(listing: &'a Value, file: &str) -> Option<&'a Value> {
+    listing["failures"].as_array()?.iter().find(|f| f["file"] == file)
 }
 
 /// Polls `check` every 20 ms until it answers `Some`, and returns that; panics after

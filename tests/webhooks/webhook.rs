@@ -271,10 +271,11 @@ fn a_body_limit_above_the_memory_limit_is_cut_to_it_with_a_warning() {
     let installation = host.installation("webhook");
     assert_eq!(installation["status"], "active", "{installation}");
     assert_eq!(installation["limits"]["maxBodyBytes"], 64 << 20);
+    let warning = "sidecar{file=webhook.toml}: sluice::config: limits.max-body-bytes (104857600) is more than limits.max-memory-bytes (67108864)";
     assert!(
         host.output
-            .text()
-            .contains("sidecar{file=webhook.toml}: sluice::config: limits.max-body-bytes (104857600) is more than limits.max-memory-bytes (67108864)"),
+            .wait_for(warning, std::time::Duration::from_secs(10))
+            .is_some(),
         "{}",
         host.output.text()
     );
