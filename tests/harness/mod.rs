@@ -276,6 +276,9 @@ impl HostBuilder {
             output: Arc::new(Output::default()),
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
+                // sluice closes a connection that sends no request head for 30 s: one idle
+                // that long may be closing just as it is reused (IncompleteMessage).
+                .pool_idle_timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
         };
