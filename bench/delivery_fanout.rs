@@ -25,7 +25,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use sluice_tests::{Host, guest};
+
+// The black-box tests' harness starts sluice with the plugin, as in the tests.
+#[allow(dead_code, reason = "the harness serves the tests too; this uses a part of it")]
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use harness::{Host, guest};
 
 struct Options {
     rate: u64,

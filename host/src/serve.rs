@@ -176,6 +176,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         );
     }
     println!("listening on http://{address}");
+    // The same for programs that start sluice (tests, supervisors), as one JSON line.
+    let ready = serde_json::json!({
+        "event": "ready",
+        "listen": format!("http://{address}"),
+        "installations": plugins.registry.snapshot().installations.len(),
+    });
+    println!("{ready}");
     let _ = std::io::stdout().flush();
 
     let app = Arc::new(App {

@@ -222,7 +222,7 @@ pub fn chat_sidecar(platform: &FakePlatform, allowed: &[&str], timeout_ms: Optio
 }
 
 /// Sends `body` to a chat webhook URL, signed with `timestamp` and the test secret.
-pub fn post_signed_chat(host: &crate::Host, url: &str, body: &Value, timestamp: i64) -> crate::Answer {
+pub fn post_signed_chat(host: &super::Host, url: &str, body: &Value, timestamp: i64) -> super::Answer {
     let body = body.to_string();
     host.send(
         host.client()

@@ -3,7 +3,7 @@
 //! a fixed status, slowly, or not at all (down: connections refused).
 //!
 //! ```no_run
-//! let receiver = sluice_tests::receiver::Receiver::start();
+//! let receiver = crate::harness::receiver::Receiver::start();
 //! receiver.fail_next(2, 503);
 //! // ... point a subscription at receiver.url("/hook") ...
 //! let got = receiver.wait_for_count(3, std::time::Duration::from_secs(10));

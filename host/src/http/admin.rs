@@ -44,6 +44,8 @@ pub fn installation_json(installation: &Installation) -> Value {
 }
 
 async fn list_installations(State(app): State<AppState>) -> Json<Value> {
+    // Read before the snapshot: a reload counted here is then already in the snapshot.
+    let reloads = app.plugins.registry.reload_status();
     let snapshot = app.plugins.registry.snapshot();
     let installations: Vec<Value> = snapshot.installations.values().map(|i| installation_json(i)).collect();
     let failures: Vec<Value> = snapshot
@@ -55,6 +57,13 @@ async fn list_installations(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
         "installations": installations,
         "failures": failures,
+        // Hot reload: the reloads finished so far (the first one to start after a change
+        // to the folder applies it), and the files it waits for.
+        "reloads": {
+            "count": reloads.count,
+            "lastAt": reloads.last_at.map(iso8601),
+            "stillBeingWritten": reloads.still_being_written,
+        },
         // The bot the installations serve: bot API clients write as `botId` (or its user).
         "bot": { "id": identity.bot_id, "userId": identity.bot_user_id },
     }))

@@ -14,6 +14,6 @@ pub mod sync;
 pub mod watch;
 
 pub use installation::{HostIdentity, Installation, InstallationStatus};
-pub use registry::{LoadFailure, Registry, Snapshot};
+pub use registry::{LoadFailure, Registry, ReloadStatus, Snapshot};
 pub use sync::{PluginHost, SyncReport};
 pub use watch::FolderWatcher;

@@ -1,7 +1,7 @@
 //! The live set of installations, swapped atomically when the plugins folder changes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -72,10 +72,24 @@ impl Snapshot {
     }
 }
 
+/// What hot reload ([`super::FolderWatcher`]) has done while serving: what the admin API
+/// shows, so an operator (or a test) can tell a change to the folder was applied.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// Reloads finished since start (the start-up load is not one).
+    pub count: u64,
+    /// When the last one finished (milliseconds since the epoch).
+    pub last_at: Option<i64>,
+    /// Plugin and sidecar files the last pass left out because a writer still has them
+    /// open; they are loaded once it closes them.
+    pub still_being_written: Vec<String>,
+}
+
 /// The registry request handlers read; [`super::PluginHost`] replaces its snapshot.
 #[derive(Default)]
 pub struct Registry {
     current: ArcSwap<Snapshot>,
+    reloads: Mutex<ReloadStatus>,
 }
 
 impl Registry {
@@ -98,5 +112,26 @@ impl Registry {
 
     pub(crate) fn replace(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
+    }
+
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reloads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Records a finished reload; its result is already what [`Registry::snapshot`] serves.
+    pub(crate) fn note_reload(&self, at: i64) {
+        let mut status = self.reloads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        status.count += 1;
+        status.last_at = Some(at);
+    }
+
+    pub(crate) fn note_still_being_written(&self, files: Vec<String>) {
+        self.reloads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .still_being_written = files;
     }
 }

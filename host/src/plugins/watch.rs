@@ -20,6 +20,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::PluginHost;
+use crate::time::now_ms;
 
 /// How long the folder must be quiet before a reload: a copy or an editor's save often
 /// comes as a burst of events.
@@ -168,6 +169,9 @@ async fn reload_loop(
             }
         }
         reported.retain(|file| writing.contains(file));
+        let mut held_back: Vec<String> = writing.iter().map(|file| file_name(file)).collect();
+        held_back.sort();
+        host.registry.note_still_being_written(held_back);
         let ready: Vec<String> = changed
             .iter()
             .filter(|p| !being_written.holds(&plugin_of(p)))
@@ -191,6 +195,7 @@ async fn reload_loop(
                 tracing::error!(error = %format!("{error:#}"), "reload failed; the installations are unchanged")
             }
         }
+        host.registry.note_reload(now_ms());
     }
 }
 

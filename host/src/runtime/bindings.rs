@@ -11,5 +11,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use sluice::integration::types;
-pub use sluice::integration::{client, logger};
+// `self::`: where the crate itself is an extern crate named sluice too (rustdoc's doc-test
+// build), a bare `sluice::` is ambiguous.
+pub use self::sluice::integration::types;
+pub use self::sluice::integration::{client, logger};

@@ -1,5 +1,5 @@
 // Drives a running sluice with the real @botpress/client package, the way a bot would.
-// Run by tests/botpress_client.rs, which starts sluice with the chat example and a fake
+// Run by tests/bot/botpress_client.rs, which starts sluice with the chat example and a fake
 // platform, sends one signed reaction (so there is a chat:reactionAdded event), then
 // runs: SLUICE_URL=... SLUICE_TOKEN=... SLUICE_BOT_ID=... node check.mjs
 // Prints one JSON line with what it saw; exits 1 naming the first check that failed.

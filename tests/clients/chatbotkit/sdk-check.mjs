@@ -1,6 +1,6 @@
 // Drives sluice's trigger API with the real ChatBotKit SDK (`@chatbotkit/sdk` from npm),
 // the way a ChatBotKit program would, with only the base URL changed. Run by
-// tests/trigger_sdk.rs against the running binary:
+// tests/triggers/chatbotkit_sdk.rs against the running binary:
 //
 //   SLUICE_URL=http://127.0.0.1:8080 SLUICE_API_TOKEN=... SLUICE_BOT=probe node sdk-check.mjs
 //

@@ -1,6 +1,7 @@
 //! A test plugin that exposes the host imports over its webhook, so black-box tests can
 //! drive them: state, events, logs, the context. It requires a `name` in its
-//! configuration, to test how the host treats missing configuration.
+//! configuration, to test how the host treats missing configuration. `unregister` records
+//! the event `probe:unregistered`, so tests can see that it ran.
 //!
 //! Routes (the path below the webhook URL):
 //! - `GET|PUT|DELETE /state/{integration|conversation|user}/{id}/{name}` (`self` as id
@@ -65,12 +66,20 @@ impl Guest for Probe {
             configuration_schema: Some(
                 r#"{"type":"object","properties":{"name":{"type":"string","minLength":1}},"required":["name"]}"#.into(),
             ),
-            events: vec![EventDefinition {
-                name: "thing".into(),
-                title: "Thing".into(),
-                description: "Something happened.".into(),
-                schema: r#"{"type":"object","properties":{"count":{"type":"integer"}},"required":["count"],"additionalProperties":false}"#.into(),
-            }],
+            events: vec![
+                EventDefinition {
+                    name: "thing".into(),
+                    title: "Thing".into(),
+                    description: "Something happened.".into(),
+                    schema: r#"{"type":"object","properties":{"count":{"type":"integer"}},"required":["count"],"additionalProperties":false}"#.into(),
+                },
+                EventDefinition {
+                    name: "unregistered".into(),
+                    title: "Unregistered".into(),
+                    description: "unregister ran.".into(),
+                    schema: r#"{"type":"object"}"#.into(),
+                },
+            ],
             actions: vec![],
             channels: vec![],
             states: vec![],
@@ -101,9 +110,8 @@ impl Guest for Probe {
         )
     }
 
-    fn unregister(ctx: Context) -> Result<(), Error> {
-        logger::log(Level::Info, &format!("probe unregistered {}", ctx.integration_id));
-        Ok(())
+    fn unregister(_ctx: Context) -> Result<(), Error> {
+        client::create_event("unregistered", "{}", None, None, None).map(drop)
     }
 
     fn handler(ctx: Context, request: HttpRequest) -> Result<HttpResponse, Error> {

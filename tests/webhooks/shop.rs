@@ -3,11 +3,11 @@
 //! and the full body; other topics are acknowledged without an event; unsigned or
 //! badly signed calls are refused with 401 and record nothing.
 
+use crate::harness::{Answer, Host, guest};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use sluice_tests::{Answer, Host, guest};
 
 const SECRET: &str = "shopify-webhook-secret";
 

@@ -3,8 +3,8 @@
 //! tags), conversations, users, events and states, in the shapes of the Botpress chat
 //! API. Uses the courier test plugin; the chat example has its own file.
 
+use crate::harness::{Answer, Host, guest};
 use serde_json::{Value, json};
-use sluice_tests::{Answer, Host, guest};
 
 fn host() -> Host {
     Host::builder()
@@ -122,7 +122,7 @@ fn unknown_actions_and_integrations_are_404() {
     let no_body = host.send(
         host.client()
             .post(host.url("/v1/chat/actions"))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .json(&json!({ "input": {} })),
     );
     assert_eq!(no_body.status, 400);
@@ -306,7 +306,7 @@ fn a_message_can_be_updated_within_its_channel_rules() {
     let updated = host.send(
         host.client()
             .put(host.url(&path))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .json(&json!({ "payload": { "text": "final" }, "tags": { "noteId": null } })),
     );
     assert_eq!(updated.status, 200, "{}", updated.body);
@@ -317,14 +317,14 @@ fn a_message_can_be_updated_within_its_channel_rules() {
     let bad = host.send(
         host.client()
             .put(host.url(&path))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .json(&json!({ "payload": { "text": [] } })),
     );
     assert_eq!(bad.status, 400, "{}", bad.body);
     let missing = host.send(
         host.client()
             .put(host.url("/v1/chat/messages/msg_nope"))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .json(&json!({ "tags": {} })),
     );
     assert_eq!(missing.status, 404);
@@ -348,7 +348,7 @@ fn conversations_and_users_are_got_or_created_by_tags() {
     let again = host.send(
         host.client()
             .post(host.url("/v1/chat/conversations/get-or-create"))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .header("x-integration-id", "courier")
             .header("x-bot-id", "any-bot")
             .json(&json!({ "channel": "notes", "tags": { "topic": "a" } })),
@@ -475,7 +475,7 @@ fn states_can_be_got_or_set_and_patched() {
     let patched = host.send(
         host.client()
             .patch(host.url(&path))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .json(&json!({ "payload": { "b": null, "c": "three" } })),
     );
     assert_eq!(patched.status, 200, "{}", patched.body);
@@ -487,7 +487,7 @@ fn states_can_be_got_or_set_and_patched() {
     let missing = host.send(
         host.client()
             .patch(host.url(&format!("/v1/chat/states/bot/{bot}/nothing")))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .json(&json!({ "payload": { "x": 1 } })),
     );
     assert_eq!(missing.status, 404);
@@ -505,7 +505,7 @@ fn a_state_the_plugin_declares_is_checked_against_its_schema_and_a_refusal_keeps
         host.send(
             host.client()
                 .patch(host.url(&path))
-                .bearer_auth(sluice_tests::API_TOKEN)
+                .bearer_auth(crate::harness::API_TOKEN)
                 .json(&json!({ "payload": payload })),
         )
     };

@@ -8,8 +8,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::harness::{API_TOKEN, Host, eventually, guest, repo_root};
 use serde_json::Value;
-use sluice_tests::{API_TOKEN, Host, eventually, guest, repo_root};
 
 #[test]
 fn the_chatbotkit_sdk_drives_the_trigger_api() {

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use sluice_tests::{Host, guest};
+use crate::harness::{Host, guest};
 
 fn connect(host: &Host) -> TcpStream {
     let address = host.url("").trim_start_matches("http://").to_string();

@@ -5,8 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::harness::{API_TOKEN, Host, guest};
 use serde_json::{Value, json};
-use sluice_tests::{API_TOKEN, Host, guest};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -2,8 +2,8 @@
 //! events, secret, CORS and limits. Every test runs against each build of the plugin
 //! (see `webhook_builds`), so all languages behave the same.
 
+use crate::harness::{Host, post_whole_then_read, webhook_build};
 use serde_json::json;
-use sluice_tests::{Host, post_whole_then_read, webhook_build};
 
 /// Every build of the webhook example, each built from source: (language, component).
 fn webhook_builds() -> Vec<(&'static str, std::path::PathBuf)> {
@@ -271,10 +271,11 @@ fn a_body_limit_above_the_memory_limit_is_cut_to_it_with_a_warning() {
     let installation = host.installation("webhook");
     assert_eq!(installation["status"], "active", "{installation}");
     assert_eq!(installation["limits"]["maxBodyBytes"], 64 << 20);
+    let warning = "sidecar{file=webhook.toml}: sluice::config: limits.max-body-bytes (104857600) is more than limits.max-memory-bytes (67108864)";
     assert!(
         host.output
-            .text()
-            .contains("sidecar{file=webhook.toml}: sluice::config: limits.max-body-bytes (104857600) is more than limits.max-memory-bytes (67108864)"),
+            .wait_for(warning, std::time::Duration::from_secs(10))
+            .is_some(),
         "{}",
         host.output.text()
     );

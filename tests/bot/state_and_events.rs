@@ -1,8 +1,8 @@
 //! State and events through the plugin imports and the bot API: round trips, schema
 //! checks, isolation between installations, pagination and the API token.
 
+use crate::harness::{Host, guest};
 use serde_json::json;
-use sluice_tests::{Host, guest};
 
 fn two_probes() -> Host {
     Host::builder()

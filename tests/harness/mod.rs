@@ -1,11 +1,16 @@
 //! The black-box test harness: builds the guest plugins from source, starts the real
 //! `sluice` binary on port 0 in a temporary folder, and talks HTTP to it.
 //!
-//! ```no_run
-//! let host = sluice_tests::Host::builder().plugin("webhook", sluice_tests::guest("webhook"), None).start();
+//! ```ignore
+//! let host = Host::builder().plugin("webhook", guest("webhook"), None).start();
 //! let answer = host.post(&host.webhook_url("webhook"), "{}");
 //! assert_eq!(answer.status, 200);
 //! ```
+//!
+//! It learns what the host is doing from the host itself: the address from the JSON line
+//! `sluice serve` prints once it is ready, everything else from the HTTP API (hot reload
+//! from `GET /v1/admin/installations`). What the host prints is kept in [`Output`] for
+//! the tests of what it logs.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,37 +31,43 @@ pub const API_TOKEN: &str = "test-token";
 /// JavaScript component takes a minute of CPU on a busy two-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The repository root.
+/// The repository root (the harness belongs to the `sluice` package in host/).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cargo target folder the tests were built into (`target/` or `$CARGO_TARGET_DIR`).
-pub fn target_dir() -> PathBuf {
-    // The test binary lives in <target>/<profile>/deps/.
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    exe.parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("<target>/<profile>/deps/<test>")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is inside the repository")
         .to_path_buf()
 }
 
-/// The `sluice` binary of the same profile as the tests (build it with
-/// `cargo build -p sluice` first; scripts/test does).
+/// The `sluice` binary Cargo built for these tests, so always the current one. Cargo
+/// tells test targets where it is; an example using the harness (bench/delivery_fanout.rs)
+/// is not told, and runs the binary of its own profile, which its script builds with it.
 pub fn sluice_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    let profile_dir = exe
+    if let Some(binary) = option_env!("CARGO_BIN_EXE_sluice") {
+        return PathBuf::from(binary);
+    }
+    let exe = std::env::current_exe().expect("the example has a path");
+    let binary = exe
         .parent()
         .and_then(Path::parent)
-        .expect("<target>/<profile>/deps/<test>");
-    let binary = profile_dir.join("sluice");
+        .expect("<target>/<profile>/examples/<example>")
+        .join("sluice");
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build -p sluice` (scripts/test does) before the tests",
+        "{} is missing: build it with the example (`cargo build -p sluice --bins --examples`)",
         binary.display()
     );
     binary
+}
+
+/// The cargo target folder sluice was built into (`target/` or `$CARGO_TARGET_DIR`); the
+/// guest plugins and the tests' shared code cache are kept there too.
+pub fn target_dir() -> PathBuf {
+    sluice_binary()
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/sluice")
+        .to_path_buf()
 }
 
 /// Runs a command to completion, panicking with its output when it fails.
@@ -106,13 +117,6 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The `webhook_url=...` field of a log line.
-pub fn webhook_url_in(line: &str) -> Option<String> {
-    let start = line.find("webhook_url=")? + "webhook_url=".len();
-    let url: String = line[start..].chars().take_while(|c| !c.is_whitespace()).collect();
-    Some(url.trim_matches('"').to_string())
 }
 
 /// What a `sluice` command (other than serve) did.
@@ -262,7 +266,7 @@ impl HostBuilder {
             args.push(target_dir().join("test-code-cache").to_string_lossy().into_owned());
         }
         let mut host = Host {
-            dir,
+            _dir: dir,
             plugins,
             data,
             args,
@@ -272,6 +276,9 @@ impl HostBuilder {
             output: Arc::new(Output::default()),
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
+                // sluice closes a connection that sends no request head for 30 s: one idle
+                // that long may be closing just as it is reused (IncompleteMessage).
+                .pool_idle_timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
         };
@@ -280,7 +287,9 @@ impl HostBuilder {
     }
 }
 
-/// What the host printed, line by line, for tests to wait on.
+/// What the host printed (stdout and stderr), line by line. Tests of what the host logs
+/// read it; nothing waits on it to learn that the host did something (the host's API
+/// says that), except for the address in the ready line.
 #[derive(Default)]
 pub struct Output {
     lines: Mutex<Vec<String>>,
@@ -293,13 +302,13 @@ impl Output {
         self.changed.notify_all();
     }
 
-    /// Waits until a line containing `needle` was printed (since start).
-    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+    /// Waits until a line after `mark` gives `Some` to `find`, and returns that.
+    fn wait_for_match<T>(&self, mark: usize, timeout: Duration, mut find: impl FnMut(&str) -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lock().unwrap();
         loop {
-            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
-                return Some(line.clone());
+            if let Some(found) = lines.iter().skip(mark).find_map(|line| find(line)) {
+                return Some(found);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -309,36 +318,36 @@ impl Output {
         }
     }
 
-    /// How many lines were printed so far: pass it to [`Output::wait_for_since`] to wait
-    /// for a line printed after this point.
+    /// Waits until a line containing `needle` was printed (since start). The host prints
+    /// through two pipes read by two threads, so a line it printed before answering a
+    /// request may arrive here a moment after the answer.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_since(0, &[needle], timeout)
+    }
+
+    /// How many lines were printed so far: pass it to [`Output::wait_for_since`] or
+    /// [`Output::lines_since`] for the lines printed after this point.
     pub fn mark(&self) -> usize {
         self.lines.lock().unwrap().len()
     }
 
     /// Waits until a line containing every one of `needles` was printed after `mark`.
     pub fn wait_for_since(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<String> {
-        self.wait_for_line(mark, needles, timeout).map(|(_, line)| line)
+        self.wait_for_match(mark, timeout, |line| {
+            needles
+                .iter()
+                .all(|needle| line.contains(needle))
+                .then(|| line.to_string())
+        })
     }
 
-    /// Like [`Output::wait_for_since`], with the line's index (a mark just before it).
-    pub fn wait_for_line(&self, mark: usize, needles: &[&str], timeout: Duration) -> Option<(usize, String)> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.lines.lock().unwrap();
-        loop {
-            let found = lines
-                .iter()
-                .enumerate()
-                .skip(mark)
-                .find(|(_, l)| needles.iter().all(|needle| l.contains(needle)));
-            if let Some((index, line)) = found {
-                return Some((index, line.clone()));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            lines = self.changed.wait_timeout(lines, deadline - now).unwrap().0;
-        }
+    /// Waits for the line `sluice serve` prints on stdout once it serves,
+    /// `{"event":"ready","listen":"http://127.0.0.1:PORT","installations":N}`.
+    fn wait_for_ready(&self, timeout: Duration) -> Option<Value> {
+        self.wait_for_match(0, timeout, |line| {
+            let ready: Value = serde_json::from_str(line).ok()?;
+            (ready["event"] == "ready").then_some(ready)
+        })
     }
 
     /// Every line containing `needle` printed after `mark`.
@@ -363,7 +372,8 @@ impl Output {
 
 /// A running `sluice serve` in its own temporary folder. Killed on drop.
 pub struct Host {
-    dir: tempfile::TempDir,
+    /// The temporary folder holding plugins/ and data/, removed when the host is dropped.
+    _dir: tempfile::TempDir,
     pub plugins: PathBuf,
     pub data: PathBuf,
     args: Vec<String>,
@@ -385,11 +395,6 @@ impl Host {
             config: None,
             own_code_cache: false,
         }
-    }
-
-    /// The temporary folder holding plugins/ and data/.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn launch(&mut self) {
@@ -421,16 +426,29 @@ impl Host {
                 }
             });
         }
-        self.child = Some(child);
-        let Some(line) = self.output.wait_for("listening on http://", START_TIMEOUT) else {
-            let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            panic!(
-                "sluice did not start (exit: {status:?}); it printed:\n{}",
-                self.output.text()
-            );
+        // Until the ready line, or until sluice exits without it (then fail at once).
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ready = loop {
+            if let Some(ready) = self.output.wait_for_ready(Duration::from_millis(200)) {
+                break ready;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                // What it printed last may still be on its way from the pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "sluice did not start (exit: {exited:?}); it printed:\n{}",
+                    self.output.text()
+                );
+            }
         };
-        let address = line.split("listening on ").nth(1).unwrap().trim().to_string();
-        self.base = address;
+        self.child = Some(child);
+        self.base = ready["listen"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the ready line names the address it listens on: {ready}"))
+            .to_string();
     }
 
     fn signal(&self, signal: i32) {
@@ -505,31 +523,51 @@ impl Host {
         std::fs::remove_file(self.plugins.join(format!("{name}.wasm"))).unwrap();
     }
 
-    /// Waits until a reload that logged a line with every one of `needles` (after `mark`)
-    /// is done and its result is what the host serves; returns that line.
-    pub fn wait_for_reload(&self, mark: usize, needles: &[&str], timeout: Duration) -> String {
-        let (index, line) = self
-            .output
-            .wait_for_line(mark, needles, timeout)
-            .unwrap_or_else(|| panic!("no line with {needles:?}; the host printed:\n{}", self.output.text()));
-        self.output
-            .wait_for_since(index, &["reload done"], timeout)
-            .unwrap_or_else(|| panic!("the reload did not finish; the host printed:\n{}", self.output.text()));
-        line
+    /// How many hot reloads the host finished so far (the admin API's `reloads.count`):
+    /// take it before changing the plugins folder, and pass it to [`Host::wait_for_reload`].
+    pub fn reloads(&self) -> u64 {
+        self.admin_installations()["reloads"]["count"]
+            .as_u64()
+            .expect("the admin API counts reloads")
     }
 
-    /// Waits until installation `name` was installed by a reload after `mark`, and returns
-    /// the webhook URL its log line names. Panics with the output on timeout.
-    pub fn wait_for_installed(&self, mark: usize, name: &str, timeout: Duration) -> String {
-        let line = self.wait_for_reload(mark, &["plugin installed", &format!("file={name}.wasm")], timeout);
-        webhook_url_in(&line).unwrap_or_else(|| panic!("no webhook URL in {line:?}"))
+    /// Waits until a reload finished after `reloads` (see [`Host::reloads`]) and the admin
+    /// API's listing shows what it should have applied (`applied`, said as `what`); returns
+    /// that listing. Panics with the last listing and the host's output on timeout.
+    pub fn wait_for_reload(
+        &self,
+        reloads: u64,
+        what: &str,
+        timeout: Duration,
+        applied: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let listing = self.admin_installations();
+            let counted = listing["reloads"]["count"]
+                .as_u64()
+                .is_some_and(|count| count > reloads);
+            if counted && applied(&listing) {
+                return listing;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload applied {what} within {timeout:?}; the admin API shows {listing:#}\nthe host printed:\n{}",
+                self.output.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    /// Waits until a reload after `reloads` installed `name`, and returns its webhook URL.
+    pub fn wait_for_installed(&self, reloads: u64, name: &str, timeout: Duration) -> String {
+        let listing = self.wait_for_reload(reloads, &format!("a new installation {name}"), timeout, |listing| {
+            installation_in(listing, name).is_some()
+        });
+        installation_in(&listing, name).unwrap()["webhookUrl"]
+            .as_str()
+            .expect("an installation has a webhook URL")
+            .to_string()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -574,17 +612,20 @@ impl Host {
         self.send(self.client.delete(self.url(path)).bearer_auth(API_TOKEN))
     }
 
-    /// The admin API's view of installation `name`.
-    pub fn installation(&self, name: &str) -> Value {
+    /// The admin API's listing, `GET /v1/admin/installations`: installations, failures,
+    /// hot reload, the bot.
+    pub fn admin_installations(&self) -> Value {
         let answer = self.api_get("/v1/admin/installations");
         assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.json()["installations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["name"] == name)
+        answer.json()
+    }
+
+    /// The admin API's view of installation `name`.
+    pub fn installation(&self, name: &str) -> Value {
+        let listing = self.admin_installations();
+        installation_in(&listing, name)
             .cloned()
-            .unwrap_or_else(|| panic!("no installation {name}: {}", answer.body))
+            .unwrap_or_else(|| panic!("no installation {name}: {listing}"))
     }
 
     /// The webhook URL of installation `name`, as the admin API reports it.
@@ -614,6 +655,16 @@ impl Host {
             }
         }
     }
+}
+
+/// Installation `name` in the admin API's listing ([`Host::admin_installations`]).
+pub fn installation_in<'a>(listing: &'a Value, name: &str) -> Option<&'a Value> {
+    listing["installations"].as_array()?.iter().find(|i| i["name"] == name)
+}
+
+/// The failure listed for plugin file `file` in the admin API's listing.
+pub fn failure_in<'a>(listing: &'a Value, file: &str) -> Option<&'a Value> {
+    listing["failures"].as_array()?.iter().find(|f| f["file"] == file)
 }
 
 /// Polls `check` every 20 ms until it answers `Some`, and returns that; panics after

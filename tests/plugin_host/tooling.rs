@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::harness::{Host, build_python_plugin, guest, guest_tool, run, sluice_command, target_dir, webhook_build};
 use serde_json::Value;
-use sluice_tests::{Host, build_python_plugin, guest, guest_tool, run, sluice_command, target_dir, webhook_build};
 
 #[test]
 fn inspect_prints_the_definition_and_checks_the_contract() {
@@ -206,9 +206,9 @@ fn scaffolded_plugin_serves(language: &str) {
     assert!(wasm.exists(), "{} was built", wasm.display());
 
     let host = Host::builder().start();
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.drop_plugin(&name, &wasm);
-    let url = host.wait_for_installed(mark, &name, Duration::from_secs(180));
+    let url = host.wait_for_installed(reloads, &name, Duration::from_secs(180));
     let answer = host.post(&format!("{url}/orders?x=1"), r#"{"order":42}"#);
     assert_eq!(answer.status, 200, "{}", answer.body);
     let event_id = answer.json()["eventId"].as_str().unwrap().to_string();

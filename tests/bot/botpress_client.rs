@@ -5,9 +5,9 @@
 
 use std::process::Command;
 
+use crate::harness::fake_platform::{FakePlatform, chat_sidecar, post_signed_chat, unix_now};
+use crate::harness::{API_TOKEN, Host, guest, repo_root};
 use serde_json::{Value, json};
-use sluice_tests::fake_platform::{FakePlatform, chat_sidecar, post_signed_chat, unix_now};
-use sluice_tests::{API_TOKEN, Host, guest, repo_root};
 
 #[test]
 fn the_botpress_client_talks_to_sluice() {

@@ -1,31 +1,39 @@
 //! Hot reload: plugins dropped into, replaced in and removed from the plugins folder of a
-//! running host. Every test waits on what the host shows (a log line, the webhook
-//! answering), never on a fixed sleep.
+//! running host. Every test waits on what the host shows (the admin API's installations
+//! and reload count, the webhook answering), never on a fixed sleep. (The host watches the
+//! folder from before it says it is ready.)
 
 use std::io::Write as _;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_tests::{Host, guest, wait_until, webhook_url_in};
+
+use crate::harness::{Host, eventually, failure_in, guest, installation_in, wait_until};
 
 /// Long enough for a cold compile on a busy two-core machine.
 const RELOAD: Duration = Duration::from_secs(120);
+
+/// How long a line the host printed before it answered may take to reach the test.
+const LOGGED: Duration = Duration::from_secs(10);
 
 const PROBE_SIDECAR: &str = "[configuration]\nname = \"probe\"\n";
 
 #[test]
 fn a_new_plugin_is_compiled_installed_registered_and_its_url_logged() {
     let host = Host::builder().start();
-    host.output
-        .wait_for("watching the plugins folder", Duration::from_secs(10))
-        .expect("the host says it watches the folder");
 
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     std::fs::write(host.plugins.join("probe.toml"), PROBE_SIDECAR).unwrap();
     host.drop_plugin("probe", &guest("probe"));
-    let url = host.wait_for_installed(mark, "probe", RELOAD);
-    assert_eq!(url, host.webhook_url("probe"), "the logged URL is the installation's");
+    let url = host.wait_for_installed(reloads, "probe", RELOAD);
     assert!(url.starts_with(&format!("{}/webhooks/", host.base)), "{url}");
+    assert!(
+        host.output
+            .wait_for_since(0, &["plugin installed", "file=probe.wasm", &url], LOGGED)
+            .is_some(),
+        "the log names the new webhook URL:\n{}",
+        host.output.text()
+    );
 
     // register ran, with the webhook URL in its context.
     let installation = host.installation("probe");
@@ -42,20 +50,16 @@ const QUIET: Duration = Duration::from_secs(2);
 #[test]
 fn a_reload_or_anyone_reading_the_folder_does_not_start_another_reload() {
     let host = Host::builder().plugin("webhook", guest("webhook"), None).start();
-    host.output
-        .wait_for("watching the plugins folder", Duration::from_secs(10))
-        .expect("the host says it watches the folder");
 
     // A reload reads every plugin file; the reads are not changes.
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.write_sidecar("probe", PROBE_SIDECAR);
     host.drop_plugin("probe", &guest("probe"));
-    host.wait_for_installed(mark, "probe", RELOAD);
-    let done = host.output.mark();
-    let again = host.output.wait_for_since(done, &["plugins folder changed"], QUIET);
-    assert_eq!(
-        again,
-        None,
+    host.wait_for_installed(reloads, "probe", RELOAD);
+    let done = host.reloads();
+    let again = wait_until(QUIET, || host.reloads() > done);
+    assert!(
+        !again,
         "nothing changed after the reload; the host printed:\n{}",
         host.output.text()
     );
@@ -64,19 +68,17 @@ fn a_reload_or_anyone_reading_the_folder_does_not_start_another_reload() {
     for file in ["webhook.wasm", "probe.wasm"] {
         std::fs::read(host.plugins.join(file)).unwrap();
     }
-    let again = host.output.wait_for_since(done, &["plugins folder changed"], QUIET);
-    assert_eq!(
-        again,
-        None,
+    let again = wait_until(QUIET, || host.reloads() > done);
+    assert!(
+        !again,
         "reading is not a change; the host printed:\n{}",
         host.output.text()
     );
     assert_eq!(host.post(&host.webhook_url("webhook"), "{}").status, 200);
 
     // A real change still reloads.
-    let mark = host.output.mark();
     host.write_sidecar("probe", PROBE_SIDECAR);
-    host.wait_for_reload(mark, &["plugins folder changed", "probe.toml"], RELOAD);
+    host.wait_for_reload(done, "the rewritten probe.toml", RELOAD, |_| true);
 }
 
 /// GET /version of the versioned plugin.
@@ -104,9 +106,11 @@ fn a_replaced_plugin_takes_over_atomically_and_keeps_id_state_and_configuration(
         let started = wait_until(RELOAD, || holding.is_finished() || state("held").status == 200);
         assert!(started && !holding.is_finished(), "the held request is running");
 
-        let mark = host.output.mark();
+        let reloads = host.reloads();
         host.drop_plugin("versioned", &guest("versioned_2"));
-        host.wait_for_reload(mark, &["plugin replaced", "file=versioned.wasm", "2.0.0"], RELOAD);
+        host.wait_for_reload(reloads, "versioned 2.0.0", RELOAD, |listing| {
+            installation_in(listing, "versioned").is_some_and(|i| i["plugin"]["version"] == "2.0.0")
+        });
 
         // New requests get version 2 while the old request still runs on version 1.
         let after = version(&host, &url);
@@ -148,12 +152,14 @@ fn a_removed_plugin_is_unregistered_and_its_webhook_answers_404() {
     let id = host.installation("probe")["id"].as_str().unwrap().to_string();
     assert_eq!(host.send(host.client().get(format!("{url}/context"))).status, 200);
 
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.remove_plugin("probe");
-    host.output
-        .wait_for_since(mark, &[&format!("probe unregistered {id}")], RELOAD)
-        .unwrap_or_else(|| panic!("unregister did not run:\n{}", host.output.text()));
-    host.wait_for_reload(mark, &["plugin removed", "installation=probe"], RELOAD);
+    host.wait_for_reload(reloads, "the removal of probe", RELOAD, |listing| {
+        installation_in(listing, "probe").is_none()
+    });
+    let unregistered = host.events(Some("probe:unregistered"));
+    assert_eq!(unregistered.len(), 1, "unregister ran: {unregistered:?}");
+    assert_eq!(unregistered[0]["integrationId"], id.as_str());
 
     let gone = host.send(host.client().get(format!("{url}/context")));
     assert_eq!(gone.status, 404, "{}", gone.body);
@@ -195,11 +201,16 @@ fn broken_files_are_refused_with_the_reason_and_the_previous_version_keeps_servi
         ),
     ];
     for (what, bytes, reason) in cases {
-        let mark = host.output.mark();
+        let reloads = host.reloads();
         host.drop_plugin_bytes("webhook", &bytes);
-        let line = host.wait_for_reload(mark, &["plugin file refused", "file=webhook.wasm"], RELOAD);
-        assert!(line.contains(reason), "[{what}] the refusal says why: {line}");
-        assert!(line.contains("previous version keeps serving"), "[{what}] {line}");
+        let listing = host.wait_for_reload(reloads, &format!("the {what} file"), RELOAD, |listing| {
+            failure_in(listing, "webhook.wasm").is_some()
+        });
+        let refusal = &failure_in(&listing, "webhook.wasm").unwrap()["problems"][0];
+        assert!(
+            refusal.as_str().unwrap().contains(reason),
+            "[{what}] the refusal says why: {refusal}"
+        );
 
         let answer = host.post(&url, "{\"still\":\"serving\"}");
         assert_eq!(
@@ -211,29 +222,26 @@ fn broken_files_are_refused_with_the_reason_and_the_previous_version_keeps_servi
     }
 
     // A broken new file has nothing to fall back on: it is refused and listed.
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.drop_plugin_bytes("broken", b"nope");
-    let line = host.wait_for_reload(mark, &["plugin file refused", "file=broken.wasm"], RELOAD);
-    assert!(line.contains("not a valid WebAssembly component"), "{line}");
-    let failures = host.api_get("/v1/admin/installations").json()["failures"].clone();
-    let broken = failures
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["file"] == "broken.wasm")
-        .unwrap_or_else(|| panic!("broken.wasm is listed: {failures}"));
+    let listing = host.wait_for_reload(reloads, "the broken new file", RELOAD, |listing| {
+        failure_in(listing, "broken.wasm").is_some()
+    });
+    assert!(installation_in(&listing, "broken").is_none(), "{listing}");
+    let refusal = &failure_in(&listing, "broken.wasm").unwrap()["problems"][0];
     assert!(
-        broken["problems"][0]
-            .as_str()
-            .unwrap()
-            .contains("not a valid WebAssembly component")
+        refusal.as_str().unwrap().contains("not a valid WebAssembly component"),
+        "{refusal}"
     );
 
     // Putting a good file back serves it.
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.drop_plugin("webhook", &guest("webhook"));
-    host.wait_for_reload(mark, &["plugins folder changed", "webhook.wasm"], RELOAD);
+    host.wait_for_reload(reloads, "the good webhook.wasm", RELOAD, |listing| {
+        failure_in(listing, "webhook.wasm").is_none()
+    });
     assert_eq!(host.post(&url, "{}").status, 200);
+    assert_eq!(host.installation("webhook")["plugin"]["sha256"], sha);
 }
 
 #[test]
@@ -241,18 +249,26 @@ fn a_file_still_being_copied_in_is_not_loaded_half_written() {
     let host = Host::builder().start();
     let wasm = std::fs::read(guest("probe")).unwrap();
     std::fs::write(host.plugins.join("probe.toml"), PROBE_SIDECAR).unwrap();
+    let reloads = host.reloads();
     let mark = host.output.mark();
 
     let mut file = std::fs::File::create(host.plugins.join("probe.wasm")).unwrap();
     file.write_all(&wasm[..wasm.len() / 2]).unwrap();
     file.flush().unwrap();
-    host.output
-        .wait_for_since(mark, &["still being written", "file=probe.wasm"], RELOAD)
-        .unwrap_or_else(|| panic!("the host did not notice the copy:\n{}", host.output.text()));
+    eventually("the host to leave the half-copied probe.wasm out", RELOAD, || {
+        let listing = host.admin_installations();
+        let waiting = listing["reloads"]["stillBeingWritten"].as_array()?;
+        waiting.iter().any(|file| file == "probe.wasm").then_some(())
+    });
 
     file.write_all(&wasm[wasm.len() / 2..]).unwrap();
     drop(file);
-    let url = host.wait_for_installed(mark, "probe", RELOAD);
+    let url = host.wait_for_installed(reloads, "probe", RELOAD);
+    assert_eq!(
+        host.admin_installations()["reloads"]["stillBeingWritten"],
+        json!([]),
+        "nothing is waited for any more"
+    );
     assert!(
         host.output.lines_since(mark, "plugin file refused").is_empty(),
         "the half-written file was never loaded:\n{}",
@@ -267,9 +283,14 @@ fn a_changed_sidecar_reconfigures_the_running_installation() {
     let url = host.webhook_url("webhook");
     assert_eq!(host.post(&url, "{}").status, 200);
 
-    let mark = host.output.mark();
+    let before = host.installation("webhook");
+    let reloads = host.reloads();
     host.write_sidecar("webhook", "[configuration]\nsecret = \"s3cret\"\n");
-    let line = host.wait_for_reload(mark, &["plugin replaced", "file=webhook.wasm"], RELOAD);
-    assert_eq!(webhook_url_in(&line).as_deref(), Some(url.as_str()));
+    let listing = host.wait_for_reload(reloads, "webhook's new sidecar", RELOAD, |listing| {
+        installation_in(listing, "webhook").is_some_and(|i| i["updatedAt"] != before["updatedAt"])
+    });
+    let after = installation_in(&listing, "webhook").unwrap();
+    assert_eq!(after["id"], before["id"], "the same installation");
+    assert_eq!(after["webhookUrl"], url.as_str(), "the same webhook URL");
     assert_eq!(host.post(&url, "{}").status, 401, "the new secret applies");
 }

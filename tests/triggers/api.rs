@@ -2,8 +2,8 @@
 //! and invoke) through the real binary: fields, both path prefixes, pagination, checks
 //! and status codes.
 
+use crate::harness::{Host, eventually, guest};
 use serde_json::{Value, json};
-use sluice_tests::{Host, eventually, guest};
 use std::time::Duration;
 
 /// `orders` runs the example trigger plugin; `probe` is installed but lacks the
@@ -188,7 +188,7 @@ fn bad_trigger_settings_are_refused_with_the_problem_named() {
     let not_json = host.send(
         host.client()
             .post(host.url("/api/v1/integration/trigger/create"))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .header("content-type", "application/json")
             .body("{oops"),
     );
@@ -297,7 +297,7 @@ fn lists_page_by_cursor_and_filter_by_blueprint_and_meta() {
     let lines = host.send(
         host.client()
             .get(host.url("/api/v1/integration/trigger/list?take=2"))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .header("accept", "application/jsonl"),
     );
     assert_eq!(lines.status, 200);

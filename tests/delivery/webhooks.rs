@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::harness::receiver::{Received, Receiver};
+use crate::harness::{Host, guest};
 use serde_json::{Value, json};
-use sluice_tests::receiver::{Received, Receiver};
-use sluice_tests::{Host, guest};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -297,7 +297,7 @@ fn subscriptions_are_created_listed_fetched_updated_and_deleted() {
         host.send(
             host.client()
                 .patch(host.url(&format!("/v1/subscriptions/{id}")))
-                .bearer_auth(sluice_tests::API_TOKEN)
+                .bearer_auth(crate::harness::API_TOKEN)
                 .json(&body),
         )
     };
@@ -332,7 +332,7 @@ fn subscriptions_are_created_listed_fetched_updated_and_deleted() {
     let configured = host.send(
         host.client()
             .patch(host.url("/v1/subscriptions/configured"))
-            .bearer_auth(sluice_tests::API_TOKEN)
+            .bearer_auth(crate::harness::API_TOKEN)
             .json(&json!({ "enabled": false })),
     );
     assert_eq!(configured.status, 409, "{}", configured.body);

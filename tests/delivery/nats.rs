@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::harness::nats::NatsServer;
+use crate::harness::{Host, guest};
 use serde_json::{Value, json};
-use sluice_tests::nats::NatsServer;
-use sluice_tests::{Host, guest};
 
 fn record_events(host: &Host, counts: std::ops::Range<i64>) {
     let url = host.webhook_url("probe");

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::harness::{Answer, Host, eventually, guest};
 use serde_json::{Value, json};
-use sluice_tests::{Answer, Host, eventually, guest};
 
 fn accepted(answer: &Answer) -> String {
     assert_eq!(answer.status, 200, "{}", answer.body);

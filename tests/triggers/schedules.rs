@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::harness::{Host, eventually, guest};
 use serde_json::{Value, json};
-use sluice_tests::{Host, eventually, guest};
 
 /// The scheduled runs of `trigger` the plugin processed, oldest first.
 fn scheduled_runs(host: &Host, trigger: &str) -> Vec<Value> {

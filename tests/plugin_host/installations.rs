@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::harness::{Host, guest, installation_in, post_whole_then_read};
 use serde_json::json;
-use sluice_tests::{Host, guest, post_whole_then_read};
 
 const PROBE_CONFIG: &str = "[configuration]\nname = \"first\"\n";
 
@@ -131,13 +131,13 @@ fn a_removed_plugin_is_unregistered_at_the_next_start() {
     std::fs::remove_file(host.plugins.join("probe.wasm")).unwrap();
     std::fs::remove_file(host.plugins.join("probe.toml")).unwrap();
     host.start_again();
-    assert!(
-        host.output
-            .wait_for(&format!("probe unregistered {id}"), Duration::from_secs(10))
-            .is_some(),
-        "unregister ran from the kept copy:\n{}",
-        host.output.text()
+    let unregistered = host.events(Some("probe:unregistered"));
+    assert_eq!(
+        unregistered.len(),
+        1,
+        "unregister ran from the kept copy: {unregistered:?}"
     );
+    assert_eq!(unregistered[0]["integrationId"], id.as_str());
     let list = host.api_get("/v1/admin/installations").json();
     assert_eq!(list["installations"].as_array().unwrap().len(), 1);
     let old_path = old_url.split_once("/webhooks/").unwrap().1;
@@ -197,9 +197,11 @@ fn a_known_webhook_whose_files_break_across_a_restart_answers_503_naming_why_unt
         "an id that never was is still unknown"
     );
 
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.write_sidecar("webhook", "");
-    host.wait_for_reload(mark, &["plugin loaded", "file=webhook.wasm"], Duration::from_secs(20));
+    host.wait_for_reload(reloads, "the fixed webhook.toml", Duration::from_secs(20), |listing| {
+        installation_in(listing, "webhook").is_some()
+    });
     assert_eq!(
         host.post(&host.url(&path), "{}").status,
         200,

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use sluice_tests::fake_platform::{
+use crate::harness::fake_platform::{
     CHAT_BOT_TOKEN, CHAT_SIGNING_SECRET, FakePlatform, chat_sidecar, chat_signature, post_signed_chat, unix_now,
 };
-use sluice_tests::{Answer, Host, guest};
+use crate::harness::{Answer, Host, guest};
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 

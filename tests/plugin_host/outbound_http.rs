@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use crate::harness::fake_platform::FakePlatform;
+use crate::harness::{Answer, Host, guest};
 use serde_json::{Value, json};
-use sluice_tests::fake_platform::FakePlatform;
-use sluice_tests::{Answer, Host, guest};
 
 fn courier(sidecar: Option<&str>) -> Host {
     Host::builder()

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_tests::{Host, guest};
+use crate::harness::{Host, guest};
 
 fn host() -> Host {
     Host::builder()
@@ -88,7 +88,7 @@ fn an_idle_host_stops_ticking_and_still_stops_an_endless_loop_at_its_deadline() 
     let host = host();
     // Ticking every 5 ms would be 200 wake-ups a second; once idle for a second the
     // ticker parks.
-    let quiet = sluice_tests::wait_until(Duration::from_secs(10), || {
+    let quiet = crate::harness::wait_until(Duration::from_secs(10), || {
         let before = epoch_thread_wakeups(&host);
         std::thread::sleep(Duration::from_millis(500));
         epoch_thread_wakeups(&host) - before <= 2

@@ -3,32 +3,21 @@
 
 use std::time::Duration;
 
-use sluice_tests::{Host, guest};
+use crate::harness::{Host, guest, installation_in};
 
 const START: Duration = Duration::from_secs(120);
 
-/// Where each installation's code came from, as the log line of its load says.
+/// Where each installation's code came from (`compiled`, `cache` or `shared`), as the
+/// admin API says.
 fn code_sources(host: &Host, names: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .map(|name| {
-            let line = host
-                .output
-                .wait_for_since(0, &["code=", &format!("file={name}.wasm")], START)
-                .unwrap_or_else(|| panic!("{name} was not loaded:\n{}", host.output.text()));
-            let code = line
-                .split("code=")
-                .nth(1)
-                .expect("the line says where the code came from");
-            let code = code.split_whitespace().next().unwrap().to_string();
-            assert_eq!(
-                host.installation(name)["plugin"]["code"],
-                code.as_str(),
-                "the admin API agrees"
-            );
-            code
-        })
-        .collect()
+    names.iter().map(|name| code_source(&host.installation(name))).collect()
+}
+
+fn code_source(installation: &serde_json::Value) -> String {
+    installation["plugin"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the installation says where its code came from: {installation}"))
+        .to_string()
 }
 
 fn three_plugins() -> Host {
@@ -93,16 +82,18 @@ fn the_same_plugin_installed_twice_is_loaded_once_and_configured_twice() {
     assert_ne!(host.installation("alpha")["id"], host.installation("beta")["id"]);
 
     // Removing the first leaves the copy serving, and the code still shared with the next.
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.remove_plugin("alpha");
-    host.wait_for_reload(mark, &["plugin removed"], START);
+    host.wait_for_reload(reloads, "the removal of alpha", START, |listing| {
+        installation_in(listing, "alpha").is_none()
+    });
     let context = host.send(host.client().get(format!("{beta}/context")));
     assert_eq!(context.status, 200, "{}", context.body);
-    let mark = host.output.mark();
+    let reloads = host.reloads();
     host.write_sidecar("gamma", "[configuration]\nname = \"third\"\n");
     host.drop_plugin("gamma", &guest("probe"));
-    let line = host.wait_for_reload(mark, &["plugin installed", "file=gamma.wasm"], START);
-    assert!(line.contains("code=shared"), "{line}");
+    host.wait_for_installed(reloads, "gamma", START);
+    assert_eq!(code_sources(&host, &["gamma"]), ["shared"]);
 
     // A restart shares again: one load from the cache, the copy shared.
     host.restart();
@@ -119,11 +110,14 @@ fn a_replaced_plugin_s_code_is_released_not_kept() {
 
     // Version 2 replaces version 1, then version 1 comes back: nothing holds on to its
     // code meanwhile, so it comes from the cache again rather than from memory.
-    for (version, expected) in [("versioned_2", "code=compiled"), ("versioned_1", "code=cache")] {
-        let mark = host.output.mark();
-        host.drop_plugin("versioned", &guest(version));
-        let line = host.wait_for_reload(mark, &["plugin replaced", "file=versioned.wasm"], START);
-        assert!(line.contains(expected), "{version}: {line}");
+    for (build, version, expected) in [("versioned_2", "2.0.0", "compiled"), ("versioned_1", "1.0.0", "cache")] {
+        let reloads = host.reloads();
+        host.drop_plugin("versioned", &guest(build));
+        let listing = host.wait_for_reload(reloads, &format!("versioned {version}"), START, |listing| {
+            installation_in(listing, "versioned").is_some_and(|i| i["plugin"]["version"] == version)
+        });
+        let installation = installation_in(&listing, "versioned").unwrap();
+        assert_eq!(code_source(installation), expected, "{build}");
     }
     host.stop();
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::harness::{Host, eventually, guest};
 use serde_json::{Value, json};
-use sluice_tests::{Host, eventually, guest};
 
 const SENDERS: usize = 8;
 const EVENTS_PER_SENDER: usize = 40;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::harness::{Answer, Host, eventually, guest, post_whole_then_read};
 use serde_json::{Value, json};
-use sluice_tests::{Answer, Host, eventually, guest, post_whole_then_read};
 
 const CONFIG: &str = r#"
 [triggers]

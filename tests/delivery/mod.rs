@@ -1,0 +1,5 @@
+//! Event delivery: outbound webhooks, NATS JetStream and the Server-Sent Events stream.
+
+mod nats;
+mod stream;
+mod webhooks;

@@ -1,0 +1,9 @@
+//! Hosting plugins: the plugins folder and its installations, hot reload, the
+//! compiled-code cache, the plugin tooling (`sluice inspect`, `sluice new`) and outbound
+//! HTTP from plugins.
+
+mod code_cache;
+mod hot_reload;
+mod installations;
+mod outbound_http;
+mod tooling;

@@ -1,0 +1,5 @@
+//! The example integrations (guest-examples/) receiving their platforms' webhooks.
+
+mod chat;
+mod shop;
+mod webhook;
