@@ -7,7 +7,7 @@
 // - `allowedOrigins` (optional, default empty): origins allowed to call from a browser.
 //   With an empty list every request that carries an `Origin` header is refused.
 //
-// Build (see README.md): npm ci && npm run build
+// Build (see docs/plugins.md): npm ci && npm run build
 
 import { createEvent } from 'sluice:integration/client@0.1.0';
 import { log } from 'sluice:integration/logger@0.1.0';

@@ -7,7 +7,7 @@ Configuration (the `[configuration]` table of the sidecar `webhook.toml`):
 - `allowedOrigins` (optional, default empty): origins allowed to call from a browser.
   With an empty list every request that carries an `Origin` header is refused.
 
-Build (see README.md): componentize-py -d ../../wit -w integration componentize app -o webhook.wasm
+Build (see docs/plugins.md): componentize-py -d ../../wit -w integration componentize app -o webhook.wasm
 """
 
 import hmac

@@ -242,7 +242,7 @@ fn measure_http(
 /// How this machine's idle CPUs wait for work. It decides what waking wrk costs the
 /// server: in a VM whose `haltpoll` driver may not poll (`guest_halt_poll_ns` 0), every
 /// wakeup of an idle vCPU is a trip through the hypervisor, and a server that leaves wrk
-/// idle between answers pays it on each one (README, "Performance").
+/// idle between answers pays it on each one (bench/README.md, "History").
 fn idle_cpus() -> Option<String> {
     let driver = std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver").ok()?;
     let driver = driver.trim();

@@ -1,5 +1,5 @@
 //! The delivery sections of the host configuration file: `[delivery]`,
-//! `[[subscriptions]]` and `[nats]` (docs/delivery.md).
+//! `[[subscriptions]]` and `[nats]` (see docs/delivery.md and docs/configuration.md).
 
 use std::time::Duration;
 
