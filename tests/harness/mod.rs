@@ -728,12 +728,13 @@ impl Drop for Host {
 }
 
 /// The plugin toolchains scripts/setup installs in guest-tools/ (componentize-py in
-/// `.venv`, componentize-js in `node_modules`).
+/// `.venv`, componentize-js and jco in `node_modules`).
 pub fn guest_tool(name: &str) -> PathBuf {
     let tools = repo_root().join("guest-tools");
     let path = match name {
         "componentize-py" => tools.join(".venv/bin/componentize-py"),
         "componentize-js" => tools.join("node_modules/.bin/componentize-js"),
+        "jco" => tools.join("node_modules/.bin/jco"),
         other => panic!("no guest tool {other}"),
     };
     assert!(path.exists(), "{} is missing: run scripts/setup", path.display());
@@ -845,7 +846,7 @@ fn cached_build(language: &str, name: &str, inputs: &[PathBuf], build: impl FnOn
 }
 
 /// The webhook example (guest-examples/webhook*) built from source in `language`
-/// (`rust`, `python` or `js`).
+/// (`rust`, `python`, `js` or `c`).
 pub fn webhook_build(language: &str) -> PathBuf {
     let examples = repo_root().join("guest-examples");
     let tools = repo_root().join("guest-tools");
@@ -863,6 +864,18 @@ pub fn webhook_build(language: &str) -> PathBuf {
             let inputs = [dir.clone(), wit_dir(), tools.join("package-lock.json")];
             cached_build("js", "webhook", &inputs, |out| {
                 build_js_plugin(&dir, "webhook.js", &wit_dir(), out)
+            })
+        }
+        "c" => {
+            let dir = examples.join("webhook-c");
+            let inputs = [dir.clone(), tools.join("c"), tools.join("package-lock.json")];
+            cached_build("c", "webhook", &inputs, |out| {
+                run(
+                    Command::new(dir.join("build.sh"))
+                        .arg(out)
+                        .env("JCO", guest_tool("jco")),
+                    "guest-examples/webhook-c/build.sh",
+                )
             })
         }
         other => panic!("no webhook build in {other}"),

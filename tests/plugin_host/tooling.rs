@@ -1,5 +1,5 @@
 //! Plugin tooling through the real binary: `sluice inspect FILE.wasm` (the definition and
-//! the contract check) and `sluice new NAME --lang rust|python|js` (a project that builds
+//! the contract check) and `sluice new NAME --lang rust|python|js|c` (a project that builds
 //! into a component that serves, end to end).
 
 use std::path::Path;
@@ -48,12 +48,15 @@ fn inspect_prints_the_definition_and_checks_the_contract() {
     );
     assert_eq!(report["definition"]["events"]["event"]["schema"]["required"][0], "body");
     assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
+    assert!(report["compileMs"].is_u64(), "{report}");
+    assert!(text.stdout.contains("compiled in: "), "{}", text.stdout);
 }
 
 #[test]
 fn inspect_reads_plugins_in_every_language() {
     let dir = tempfile::tempdir().unwrap();
-    for language in ["python", "js"] {
+    // The source language, where the component's producers section names it.
+    for (language, names) in [("python", None), ("js", Some("JavaScript")), ("c", Some("C99"))] {
         let build = webhook_build(language);
         let report = sluice_command(dir.path(), &["inspect", "--json", build.to_str().unwrap()]);
         assert!(report.success, "[{language}] {}", report.stderr);
@@ -63,6 +66,13 @@ fn inspect_reads_plugins_in_every_language() {
             report["definition"]["events"]["event"]["title"], "Event",
             "[{language}]"
         );
+        let languages: Vec<&str> = report["producers"]["languages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(languages, names.into_iter().collect::<Vec<_>>(), "[{language}]");
     }
 }
 
@@ -177,6 +187,16 @@ fn scaffold_and_build(dir: &Path, name: &str, language: &str) -> std::path::Path
             build_python_plugin(&project, "app", Path::new("wit"), &project.join(format!("{name}.wasm")));
             project.join(format!("{name}.wasm"))
         }
+        "c" => {
+            assert!(readme.contains("./build.sh"), "{readme}");
+            // The documented command, with the jco scripts/setup installed rather than one
+            // installed into the project by npm.
+            run(
+                Command::new(project.join("build.sh")).env("JCO", guest_tool("jco")),
+                "building the scaffolded C plugin",
+            );
+            project.join(format!("{name}.wasm"))
+        }
         "js" => {
             assert!(readme.contains("npm install && npm run build"), "{readme}");
             run(
@@ -242,4 +262,9 @@ fn new_python_plugin_builds_and_serves() {
 #[test]
 fn new_js_plugin_builds_and_serves() {
     scaffolded_plugin_serves("js");
+}
+
+#[test]
+fn new_c_plugin_builds_and_serves() {
+    scaffolded_plugin_serves("c");
 }

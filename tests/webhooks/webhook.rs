@@ -7,7 +7,7 @@ use serde_json::json;
 
 /// Every build of the webhook example, each built from source: (language, component).
 fn webhook_builds() -> Vec<(&'static str, std::path::PathBuf)> {
-    ["rust", "python", "js"]
+    ["rust", "python", "js", "c"]
         .into_iter()
         .map(|language| (language, webhook_build(language)))
         .collect()

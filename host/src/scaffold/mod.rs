@@ -1,7 +1,9 @@
-//! `sluice new NAME --lang rust|python|js`: writes a plugin project that builds into a
+//! `sluice new NAME --lang rust|python|js|c`: writes a plugin project that builds into a
 //! working component with one command. Every project carries a copy of the contract
 //! (`wit/`), so it builds outside this repository. The templates are the files in
-//! `templates/`, with `{{name}}` (and `{{artifact}}`, cargo's file name) filled in.
+//! `templates/`, with `{{name}}` (and `{{artifact}}`, cargo's file name) filled in. A C
+//! project also gets the contract's C bindings, cJSON and the helpers from
+//! `guest-tools/c`, written as they are.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,7 @@ pub enum Language {
     Rust,
     Python,
     Js,
+    C,
 }
 
 impl Language {
@@ -40,6 +43,46 @@ impl Language {
                 ("README.md", include_str!("templates/js/README.md")),
                 (".gitignore", include_str!("templates/js/gitignore")),
             ],
+            Language::C => &[
+                ("plugin.c", include_str!("templates/c/plugin.c")),
+                ("build.sh", include_str!("templates/c/build.sh")),
+                ("package.json", include_str!("templates/c/package.json")),
+                ("README.md", include_str!("templates/c/README.md")),
+                (".gitignore", include_str!("templates/c/gitignore")),
+            ],
+        }
+    }
+
+    /// (path in the project, contents) of the files copied as they are: the C bindings
+    /// (generated, see guest-tools/c/generate-bindings), cJSON and the helpers.
+    fn verbatim_files(self) -> &'static [(&'static str, &'static [u8])] {
+        match self {
+            Language::C => &[
+                (
+                    "bindings/sluice.h",
+                    include_bytes!("../../../guest-tools/c/bindings/sluice.h"),
+                ),
+                (
+                    "bindings/sluice.c",
+                    include_bytes!("../../../guest-tools/c/bindings/sluice.c"),
+                ),
+                (
+                    "bindings/sluice_component_type.o",
+                    include_bytes!("../../../guest-tools/c/bindings/sluice_component_type.o"),
+                ),
+                ("cjson/cJSON.h", include_bytes!("../../../guest-tools/c/cjson/cJSON.h")),
+                ("cjson/cJSON.c", include_bytes!("../../../guest-tools/c/cjson/cJSON.c")),
+                ("cjson/LICENSE", include_bytes!("../../../guest-tools/c/cjson/LICENSE")),
+                (
+                    "helpers/sluice_helpers.h",
+                    include_bytes!("../../../guest-tools/c/helpers/sluice_helpers.h"),
+                ),
+                (
+                    "helpers/sluice_helpers.c",
+                    include_bytes!("../../../guest-tools/c/helpers/sluice_helpers.c"),
+                ),
+            ],
+            Language::Rust | Language::Python | Language::Js => &[],
         }
     }
 
@@ -55,6 +98,7 @@ impl Language {
                 format!("{name}.wasm"),
             ),
             Language::Js => ("npm install && npm run build".into(), format!("{name}.wasm")),
+            Language::C => ("./build.sh".into(), format!("{name}.wasm")),
         }
     }
 }
@@ -92,19 +136,44 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> anyhow::Result<Ve
         .map(|(path, template)| {
             (
                 *path,
-                template.replace("{{name}}", name).replace("{{artifact}}", &artifact),
+                template
+                    .replace("{{name}}", name)
+                    .replace("{{artifact}}", &artifact)
+                    .into_bytes(),
             )
         })
-        .chain(std::iter::once(("wit/integration.wit", CONTRACT.to_string())));
-    for (path, text) in files {
+        .chain(std::iter::once(("wit/integration.wit", CONTRACT.as_bytes().to_vec())))
+        .chain(
+            language
+                .verbatim_files()
+                .iter()
+                .map(|(path, bytes)| (*path, bytes.to_vec())),
+        );
+    for (path, contents) in files {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&target, text).with_context(|| format!("cannot write {}", target.display()))?;
+        std::fs::write(&target, contents).with_context(|| format!("cannot write {}", target.display()))?;
+        if path.ends_with(".sh") {
+            make_executable(&target)?;
+        }
         written.push(target);
     }
     Ok(written)
+}
+
+/// Lets a build script run as `./build.sh`.
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Runs `sluice new`: scaffolds and tells what to do next.
@@ -139,12 +208,26 @@ mod tests {
     }
 
     #[test]
+    fn the_c_bindings_were_generated_from_this_contract() {
+        use sha2::{Digest, Sha256};
+        let contract = hex::encode(Sha256::digest(CONTRACT));
+        let bindings_made_from = include_str!("../../../guest-tools/c/bindings/contract.sha256").trim();
+        assert_eq!(
+            contract, bindings_made_from,
+            "wit/integration.wit changed since the C bindings in guest-tools/c/bindings were made: run guest-tools/c/generate-bindings"
+        );
+    }
+
+    #[test]
     fn every_template_is_filled_in() {
-        for language in [Language::Rust, Language::Python, Language::Js] {
+        for language in [Language::Rust, Language::Python, Language::Js, Language::C] {
             let dir = std::env::temp_dir().join(format!("sluice-scaffold-{language:?}-{}", std::process::id()));
             let files = scaffold("my-plugin", language, &dir).unwrap();
             for file in &files {
-                let text = std::fs::read_to_string(file).unwrap();
+                // The bindings' object file is not text, and has no placeholders.
+                let Ok(text) = std::fs::read_to_string(file) else {
+                    continue;
+                };
                 assert!(!text.contains("{{"), "{} has a placeholder left", file.display());
             }
             assert!(dir.join("wit/integration.wit").exists());
