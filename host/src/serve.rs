@@ -67,7 +67,7 @@ fn api_token(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<(Str
 
 /// The bot's id and its user, created once and kept in the store.
 async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
-    let bot_id = match store.meta("bot_id")? {
+    let bot_id = match store.meta("bot_id").await? {
         Some(id) => id,
         None => {
             let id = record_id("bot");

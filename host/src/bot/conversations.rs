@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{BotError, check_tags, find_installation, list_or_none, present_tags};
 use crate::plugins::{Installation, PluginHost};
-use crate::store::{self, ConversationRecord, EntityQuery, PageRequest, Tags, UserRecord};
+use crate::store::{ConversationRecord, EntityQuery, PageRequest, Tags, UserRecord};
 
 /// `getOrCreateConversation`.
 #[derive(Debug, Clone, Default)]
@@ -118,27 +118,25 @@ pub async fn get_or_create_conversation(
     let installation_id = installation.id().to_string();
     let integration = installation.plugin.definition.name.clone();
     let channel = request.channel;
-    let found = store::blocking(&plugins.store, move |s| {
-        if lookup != tags {
-            let query = EntityQuery {
-                installation_id: Some(installation_id.clone()),
-                channel: Some(channel.clone()),
-                tags: lookup,
-                page: PageRequest {
-                    size: Some(1),
-                    token: None,
-                },
-                ..Default::default()
-            };
-            if let Some(found) = s.conversations(&query)?.items.into_iter().next() {
-                return Ok((found, false));
-            }
+    if lookup != tags {
+        let query = EntityQuery {
+            installation_id: Some(installation_id.clone()),
+            channel: Some(channel.clone()),
+            tags: lookup,
+            page: PageRequest {
+                size: Some(1),
+                token: None,
+            },
+            ..Default::default()
+        };
+        if let Some(found) = plugins.store.conversations(&query).await?.items.into_iter().next() {
+            return Ok((found, false));
         }
-        s.get_or_create_conversation(&installation_id, &integration, &channel, &tags)
-            .wait()
-    })
-    .await?;
-    Ok(found)
+    }
+    Ok(plugins
+        .store
+        .get_or_create_conversation(&installation_id, &integration, &channel, &tags)
+        .await?)
 }
 
 /// Finds the user carrying `tags`, or creates it. `true` when it was created.
@@ -153,35 +151,35 @@ pub async fn get_or_create_user(plugins: &PluginHost, request: UserRequest) -> R
         None => None,
     };
     let lookup = lookup_tags(&tags, request.discriminate_by_tags.as_deref())?;
-    let found = store::blocking(&plugins.store, move |s| {
-        if lookup != tags {
-            let query = EntityQuery {
-                installation_id: installation_id.clone(),
-                tags: lookup,
-                page: PageRequest {
-                    size: Some(PageRequest::MAX_SIZE),
-                    token: None,
-                },
-                ..Default::default()
-            };
-            // Users of the bot have no installation; the query cannot ask for that.
-            let found = s
-                .users(&query)?
-                .items
-                .into_iter()
-                .find(|u| u.installation_id == installation_id);
-            if let Some(found) = found {
-                return Ok((found, false));
-            }
+    if lookup != tags {
+        let query = EntityQuery {
+            installation_id: installation_id.clone(),
+            tags: lookup,
+            page: PageRequest {
+                size: Some(PageRequest::MAX_SIZE),
+                token: None,
+            },
+            ..Default::default()
+        };
+        // Users of the bot have no installation; the query cannot ask for that.
+        let found = plugins
+            .store
+            .users(&query)
+            .await?
+            .items
+            .into_iter()
+            .find(|u| u.installation_id == installation_id);
+        if let Some(found) = found {
+            return Ok((found, false));
         }
-        s.get_or_create_user(
+    }
+    Ok(plugins
+        .store
+        .get_or_create_user(
             installation_id.as_deref(),
             &tags,
             request.name.as_deref(),
             request.picture_url.as_deref(),
         )
-        .wait()
-    })
-    .await?;
-    Ok(found)
+        .await?)
 }

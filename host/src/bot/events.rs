@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{BotError, find_installation, list_or_none};
 use crate::ids::record_id;
 use crate::plugins::PluginHost;
-use crate::store::{self, EventRecord};
+use crate::store::EventRecord;
 use crate::time::now_ms;
 
 /// `createEvent`.
@@ -50,33 +50,20 @@ pub async fn create_event(plugins: &PluginHost, event: NewEvent) -> Result<Event
             installation_id = Some(installation.id().to_string());
         }
     }
-    let links = (
-        event.conversation_id.clone(),
-        event.user_id.clone(),
-        event.message_id.clone(),
-    );
-    let missing = store::blocking(&plugins.store, move |s| {
-        let (conversation, user, message) = links;
-        if let Some(id) = conversation
-            && s.conversation(&id)?.is_none()
-        {
-            return Ok(Some(format!("conversation {id} does not exist")));
-        }
-        if let Some(id) = user
-            && s.user(&id)?.is_none()
-        {
-            return Ok(Some(format!("user {id} does not exist")));
-        }
-        if let Some(id) = message
-            && s.message(&id)?.is_none()
-        {
-            return Ok(Some(format!("message {id} does not exist")));
-        }
-        Ok(None)
-    })
-    .await?;
-    if let Some(problem) = missing {
-        return Err(BotError::unknown_reference(problem));
+    if let Some(id) = &event.conversation_id
+        && plugins.store.conversation(id).await?.is_none()
+    {
+        return Err(BotError::unknown_reference(format!("conversation {id} does not exist")));
+    }
+    if let Some(id) = &event.user_id
+        && plugins.store.user(id).await?.is_none()
+    {
+        return Err(BotError::unknown_reference(format!("user {id} does not exist")));
+    }
+    if let Some(id) = &event.message_id
+        && plugins.store.message(id).await?.is_none()
+    {
+        return Err(BotError::unknown_reference(format!("message {id} does not exist")));
     }
     let record = EventRecord {
         id: record_id("evt"),

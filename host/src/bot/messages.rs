@@ -12,7 +12,7 @@ use super::{BotError, BotErrorKind, check_tags, list_or_none, ready};
 use crate::ids::record_id;
 use crate::plugins::{Installation, PluginHost};
 use crate::runtime::definition::ChannelDefinition;
-use crate::store::{self, ConversationRecord, MessageRecord, TagChanges, Tags, UserRecord};
+use crate::store::{ConversationRecord, MessageRecord, TagChanges, Tags, UserRecord};
 use crate::time::now_ms;
 
 /// A message the bot wants to send.
@@ -94,7 +94,9 @@ fn check_payload(
 
 async fn conversation(plugins: &PluginHost, id: &str) -> Result<ConversationRecord, BotError> {
     let lookup = id.to_string();
-    store::blocking(&plugins.store, move |s| s.conversation(&lookup))
+    plugins
+        .store
+        .conversation(&lookup)
         .await?
         .ok_or_else(|| BotError::unknown_reference(format!("conversation {id} does not exist")))
 }
@@ -107,7 +109,9 @@ async fn author(plugins: &PluginHost, id: &str, installation: &Installation) -> 
     } else {
         id.to_string()
     };
-    let user = store::blocking(&plugins.store, move |s| s.user(&lookup))
+    let user = plugins
+        .store
+        .user(&lookup)
         .await?
         .ok_or_else(|| BotError::unknown_reference(format!("user {id} does not exist")))?;
     match &user.installation_id {
@@ -201,7 +205,9 @@ pub async fn update_message(
     payload: Option<Value>,
 ) -> Result<MessageRecord, BotError> {
     let lookup = id.to_string();
-    let message = store::blocking(&plugins.store, move |s| s.message(&lookup))
+    let message = plugins
+        .store
+        .message(&lookup)
         .await?
         .ok_or_else(|| BotError::not_found(format!("message {id} does not exist")))?;
     let conversation = conversation(plugins, &message.conversation_id).await?;

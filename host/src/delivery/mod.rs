@@ -153,16 +153,12 @@ impl Delivery {
         if nats.is_some() {
             cursors.push(nats::CURSOR);
         }
-        store::blocking(&store, move |s| {
-            let head = *s.outbox_published().borrow();
-            for name in cursors {
-                if s.cursor(name)?.is_none() {
-                    s.set_cursor(name, head).wait()?;
-                }
+        let head = *store.outbox_published().borrow();
+        for name in cursors {
+            if store.cursor(name).await?.is_none() {
+                store.set_cursor(name, head).await?;
             }
-            Ok(())
-        })
-        .await?;
+        }
 
         let (results, results_rx) = mpsc::channel(16_384);
         let (stopping, _) = watch::channel(false);
@@ -185,7 +181,7 @@ impl Delivery {
             recorder: Mutex::new(Some(recorder)),
             nats: nats_status.clone(),
         });
-        for subscription in store::blocking(&store, |s| s.subscriptions()).await? {
+        for subscription in store.subscriptions().await? {
             delivery.run_worker(subscription);
         }
         delivery.rebuild_routes();
@@ -268,7 +264,7 @@ impl Delivery {
     async fn fan_out(self: Arc<Self>) {
         let mut published = self.store.outbox_published();
         let mut stopping = self.stopping.subscribe();
-        let mut cursor = match store::blocking(&self.store, |s| s.cursor(FANOUT_CURSOR)).await {
+        let mut cursor = match self.store.cursor(FANOUT_CURSOR).await {
             Ok(cursor) => cursor.unwrap_or(0),
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "cannot read the fan-out cursor; webhooks are not delivered");
@@ -294,7 +290,7 @@ impl Delivery {
                 Vec::new()
             } else {
                 let after = cursor;
-                match store::blocking(&self.store, move |s| s.outbox_types_after(after, FANOUT_BATCH)).await {
+                match self.store.outbox_types_after(after, FANOUT_BATCH).await {
                     Ok(entries) => entries,
                     Err(error) => {
                         tracing::error!(error = %format!("{error:#}"), "cannot read the outbox; trying again");
@@ -408,7 +404,9 @@ impl Delivery {
 
     async fn api_owned(&self, id: &str) -> Result<SubscriptionRecord, SubscriptionError> {
         let lookup = id.to_string();
-        let record = store::blocking(&self.store, move |s| s.subscription(&lookup))
+        let record = self
+            .store
+            .subscription(&lookup)
             .await?
             .ok_or_else(|| SubscriptionError::NotFound(format!("subscription {id} does not exist")))?;
         if record.source == SubscriptionSource::Config {
@@ -421,7 +419,9 @@ impl Delivery {
 
     /// Sends a delivered or dead-lettered delivery again (as a new round of attempts).
     pub async fn resend(&self, seq: i64) -> Result<DeliveryRecord, SubscriptionError> {
-        let record = store::blocking(&self.store, move |s| s.delivery(seq))
+        let record = self
+            .store
+            .delivery(seq)
             .await?
             .ok_or_else(|| SubscriptionError::NotFound(format!("delivery dlv_{seq} does not exist")))?;
         if record.status == DeliveryStatus::Pending {
@@ -430,11 +430,13 @@ impl Delivery {
             )));
         }
         let subscription_id = record.subscription_id.clone();
-        let pending = store::blocking(&self.store, move |s| {
-            s.requeue_delivery(seq, now_ms()).wait()?;
-            Ok(s.pending_deliveries(&subscription_id, seq - 1, 1)?.into_iter().next())
-        })
-        .await?;
+        self.store.requeue_delivery(seq, now_ms()).await?;
+        let pending = self
+            .store
+            .pending_deliveries(&subscription_id, seq - 1, 1)
+            .await?
+            .into_iter()
+            .next();
         if let Some(pending) = pending.filter(|p| p.seq == seq) {
             // The resend starts a fresh round: max-attempts counts from here.
             let pending = store::PendingDelivery {
@@ -445,7 +447,8 @@ impl Delivery {
                 let _ = worker.requeued.send(pending);
             }
         }
-        store::blocking(&self.store, move |s| s.delivery(seq))
+        self.store
+            .delivery(seq)
             .await?
             .ok_or_else(|| SubscriptionError::NotFound(format!("delivery dlv_{seq} does not exist")))
     }
@@ -454,10 +457,11 @@ impl Delivery {
     /// deliveries per subscription, the NATS sink.
     pub async fn status(&self) -> anyhow::Result<Value> {
         let head = *self.store.outbox_published().borrow();
-        let (fan_out, nats_cursor, counts) = store::blocking(&self.store, |s| {
-            Ok((s.cursor(FANOUT_CURSOR)?, s.cursor(nats::CURSOR)?, s.delivery_counts()?))
-        })
-        .await?;
+        let (fan_out, nats_cursor, counts) = (
+            self.store.cursor(FANOUT_CURSOR).await?,
+            self.store.cursor(nats::CURSOR).await?,
+            self.store.delivery_counts().await?,
+        );
         let in_flight: HashMap<String, usize> = self
             .lock_workers()
             .iter()
@@ -591,7 +595,8 @@ async fn sync_configured(
     configured: &[SubscriptionConfig],
     sender: &WebhookSender,
 ) -> anyhow::Result<()> {
-    let existing: HashMap<String, SubscriptionRecord> = store::blocking(store, |s| s.subscriptions())
+    let existing: HashMap<String, SubscriptionRecord> = store
+        .subscriptions()
         .await?
         .into_iter()
         .map(|s| (s.id.clone(), s))

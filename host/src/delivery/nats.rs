@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::NatsConfig;
-use crate::store::{self, SharedStore};
+use crate::store::SharedStore;
 
 /// The sink's cursor in `delivery_cursors`.
 pub const CURSOR: &str = "nats";
@@ -81,7 +81,7 @@ impl NatsSink {
         };
         let mut context = jetstream::new(client);
         context.set_timeout(ACK_TIMEOUT);
-        let mut cursor = match store::blocking(&self.store, |s| s.cursor(CURSOR)).await {
+        let mut cursor = match self.store.cursor(CURSOR).await {
             Ok(cursor) => cursor.unwrap_or(0),
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "cannot read the NATS cursor");
@@ -157,7 +157,9 @@ impl NatsSink {
     /// order. Returns how many were acknowledged.
     async fn publish_batch(&self, context: &jetstream::Context, cursor: &mut i64) -> Result<usize, String> {
         let after = *cursor;
-        let entries = store::blocking(&self.store, move |s| s.raw_outbox_after(after, BATCH))
+        let entries = self
+            .store
+            .raw_outbox_after(after, BATCH)
             .await
             .map_err(|e| format!("cannot read the outbox: {e:#}"))?;
         if entries.is_empty() {

@@ -7,7 +7,7 @@ use futures::Stream;
 use tokio::sync::watch;
 
 use super::filter::TypeFilter;
-use crate::store::{self, SharedStore};
+use crate::store::SharedStore;
 
 /// Entries read from the store at once.
 const BATCH: usize = 256;
@@ -61,7 +61,7 @@ impl Follower {
             // while reading still wakes the wait below.
             self.published.borrow_and_update();
             let after = self.after;
-            let entries = match store::blocking(&self.store, move |s| s.raw_outbox_after(after, BATCH)).await {
+            let entries = match self.store.raw_outbox_after(after, BATCH).await {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), "the event stream cannot read the outbox; closing it");

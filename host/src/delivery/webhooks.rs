@@ -24,7 +24,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use super::signing;
 use super::target::{GuardedResolver, TargetPolicy, refusal};
 use crate::config::DeliveryConfig;
-use crate::store::{self, AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
+use crate::store::{AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
 use crate::time::now_ms;
 
 /// Deliveries fetched from the store at once per subscription.
@@ -376,7 +376,7 @@ impl Worker {
             let enabled = self.settings.borrow().enabled;
             if enabled && ready.len() < FETCH_BATCH / 2 && !store_drained {
                 let id = self.settings.borrow().id.clone();
-                match store::blocking(&self.store, move |s| s.pending_deliveries(&id, after, FETCH_BATCH)).await {
+                match self.store.pending_deliveries(&id, after, FETCH_BATCH).await {
                     Ok(fetched) => {
                         store_drained = fetched.len() < FETCH_BATCH;
                         let now = now_ms();

@@ -16,7 +16,7 @@ use super::errors::ApiResult;
 use super::{ApiError, AppState};
 use crate::delivery::{SubscriptionError, SubscriptionInput};
 use crate::store::{
-    self, AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, SubscriptionRecord,
+    AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, SubscriptionRecord,
 };
 use crate::time::iso8601;
 
@@ -139,7 +139,7 @@ async fn create(
 }
 
 async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
-    let subscriptions = store::blocking(&app.store, |s| s.subscriptions()).await?;
+    let subscriptions = app.store.subscriptions().await?;
     Ok(Json(json!({
         "subscriptions": subscriptions.iter().map(|s| subscription_json(s, false)).collect::<Vec<_>>(),
     })))
@@ -147,7 +147,9 @@ async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
 
 async fn fetch(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
-    let subscription = store::blocking(&app.store, move |s| s.subscription(&lookup))
+    let subscription = app
+        .store
+        .subscription(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("subscription {id} does not exist")))?;
     Ok(Json(json!({ "subscription": subscription_json(&subscription, true) })))
@@ -192,10 +194,7 @@ async fn list_deliveries(
         })?),
     };
     let lookup = id.clone();
-    if store::blocking(&app.store, move |s| s.subscription(&lookup))
-        .await?
-        .is_none()
-    {
+    if app.store.subscription(&lookup).await?.is_none() {
         return Err(ApiError::not_found(format!("subscription {id} does not exist")));
     }
     let query = DeliveryQuery {
@@ -206,7 +205,7 @@ async fn list_deliveries(
             token: query.next_token,
         },
     };
-    let page = store::blocking(&app.store, move |s| s.deliveries(&query)).await?;
+    let page = app.store.deliveries(&query).await?;
     Ok(Json(json!({
         "deliveries": page.items.iter().map(delivery_json).collect::<Vec<_>>(),
         "meta": page_meta(page.next_token),
@@ -221,7 +220,7 @@ fn delivery_seq(id: &str) -> ApiResult<i64> {
 
 async fn fetch_delivery(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let seq = delivery_seq(&id)?;
-    let (delivery, attempts) = store::blocking(&app.store, move |s| Ok((s.delivery(seq)?, s.attempts(seq)?))).await?;
+    let (delivery, attempts) = (app.store.delivery(seq).await?, app.store.attempts(seq).await?);
     let delivery = delivery.ok_or_else(|| ApiError::not_found(format!("delivery {id} does not exist")))?;
     let mut shown = delivery_json(&delivery);
     shown["attemptList"] = attempts.iter().map(attempt_json).collect();
@@ -230,7 +229,7 @@ async fn fetch_delivery(State(app): State<AppState>, Path(id): Path<String>) -> 
 
 async fn list_attempts(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let seq = delivery_seq(&id)?;
-    let (delivery, attempts) = store::blocking(&app.store, move |s| Ok((s.delivery(seq)?, s.attempts(seq)?))).await?;
+    let (delivery, attempts) = (app.store.delivery(seq).await?, app.store.attempts(seq).await?);
     if delivery.is_none() {
         return Err(ApiError::not_found(format!("delivery {id} does not exist")));
     }

@@ -28,7 +28,7 @@ use crate::ids::{record_id, secret_token, secrets_match};
 use crate::jobs::queue::{JobSource, NewJob};
 use crate::jobs::schedule::Schedule;
 use crate::jobs::{Jobs, SOURCE_HEADER};
-use crate::store::{self, Contact, TriggerQuery, TriggerRecord};
+use crate::store::{Contact, TriggerQuery, TriggerRecord};
 use crate::time::{iso8601, now_ms};
 
 /// The event answer carries the queued event's id in this header.
@@ -105,9 +105,7 @@ fn not_found(id: &str) -> ApiError {
 
 async fn stored_trigger(app: &AppState, id: &str) -> ApiResult<TriggerRecord> {
     let key = id.to_string();
-    store::blocking(&app.store, move |s| s.trigger(&key))
-        .await?
-        .ok_or_else(|| not_found(id))
+    app.store.trigger(&key).await?.ok_or_else(|| not_found(id))
 }
 
 /// The raw body of a management call; one that cannot be read is answered in the API's
@@ -469,7 +467,7 @@ async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery, headers: Hea
             }
         }
     }
-    let page = store::blocking(&app.store, move |s| s.list_triggers(&query)).await?;
+    let page = app.store.list_triggers(&query).await?;
     let items: Vec<Value> = page.items.iter().map(|t| shown(&app, t, t.authenticate)).collect();
     let wants_lines = headers
         .get(ACCEPT)
@@ -526,11 +524,7 @@ async fn list_events(
             _ => {}
         }
     }
-    let (app2, key) = (app.clone(), id.clone());
-    let (items, next) =
-        tokio::task::spawn_blocking(move || jobs(&app2).queue.jobs(&key, status.as_deref(), cursor, take))
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))??;
+    let (items, next) = jobs(&app).queue.jobs(&id, status.as_deref(), cursor, take).await?;
     // A deleted trigger's events stay listed (cancelled, or as they ended) until the
     // queue forgets them.
     if items.is_empty() && cursor.is_none() && jobs(&app).trigger(&id).is_none() {
@@ -544,11 +538,7 @@ async fn list_events(
 }
 
 async fn find_event(app: &AppState, id: &str, event_id: &str) -> ApiResult<crate::jobs::queue::JobSummary> {
-    let app2 = app.clone();
-    let key = event_id.to_string();
-    let found = tokio::task::spawn_blocking(move || jobs(&app2).queue.job(&key))
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))??;
+    let found = jobs(app).queue.job(event_id).await?;
     found.filter(|job| job.trigger_id == id).ok_or_else(|| {
         ApiError::not_found(format!(
             "trigger {id} has no event {event_id} (or it was forgotten after its retention)"

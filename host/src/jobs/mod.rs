@@ -24,7 +24,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config::TriggerSettings;
 use crate::plugins::PluginHost;
-use crate::store::{self, SharedStore, TriggerRecord};
+use crate::store::{SharedStore, TriggerRecord};
 use crate::time::now_ms;
 use queue::{Enqueued, JobSource, NewJob, Queue};
 use schedule::Timetable;
@@ -64,7 +64,7 @@ impl Jobs {
     ) -> anyhow::Result<Arc<Jobs>> {
         settings.check()?;
         let queue = Queue::new(store.clone());
-        let triggers = store::blocking(&store, |s| s.all_triggers()).await?;
+        let triggers = store.all_triggers().await?;
         let timetable = Arc::new(Timetable::default());
         for trigger in &triggers {
             if let Some(expression) = &trigger.schedule {
@@ -107,14 +107,11 @@ impl Jobs {
     pub async fn save_trigger(&self, trigger: TriggerRecord, new: bool) -> anyhow::Result<bool> {
         let _one_at_a_time = self.editing.lock().await;
         let saved = trigger.clone();
-        let stored = store::blocking(&self.store, move |s| {
-            if new {
-                s.insert_trigger(&saved).wait().map(|()| true)
-            } else {
-                s.update_trigger(&saved).wait()
-            }
-        })
-        .await?;
+        let stored = if new {
+            self.store.insert_trigger(&saved).await.map(|()| true)?
+        } else {
+            self.store.update_trigger(&saved).await?
+        };
         if stored {
             self.timetable.set(
                 &trigger.id,

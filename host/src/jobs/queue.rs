@@ -79,22 +79,21 @@ impl Queue {
         }
     }
 
-    /// One job, without its body. Blocks: call it off the async workers.
-    pub fn job(&self, id: &str) -> anyhow::Result<Option<JobSummary>> {
-        self.store.job(id)
+    /// One job, without its body.
+    pub async fn job(&self, id: &str) -> anyhow::Result<Option<JobSummary>> {
+        self.store.job(id).await
     }
 
     /// A trigger's jobs, newest first, optionally of one status; `before` is the cursor
-    /// of the previous page. Returns the page and the next cursor. Blocks: call it off
-    /// the async workers.
-    pub fn jobs(
+    /// of the previous page. Returns the page and the next cursor.
+    pub async fn jobs(
         &self,
         trigger_id: &str,
         status: Option<&str>,
         before: Option<i64>,
         take: usize,
     ) -> anyhow::Result<(Vec<JobSummary>, Option<i64>)> {
-        self.store.jobs(trigger_id, status, before, take)
+        self.store.jobs(trigger_id, status, before, take).await
     }
 }
 
@@ -139,10 +138,10 @@ mod tests {
         let pruned = queue.prune_in_batches(now_ms() + 60_000, 2).await.unwrap();
         assert_eq!(pruned, 5, "every finished job, over several batches");
         for id in &done {
-            assert!(queue.job(id).unwrap().is_none(), "{id} is forgotten");
+            assert!(queue.job(id).await.unwrap().is_none(), "{id} is forgotten");
         }
         for (id, status) in [(&failed, "failed"), (&waiting, "queued")] {
-            assert_eq!(queue.job(id).unwrap().unwrap().status, status, "{id} is kept");
+            assert_eq!(queue.job(id).await.unwrap().unwrap().status, status, "{id} is kept");
         }
         assert_eq!(queue.prune(now_ms() + 60_000).await.unwrap(), 0);
     }

@@ -24,7 +24,7 @@ use super::{Jobs, TRIGGER_CHANNEL};
 use crate::ids::record_id;
 use crate::plugins::Installation;
 use crate::runtime::{Answer, CallError, CallReport, PluginErrorKind, TriggerInfo, WebhookRequest, WebhookResponse};
-use crate::store::{self, EventRecord, EventResolution, TriggerEventLink, TriggerRecord};
+use crate::store::{EventRecord, EventResolution, TriggerEventLink, TriggerRecord};
 use crate::time::{iso8601, now_ms};
 
 /// Longest part of a plugin's response body kept in the outcome event.
@@ -111,7 +111,7 @@ async fn run(jobs: &Jobs, job: Job) -> Finish {
         return Finish::Cancelled("the trigger was deleted before the event ran".into());
     };
     let event_id = job.id.clone();
-    match store::blocking(&jobs.store, move |s| s.trigger_event(&event_id)).await {
+    match jobs.store.trigger_event(&event_id).await {
         Ok(Some(link)) if link.status == "finished" => return Finish::Done,
         Ok(_) => {}
         Err(error) => return storage_retry(jobs, &job, error),

@@ -11,7 +11,7 @@ use super::registry::{LoadFailure, Registry, Snapshot};
 use crate::config::Sidecar;
 use crate::ids::{record_id, secret_token};
 use crate::runtime::{AllowList, Answer, Caller, CompiledPlugin, Runtime};
-use crate::store::{self, InstallationRecord, SharedStore};
+use crate::store::{InstallationRecord, SharedStore};
 use crate::time::now_ms;
 
 /// What one [`PluginHost::sync`] changed.
@@ -122,7 +122,9 @@ impl PluginHost {
     pub async fn sync_except(&self, unsettled: &(dyn Fn(&Path) -> bool + Sync)) -> anyhow::Result<SyncReport> {
         let _one_at_a_time = self.sync_lock.lock().await;
         let current = self.registry.snapshot();
-        let records: HashMap<String, InstallationRecord> = store::blocking(&self.store, |s| s.installations())
+        let records: HashMap<String, InstallationRecord> = self
+            .store
+            .installations()
             .await?
             .into_iter()
             .map(|r| (r.name.clone(), r))

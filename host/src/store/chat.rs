@@ -61,7 +61,7 @@ pub struct EntityQuery {
     pub page: PageRequest,
 }
 
-/// The chat part of the store. Writes return a [`Pending`], reads block.
+/// The chat part of the store. Every call answers with a [`Pending`].
 pub trait ChatStore {
     /// Finds the installation's conversation in `channel` carrying all of `tags`, or
     /// creates it (publishing `chat:channel:created`). `true` when it was created.
@@ -72,8 +72,8 @@ pub trait ChatStore {
         channel: &str,
         tags: &Tags,
     ) -> Pending<(ConversationRecord, bool)>;
-    fn conversation(&self, id: &str) -> anyhow::Result<Option<ConversationRecord>>;
-    fn conversations(&self, query: &EntityQuery) -> anyhow::Result<Page<ConversationRecord>>;
+    fn conversation(&self, id: &str) -> Pending<Option<ConversationRecord>>;
+    fn conversations(&self, query: &EntityQuery) -> Pending<Page<ConversationRecord>>;
 
     /// Finds the installation's user carrying all of `tags`, or creates it. `true` when
     /// it was created.
@@ -84,16 +84,16 @@ pub trait ChatStore {
         name: Option<&str>,
         picture_url: Option<&str>,
     ) -> Pending<(UserRecord, bool)>;
-    fn user(&self, id: &str) -> anyhow::Result<Option<UserRecord>>;
+    fn user(&self, id: &str) -> Pending<Option<UserRecord>>;
     /// Users, newest first; with a conversation, those who wrote in it and the contacts
     /// linked to it.
-    fn users(&self, query: &EntityQuery) -> anyhow::Result<Page<UserRecord>>;
+    fn users(&self, query: &EntityQuery) -> Pending<Page<UserRecord>>;
 
     /// Records a message (publishing `chat:message:new`) and counts it on its conversation.
     fn insert_message(&self, message: &MessageRecord) -> Pending<()>;
-    fn message(&self, id: &str) -> anyhow::Result<Option<MessageRecord>>;
+    fn message(&self, id: &str) -> Pending<Option<MessageRecord>>;
     /// Changes a message's tags (a `None` value removes the tag) and, when given, its
     /// payload. `None` when there is no such message.
     fn update_message(&self, id: &str, tags: &TagChanges, payload: Option<&Value>) -> Pending<Option<MessageRecord>>;
-    fn messages(&self, query: &EntityQuery) -> anyhow::Result<Page<MessageRecord>>;
+    fn messages(&self, query: &EntityQuery) -> Pending<Page<MessageRecord>>;
 }

@@ -152,11 +152,11 @@ pub struct DeliveryQuery {
     pub page: PageRequest,
 }
 
-/// The delivery half of the store. Writes return a [`Pending`], reads block, like every part of
+/// The delivery half of the store. Every call answers with a [`Pending`], like every part of
 /// [`super::Store`].
 pub trait DeliveryStore {
-    fn subscriptions(&self) -> anyhow::Result<Vec<SubscriptionRecord>>;
-    fn subscription(&self, id: &str) -> anyhow::Result<Option<SubscriptionRecord>>;
+    fn subscriptions(&self) -> Pending<Vec<SubscriptionRecord>>;
+    fn subscription(&self, id: &str) -> Pending<Option<SubscriptionRecord>>;
     /// Creates or replaces a subscription.
     fn save_subscription(&self, subscription: &SubscriptionRecord) -> Pending<()>;
     /// Deletes a subscription with its deliveries and their attempts; `false` when there
@@ -164,32 +164,27 @@ pub trait DeliveryStore {
     fn delete_subscription(&self, id: &str) -> Pending<bool>;
 
     /// How far the outbox reader `name` has come (`None` when it never ran).
-    fn cursor(&self, name: &str) -> anyhow::Result<Option<i64>>;
+    fn cursor(&self, name: &str) -> Pending<Option<i64>>;
     fn set_cursor(&self, name: &str, seq: i64) -> Pending<()>;
 
     /// Creates a pending delivery for each `(subscription id, outbox seq)` and moves the
     /// cursor `cursor` to `through`, in one transaction: every entry is fanned out once.
     fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<()>;
     /// Pending deliveries of a subscription with a seq above `after`, oldest first.
-    fn pending_deliveries(
-        &self,
-        subscription_id: &str,
-        after: i64,
-        limit: usize,
-    ) -> anyhow::Result<Vec<PendingDelivery>>;
+    fn pending_deliveries(&self, subscription_id: &str, after: i64, limit: usize) -> Pending<Vec<PendingDelivery>>;
     /// Records attempts and the state each left its delivery in, in one transaction.
     /// Attempts of deliveries that are gone (their subscription was deleted) are dropped.
     fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> Pending<()>;
 
-    fn delivery(&self, seq: i64) -> anyhow::Result<Option<DeliveryRecord>>;
-    fn deliveries(&self, query: &DeliveryQuery) -> anyhow::Result<Page<DeliveryRecord>>;
+    fn delivery(&self, seq: i64) -> Pending<Option<DeliveryRecord>>;
+    fn deliveries(&self, query: &DeliveryQuery) -> Pending<Page<DeliveryRecord>>;
     /// Every attempt of a delivery, first first.
-    fn attempts(&self, delivery_seq: i64) -> anyhow::Result<Vec<AttemptRecord>>;
+    fn attempts(&self, delivery_seq: i64) -> Pending<Vec<AttemptRecord>>;
     /// Makes a delivered or dead delivery pending again, due at `now`. `None` when there
     /// is no such delivery; the record as it was when it is already pending.
     fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<DeliveryRecord>>;
     /// Pending and dead deliveries per subscription id.
-    fn delivery_counts(&self) -> anyhow::Result<Vec<(String, DeliveryCounts)>>;
+    fn delivery_counts(&self) -> Pending<Vec<(String, DeliveryCounts)>>;
     /// Deletes delivery history from before `before` (ms), at most `limit` rows of each
     /// kind in one transaction: finished (delivered or dead) deliveries with their
     /// attempts, then outbox entries that every reader named in `readers` has passed and

@@ -34,10 +34,10 @@ pub struct EventQuery {
     pub page: PageRequest,
 }
 
-/// The events part of the store. Writes return a [`Pending`], reads block.
+/// The events part of the store. Every call answers with a [`Pending`].
 pub trait EventStore {
     /// Records an event and publishes it to the outbox, in one transaction.
     fn insert_event(&self, event: &EventRecord) -> Pending<()>;
-    fn event(&self, id: &str) -> anyhow::Result<Option<EventRecord>>;
-    fn events(&self, query: &EventQuery) -> anyhow::Result<Page<EventRecord>>;
+    fn event(&self, id: &str) -> Pending<Option<EventRecord>>;
+    fn events(&self, query: &EventQuery) -> Pending<Page<EventRecord>>;
 }

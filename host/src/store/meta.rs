@@ -22,15 +22,14 @@ pub struct InstallationRecord {
     pub updated_at: i64,
 }
 
-/// Settings and installations. Writes return a [`Pending`], reads block, like every part
-/// of [`super::Store`].
+/// Settings and installations. Every call answers with a [`Pending`], like every part of [`super::Store`].
 pub trait MetaStore {
     /// A host-wide setting kept in the store (the bot id, for example).
-    fn meta(&self, key: &str) -> anyhow::Result<Option<String>>;
+    fn meta(&self, key: &str) -> Pending<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Pending<()>;
 
     /// Every installation, by name.
-    fn installations(&self) -> anyhow::Result<Vec<InstallationRecord>>;
+    fn installations(&self) -> Pending<Vec<InstallationRecord>>;
     /// Creates or replaces an installation record.
     fn save_installation(&self, record: &InstallationRecord) -> Pending<()>;
     /// Forgets an installation; what it produced stays.

@@ -5,10 +5,9 @@
 //! [`Store`] is the sum of one trait per capability ([`MetaStore`], [`EventStore`],
 //! [`StateStore`], [`ChatStore`], [`OutboxStore`], [`DeliveryStore`], [`TriggerStore`],
 //! [`QueueStore`]), each beside the records it keeps; [`sqlite::SqliteStore`] is the
-//! embedded backend used by default. Writes return a [`Pending`] that async code awaits
-//! without holding a thread while the write waits for its group commit; reads block, so
-//! async callers run them through [`blocking`], and a slow disk never holds an async
-//! worker thread. Code that holds a concrete store brings the traits into scope with
+//! embedded backend used by default. Every call answers with a [`Pending`], which async code
+//! awaits without holding a thread: a write waits for its group commit, a read runs off
+//! the async worker threads, so a slow disk (or a far database) never holds one. Code that holds a concrete store brings the traits into scope with
 //! [`prelude`]; a [`SharedStore`] needs no import.
 //!
 //! The store checks nothing about schemas or ownership rules beyond what its keys
@@ -123,15 +122,3 @@ impl<T> Store for T where
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
-
-/// Runs a blocking store call off the async worker threads.
-pub async fn blocking<T, F>(store: &SharedStore, call: F) -> anyhow::Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Store) -> anyhow::Result<T> + Send + 'static,
-{
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || call(store.as_ref()))
-        .await
-        .map_err(|join| anyhow::anyhow!("store task failed: {join}"))?
-}

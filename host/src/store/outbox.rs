@@ -6,7 +6,7 @@
 
 use tokio::sync::watch;
 
-use super::{ConversationRecord, EventRecord, MessageRecord};
+use super::{ConversationRecord, EventRecord, MessageRecord, Pending};
 use crate::envelope::{self, Envelope};
 
 /// One published notification: what happened, to be delivered to the user's application
@@ -58,11 +58,11 @@ pub trait OutboxStore {
     fn outbox_published(&self) -> watch::Receiver<i64>;
     /// The seq and type of the outbox entries after `seq`, oldest first: what the fan-out
     /// needs to route them, without their data.
-    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>>;
+    fn outbox_types_after(&self, seq: i64, limit: usize) -> Pending<Vec<(i64, String)>>;
     /// Outbox entries after `seq`, oldest first, with their data as stored.
-    fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>>;
+    fn raw_outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<RawOutboxEntry>>;
     /// Outbox entries after `seq`, oldest first, with their data parsed.
-    fn outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<OutboxEntry>>;
+    fn outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<OutboxEntry>>;
 }
 
 impl From<&EventRecord> for envelope::Event {

@@ -1,4 +1,5 @@
-//! A write handed to the store's writer and not yet committed.
+//! An answer from the store that has not arrived yet: a write waiting for its commit, or
+//! a read running off the async threads.
 //!
 //! Writes wait for a group commit (an fsync shared with other writes). Async code awaits
 //! the [`Pending`] and holds no thread while it waits; blocking code calls
@@ -16,8 +17,9 @@ use tokio::sync::oneshot;
 /// What the writer answers for one write: its value, type-erased, or why it failed.
 pub(crate) type Answer = anyhow::Result<Box<dyn Any + Send>>;
 
-/// The outcome of a store write, once its transaction is committed.
-#[must_use = "a store write is committed whether or not it is awaited, but its error is lost when it is dropped"]
+/// The outcome of a store call: of a write once its transaction is committed, of a read
+/// once it ran.
+#[must_use = "a store call runs whether or not it is awaited (a write is committed), but its answer is lost when it is dropped"]
 pub struct Pending<T> {
     state: State,
     value: PhantomData<fn() -> T>,
@@ -44,7 +46,7 @@ impl<T: Send + 'static> Pending<T> {
         }
     }
 
-    /// Blocks the thread until the write is committed. Not for async code: await instead.
+    /// Blocks the thread until the answer is there. Not for async code: await instead.
     pub fn wait(self) -> anyhow::Result<T> {
         match self.state {
             State::Waiting(answer) => unpack(answer.blocking_recv()),
@@ -67,7 +69,7 @@ impl<T: Send + 'static> Future for Pending<T> {
 }
 
 fn unpack<T: 'static>(received: Result<Answer, oneshot::error::RecvError>) -> anyhow::Result<T> {
-    let value = received.map_err(|_| anyhow!("the store's writer stopped before committing"))??;
+    let value = received.map_err(|_| anyhow!("the store stopped before answering"))??;
     Ok(*value
         .downcast::<T>()
         .expect("the writer answers each write with the value its work returned"))
@@ -75,4 +77,21 @@ fn unpack<T: 'static>(received: Result<Answer, oneshot::error::RecvError>) -> an
 
 fn answered_twice() -> anyhow::Error {
     anyhow!("this store write was already answered")
+}
+
+impl<T: Send + 'static> Pending<T> {
+    /// Runs `work` on a thread that may block (tokio's blocking pool when there is a
+    /// runtime, else right here) and answers with what it returns: how a backend whose
+    /// calls block answers without holding an async worker thread.
+    pub(crate) fn off_thread(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Pending<T> {
+        let (reply, answer) = oneshot::channel();
+        let run = move || {
+            let _ = reply.send(work().map(|value| Box::new(value) as Box<dyn Any + Send>));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(run)),
+            Err(_) => run(),
+        }
+        Pending::waiting(answer)
+    }
 }

@@ -141,8 +141,8 @@ pub struct Claimed {
     pub next_due: Option<i64>,
 }
 
-/// The queue part of the store. Writes return a [`Pending`] that is answered once the
-/// write is on disk; reads block.
+/// The queue part of the store. Every call answers with a [`Pending`]; a write's is
+/// answered once the write is on disk.
 ///
 /// Accepting trigger events must never wait behind the rest of the store's writes: a
 /// backend keeps the queue apart from them (the embedded store in a file of its own).
@@ -166,7 +166,7 @@ pub trait QueueStore {
     fn prune_jobs(&self, before: i64, limit: usize) -> Pending<usize>;
 
     /// One job, without its request.
-    fn job(&self, id: &str) -> anyhow::Result<Option<JobSummary>>;
+    fn job(&self, id: &str) -> Pending<Option<JobSummary>>;
     /// A trigger's jobs, newest first, optionally of one status; `before` is the cursor
     /// of the previous page. Answers the page and the next cursor.
     fn jobs(
@@ -175,7 +175,7 @@ pub trait QueueStore {
         status: Option<&str>,
         before: Option<i64>,
         take: usize,
-    ) -> anyhow::Result<(Vec<JobSummary>, Option<i64>)>;
+    ) -> Pending<(Vec<JobSummary>, Option<i64>)>;
 
     /// Woken after each commit that gave the claimers something new: a job queued or
     /// retried, or one finished (which frees its session).

@@ -69,9 +69,9 @@ pub enum Patched {
     Refused(String),
 }
 
-/// The state part of the store. Writes return a [`Pending`], reads block.
+/// The state part of the store. Every call answers with a [`Pending`].
 pub trait StateStore {
-    fn state(&self, key: &StateKey) -> anyhow::Result<Option<StateRecord>>;
+    fn state(&self, key: &StateKey) -> Pending<Option<StateRecord>>;
     /// Creates or replaces a state.
     fn put_state(&self, key: &StateKey, payload: &Value) -> Pending<StateRecord>;
     /// Deletes a state; `false` when there was none.

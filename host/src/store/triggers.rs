@@ -109,7 +109,7 @@ pub struct TriggerEventLink {
     pub attempt: u32,
 }
 
-/// The trigger part of the store. Writes return a [`Pending`], reads block, like every part of
+/// The trigger part of the store. Every call answers with a [`Pending`], like every part of
 /// [`super::Store`].
 pub trait TriggerStore {
     fn insert_trigger(&self, trigger: &TriggerRecord) -> Pending<()>;
@@ -118,15 +118,15 @@ pub trait TriggerStore {
     /// Deletes a trigger (its sessions go too; its conversations stay). `false` when
     /// there was none.
     fn delete_trigger(&self, id: &str) -> Pending<bool>;
-    fn trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRecord>>;
+    fn trigger(&self, id: &str) -> Pending<Option<TriggerRecord>>;
     /// Every trigger, oldest first.
-    fn all_triggers(&self) -> anyhow::Result<Vec<TriggerRecord>>;
-    fn list_triggers(&self, query: &TriggerQuery) -> anyhow::Result<TriggerPage>;
+    fn all_triggers(&self) -> Pending<Vec<TriggerRecord>>;
+    fn list_triggers(&self, query: &TriggerQuery) -> Pending<TriggerPage>;
     /// Records that the schedule or `invoke` ran the trigger at `at`.
     fn mark_triggered(&self, id: &str, at: i64) -> Pending<()>;
 
     /// The link of an event resolved earlier.
-    fn trigger_event(&self, event_id: &str) -> anyhow::Result<Option<TriggerEventLink>>;
+    fn trigger_event(&self, event_id: &str) -> Pending<Option<TriggerEventLink>>;
     /// Resolves an event to its conversation (the session's, while fresh, else a new one)
     /// and contact (created or updated, and linked to the conversation), and records
     /// `trigger:event:received`, all in one transaction. Resolving an event again returns

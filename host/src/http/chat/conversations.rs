@@ -13,11 +13,10 @@ use super::{body, entity_query, integration_header, page_meta};
 use crate::bot::conversations::{ConversationRequest, get_or_create_conversation};
 use crate::http::errors::ApiResult;
 use crate::http::{ApiError, AppState, shapes};
-use crate::store;
 
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let query = entity_query(raw.as_deref())?;
-    let page = store::blocking(&app.store, move |s| s.conversations(&query)).await?;
+    let page = app.store.conversations(&query).await?;
     Ok(Json(json!({
         "conversations": page.items.iter().map(shapes::conversation).collect::<Vec<_>>(),
         "meta": page_meta(page.next_token),
@@ -26,7 +25,9 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiRe
 
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
-    let conversation = store::blocking(&app.store, move |s| s.conversation(&lookup))
+    let conversation = app
+        .store
+        .conversation(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("conversation {id} does not exist")))?;
     Ok(Json(json!({ "conversation": shapes::conversation(&conversation) })))

@@ -11,7 +11,7 @@ use super::{body, page_meta};
 use crate::bot::events::{NewEvent, create_event};
 use crate::http::errors::ApiResult;
 use crate::http::{ApiError, AppState, shapes};
-use crate::store::{self, EventQuery, PageRequest};
+use crate::store::{EventQuery, PageRequest};
 
 /// Query of `listEvents`.
 #[derive(Debug, Deserialize)]
@@ -44,7 +44,7 @@ pub async fn list(
             token: query.next_token,
         },
     };
-    let page = store::blocking(&app.store, move |s| s.events(&query)).await?;
+    let page = app.store.events(&query).await?;
     Ok(Json(json!({
         "events": page.items.iter().map(shapes::event).collect::<Vec<_>>(),
         "meta": page_meta(page.next_token),
@@ -53,7 +53,9 @@ pub async fn list(
 
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
-    let event = store::blocking(&app.store, move |s| s.event(&lookup))
+    let event = app
+        .store
+        .event(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("event {id} does not exist")))?;
     Ok(Json(json!({ "event": shapes::event(&event) })))

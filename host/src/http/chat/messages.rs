@@ -14,11 +14,11 @@ use crate::bot::{self, OutgoingMessage};
 use crate::http::errors::ApiResult;
 use crate::http::{ApiError, AppState, shapes};
 use crate::ids::record_id;
-use crate::store::{self, Tags};
+use crate::store::Tags;
 
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let query = entity_query(raw.as_deref())?;
-    let page = store::blocking(&app.store, move |s| s.messages(&query)).await?;
+    let page = app.store.messages(&query).await?;
     Ok(Json(json!({
         "messages": page.items.iter().map(shapes::message).collect::<Vec<_>>(),
         "meta": page_meta(page.next_token),
@@ -27,7 +27,9 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiRe
 
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
-    let message = store::blocking(&app.store, move |s| s.message(&lookup))
+    let message = app
+        .store
+        .message(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("message {id} does not exist")))?;
     Ok(Json(json!({ "message": shapes::message(&message) })))

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::body;
 use crate::http::errors::ApiResult;
 use crate::http::{ApiError, AppState, shapes};
-use crate::store::{self, Patched, StateCheck, StateKey, StateRecord, StateScope};
+use crate::store::{Patched, StateCheck, StateKey, StateRecord, StateScope};
 
 /// Resolves the state key of `/v1/chat/states/{type}/{id}/{name}`: integration state
 /// belongs to the installation `id`, conversation and user state to the installation
@@ -27,21 +27,21 @@ pub async fn state_key(app: &AppState, scope: &str, id: &str, name: &str) -> Api
         StateScope::Bot => String::new(),
         StateScope::Integration => {
             let snapshot = app.plugins.registry.snapshot();
-            let known = snapshot.by_id(id).is_some()
-                || store::blocking(&app.store, |s| s.installations())
-                    .await?
-                    .iter()
-                    .any(|r| r.id == id);
+            let known = snapshot.by_id(id).is_some() || app.store.installations().await?.iter().any(|r| r.id == id);
             if !known {
                 return Err(ApiError::not_found(format!("integration {id} is not installed")));
             }
             id.to_string()
         }
-        StateScope::Conversation => store::blocking(&app.store, move |s| s.conversation(&owner))
+        StateScope::Conversation => app
+            .store
+            .conversation(&owner)
             .await?
             .map(|c| c.installation_id)
             .ok_or_else(|| ApiError::not_found(format!("conversation {id} does not exist")))?,
-        StateScope::User => store::blocking(&app.store, move |s| s.user(&owner))
+        StateScope::User => app
+            .store
+            .user(&owner)
             .await?
             .map(|u| u.installation_id.unwrap_or_default())
             .ok_or_else(|| ApiError::not_found(format!("user {id} does not exist")))?,
@@ -91,7 +91,9 @@ pub async fn get(
     Path((scope, id, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let key = state_key(&app, &scope, &id, &name).await?;
-    let state = store::blocking(&app.store, move |s| s.state(&key))
+    let state = app
+        .store
+        .state(&key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("state {scope}/{id}/{name} does not exist")))?;
     Ok(Json(

@@ -13,11 +13,10 @@ use super::{body, entity_query, integration_header, page_meta};
 use crate::bot::conversations::{UserRequest, get_or_create_user};
 use crate::http::errors::ApiResult;
 use crate::http::{ApiError, AppState, shapes};
-use crate::store;
 
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let query = entity_query(raw.as_deref())?;
-    let page = store::blocking(&app.store, move |s| s.users(&query)).await?;
+    let page = app.store.users(&query).await?;
     Ok(Json(json!({
         "users": page.items.iter().map(shapes::user).collect::<Vec<_>>(),
         "meta": page_meta(page.next_token),
@@ -26,7 +25,9 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiRe
 
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
-    let user = store::blocking(&app.store, move |s| s.user(&lookup))
+    let user = app
+        .store
+        .user(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("user {id} does not exist")))?;
     Ok(Json(json!({ "user": shapes::user(&user) })))

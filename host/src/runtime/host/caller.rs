@@ -11,7 +11,7 @@ use crate::runtime::bindings::types::{self as wit, ErrorKind};
 use crate::runtime::definition::{PluginDefinition, scope_from_wit};
 use crate::runtime::outbound::AllowList;
 use crate::store::{
-    self, ConversationRecord, EventRecord, MessageRecord, SharedStore, StateKey, StateScope, UserRecord,
+    ConversationRecord, EventRecord, MessageRecord, SharedStore, StateKey, StateScope, UserRecord,
 };
 use crate::time::now_ms;
 
@@ -61,7 +61,9 @@ impl Caller {
 impl Caller {
     pub(super) async fn own_conversation(&self, id: &str) -> Result<ConversationRecord, wit::Error> {
         let lookup = id.to_string();
-        let found = store::blocking(&self.store, move |s| s.conversation(&lookup))
+        let found = self
+            .store
+            .conversation(&lookup)
             .await
             .map_err(|e| storage(&self.label(), "reading a conversation", e))?;
         found
@@ -71,7 +73,9 @@ impl Caller {
 
     pub(super) async fn own_user(&self, id: &str) -> Result<UserRecord, wit::Error> {
         let lookup = id.to_string();
-        let found = store::blocking(&self.store, move |s| s.user(&lookup))
+        let found = self
+            .store
+            .user(&lookup)
             .await
             .map_err(|e| storage(&self.label(), "reading a user", e))?;
         found
@@ -81,7 +85,9 @@ impl Caller {
 
     pub(super) async fn own_message(&self, id: &str) -> Result<MessageRecord, wit::Error> {
         let lookup = id.to_string();
-        let found = store::blocking(&self.store, move |s| s.message(&lookup))
+        let found = self
+            .store
+            .message(&lookup)
             .await
             .map_err(|e| storage(&self.label(), "reading a message", e))?;
         found
@@ -368,7 +374,7 @@ mod tests {
             ErrorKind::NotFound,
             "an event cannot be linked to another installation's conversation"
         );
-        let stored = mine.store.events(&Default::default()).unwrap();
+        let stored = mine.store.events(&Default::default()).await.unwrap();
         assert!(
             stored.items.is_empty(),
             "nothing refused was stored: {:?}",
@@ -377,7 +383,7 @@ mod tests {
 
         let event = create("chat:seen", r#"{"n":1}"#, None).await.unwrap();
         assert_eq!(event.type_, "chat:seen");
-        let stored = mine.store.event(&event.id).unwrap().unwrap();
+        let stored = mine.store.event(&event.id).await.unwrap().unwrap();
         assert_eq!(stored.installation_id.as_deref(), Some("inst_mine"));
         assert_eq!(stored.payload, json!({"n": 1}));
     }

@@ -5,7 +5,7 @@ use super::convert::{declared_tags, invalid, parse_object, storage, wit_conversa
 use super::{HostState, wit};
 use crate::ids::record_id;
 use crate::runtime::bindings::client;
-use crate::store::{self, MessageRecord};
+use crate::store::MessageRecord;
 use crate::time::now_ms;
 
 impl wit::Host for HostState {}
@@ -44,7 +44,9 @@ impl client::Host for HostState {
         };
         let outcome = async {
             let key = caller.state_key(scope, id, name).await?;
-            let found = store::blocking(&caller.store, move |s| s.state(&key))
+            let found = caller
+                .store
+                .state(&key)
                 .await
                 .map_err(|e| storage(&caller.label(), "reading state", e))?;
             Ok(found.map(|state| state.payload.to_string()))

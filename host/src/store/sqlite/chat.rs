@@ -99,8 +99,10 @@ impl ChatStore for SqliteStore {
         })
     }
 
-    fn conversation(&self, id: &str) -> anyhow::Result<Option<ConversationRecord>> {
-        self.with(|c| {
+    fn conversation(&self, id: &str) -> Pending<Option<ConversationRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let id = id.as_str();
             one(
                 c,
                 &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
@@ -110,7 +112,7 @@ impl ChatStore for SqliteStore {
         })
     }
 
-    fn conversations(&self, query: &EntityQuery) -> anyhow::Result<Page<ConversationRecord>> {
+    fn conversations(&self, query: &EntityQuery) -> Pending<Page<ConversationRecord>> {
         let mut conditions = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
         for (column, value) in [
@@ -124,7 +126,9 @@ impl ChatStore for SqliteStore {
             }
         }
         tag_conditions("conversation", &query.tags, &mut conditions, &mut values);
-        self.with(|c| {
+        let query = query.clone();
+        self.read(move |c| {
+            let query = &query;
             page(
                 c,
                 &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE 1"),
@@ -198,8 +202,10 @@ impl ChatStore for SqliteStore {
         })
     }
 
-    fn user(&self, id: &str) -> anyhow::Result<Option<UserRecord>> {
-        self.with(|c| {
+    fn user(&self, id: &str) -> Pending<Option<UserRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let id = id.as_str();
             one(
                 c,
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
@@ -209,7 +215,7 @@ impl ChatStore for SqliteStore {
         })
     }
 
-    fn users(&self, query: &EntityQuery) -> anyhow::Result<Page<UserRecord>> {
+    fn users(&self, query: &EntityQuery) -> Pending<Page<UserRecord>> {
         let mut conditions = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(installation_id) = &query.installation_id {
@@ -227,7 +233,9 @@ impl ChatStore for SqliteStore {
             values.push(conversation_id.clone().into());
         }
         tag_conditions("user", &query.tags, &mut conditions, &mut values);
-        self.with(|c| {
+        let query = query.clone();
+        self.read(move |c| {
+            let query = &query;
             page(
                 c,
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE 1"),
@@ -275,8 +283,10 @@ impl ChatStore for SqliteStore {
         })
     }
 
-    fn message(&self, id: &str) -> anyhow::Result<Option<MessageRecord>> {
-        self.with(|c| {
+    fn message(&self, id: &str) -> Pending<Option<MessageRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let id = id.as_str();
             one(
                 c,
                 &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
@@ -336,7 +346,7 @@ impl ChatStore for SqliteStore {
         })
     }
 
-    fn messages(&self, query: &EntityQuery) -> anyhow::Result<Page<MessageRecord>> {
+    fn messages(&self, query: &EntityQuery) -> Pending<Page<MessageRecord>> {
         let mut conditions = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(conversation_id) = &query.conversation_id {
@@ -348,7 +358,9 @@ impl ChatStore for SqliteStore {
             values.push(installation_id.clone().into());
         }
         tag_conditions("message", &query.tags, &mut conditions, &mut values);
-        self.with(|c| {
+        let query = query.clone();
+        self.read(move |c| {
+            let query = &query;
             page(
                 c,
                 &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE 1"),
@@ -390,7 +402,7 @@ mod tests {
         assert!(created);
         assert_ne!(other_install.id, first.id);
         let types: Vec<String> = store
-            .outbox_after(0, 10)
+            .outbox_after(0, 10).wait()
             .unwrap()
             .into_iter()
             .map(|e| e.entry_type)
@@ -425,12 +437,12 @@ mod tests {
             })
             .wait()
             .unwrap();
-        assert_eq!(store.conversation(&conversation.id).unwrap().unwrap().message_count, 1);
+        assert_eq!(store.conversation(&conversation.id).wait().unwrap().unwrap().message_count, 1);
         let by_tag = store
             .messages(&EntityQuery {
                 tags: [("messageId".to_string(), "m1".to_string())].into(),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(by_tag.items.len(), 1);
         assert_eq!(by_tag.items[0].payload, json!({"text": "hi"}));
@@ -447,21 +459,21 @@ mod tests {
             .unwrap();
         assert_eq!(updated.tags, [("threadId".to_string(), "t1".to_string())].into());
         assert_eq!(
-            store.message("msg_1").unwrap().unwrap().payload,
+            store.message("msg_1").wait().unwrap().unwrap().payload,
             json!({"text": "edited"})
         );
         let by_old_tag = store
             .messages(&EntityQuery {
                 tags: [("messageId".to_string(), "m1".to_string())].into(),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert!(by_old_tag.items.is_empty(), "a removed tag no longer finds the message");
         let by_new_tag = store
             .messages(&EntityQuery {
                 tags: [("threadId".to_string(), "t1".to_string())].into(),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(by_new_tag.items.len(), 1);
         assert!(

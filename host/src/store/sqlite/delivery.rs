@@ -112,8 +112,8 @@ fn attempt_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
 }
 
 impl DeliveryStore for SqliteStore {
-    fn subscriptions(&self) -> anyhow::Result<Vec<SubscriptionRecord>> {
-        self.with(|c| {
+    fn subscriptions(&self) -> Pending<Vec<SubscriptionRecord>> {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(&format!(
                 "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id"
             ))?;
@@ -123,8 +123,10 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn subscription(&self, id: &str) -> anyhow::Result<Option<SubscriptionRecord>> {
-        self.with(|c| {
+    fn subscription(&self, id: &str) -> Pending<Option<SubscriptionRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let id = id.as_str();
             one(
                 c,
                 &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1"),
@@ -172,8 +174,10 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn cursor(&self, name: &str) -> anyhow::Result<Option<i64>> {
-        self.with(|c| {
+    fn cursor(&self, name: &str) -> Pending<Option<i64>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            let name = name.as_str();
             one(c, "SELECT seq FROM delivery_cursors WHERE name = ?1", name, |row| {
                 row.get(0)
             })
@@ -216,8 +220,10 @@ impl DeliveryStore for SqliteStore {
         subscription_id: &str,
         after: i64,
         limit: usize,
-    ) -> anyhow::Result<Vec<PendingDelivery>> {
-        self.with(|c| {
+    ) -> Pending<Vec<PendingDelivery>> {
+        let subscription_id = subscription_id.to_owned();
+        self.read(move |c| {
+            let subscription_id = subscription_id.as_str();
             let mut statement = c.prepare_cached(
                 "SELECT d.seq, d.attempts, coalesce(d.next_attempt_at, 0),
                         o.seq, o.id, o.type, o.time, o.integration_id, o.data
@@ -282,26 +288,30 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn delivery(&self, seq: i64) -> anyhow::Result<Option<DeliveryRecord>> {
-        self.with(|c| {
+    fn delivery(&self, seq: i64) -> Pending<Option<DeliveryRecord>> {
+        self.read(move |c| {
             Ok(c.prepare_cached(&format!("{DELIVERY_SELECT} AND seq = ?1"))?
                 .query_row([seq], delivery_row)
                 .optional()?)
         })
     }
 
-    fn deliveries(&self, query: &DeliveryQuery) -> anyhow::Result<Page<DeliveryRecord>> {
+    fn deliveries(&self, query: &DeliveryQuery) -> Pending<Page<DeliveryRecord>> {
         let mut conditions = vec!["subscription_id = ?".to_string()];
         let mut values: Vec<rusqlite::types::Value> = vec![query.subscription_id.clone().into()];
         if let Some(status) = query.status {
             conditions.push("status = ?".into());
             values.push(status.as_str().to_string().into());
         }
-        self.with(|c| page(c, DELIVERY_SELECT, conditions, values, &query.page, delivery_row))
+        let query = query.clone();
+        self.read(move |c| {
+            let query = &query;
+            page(c, DELIVERY_SELECT, conditions, values, &query.page, delivery_row)
+        })
     }
 
-    fn attempts(&self, delivery_seq: i64) -> anyhow::Result<Vec<AttemptRecord>> {
-        self.with(|c| {
+    fn attempts(&self, delivery_seq: i64) -> Pending<Vec<AttemptRecord>> {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT delivery_seq, number, started_at, duration_ms, status_code, error, outcome, next_attempt_at
                  FROM delivery_attempts WHERE delivery_seq = ?1 ORDER BY number",
@@ -328,8 +338,8 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn delivery_counts(&self) -> anyhow::Result<Vec<(String, DeliveryCounts)>> {
-        self.with(|c| {
+    fn delivery_counts(&self) -> Pending<Vec<(String, DeliveryCounts)>> {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT s.id,
                     (SELECT count(*) FROM deliveries d WHERE d.subscription_id = s.id AND d.status = 'pending'),
@@ -462,7 +472,7 @@ mod tests {
         assert_eq!(*published.borrow(), 1);
         store.insert_event(&event("evt_2")).wait().unwrap();
         let head = *published.borrow();
-        assert_eq!(store.raw_outbox_after(0, 10).unwrap().last().unwrap().seq, head);
+        assert_eq!(store.raw_outbox_after(0, 10).wait().unwrap().last().unwrap().seq, head);
     }
 
     #[test]
@@ -471,12 +481,12 @@ mod tests {
         store.save_subscription(&subscription("sub_a")).wait().unwrap();
         store.insert_event(&event("evt_1")).wait().unwrap();
         store.insert_event(&event("evt_2")).wait().unwrap();
-        let entries = store.raw_outbox_after(0, 10).unwrap();
+        let entries = store.raw_outbox_after(0, 10).wait().unwrap();
         let owed: Vec<(String, i64)> = entries.iter().map(|e| ("sub_a".to_string(), e.seq)).collect();
         store.fan_out(&owed, "fanout", entries[1].seq, 5).wait().unwrap();
-        assert_eq!(store.cursor("fanout").unwrap(), Some(entries[1].seq));
+        assert_eq!(store.cursor("fanout").wait().unwrap(), Some(entries[1].seq));
 
-        let pending = store.pending_deliveries("sub_a", 0, 10).unwrap();
+        let pending = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].entry.data, entries[0].data);
         let first = pending[0].seq;
@@ -496,11 +506,11 @@ mod tests {
             )
             .wait()
             .unwrap();
-        let dead = store.delivery(first).unwrap().unwrap();
+        let dead = store.delivery(first).wait().unwrap().unwrap();
         assert_eq!(dead.status, DeliveryStatus::Dead);
         assert_eq!(dead.event_id, entries[0].id);
-        assert_eq!(store.attempts(first).unwrap().len(), 1);
-        let counts = store.delivery_counts().unwrap();
+        assert_eq!(store.attempts(first).wait().unwrap().len(), 1);
+        let counts = store.delivery_counts().wait().unwrap();
         assert_eq!((counts[0].1.pending, counts[0].1.dead), (1, 1));
 
         let page = store
@@ -508,17 +518,17 @@ mod tests {
                 subscription_id: "sub_a".into(),
                 status: Some(DeliveryStatus::Dead),
                 page: PageRequest::default(),
-            })
+            }).wait()
             .unwrap();
         assert_eq!(page.items.len(), 1);
 
         let again = store.requeue_delivery(first, 8).wait().unwrap().unwrap();
         assert_eq!(again.status, DeliveryStatus::Pending);
-        assert_eq!(store.pending_deliveries("sub_a", 0, 10).unwrap().len(), 2);
+        assert_eq!(store.pending_deliveries("sub_a", 0, 10).wait().unwrap().len(), 2);
 
         assert!(store.delete_subscription("sub_a").wait().unwrap());
-        assert!(store.delivery(first).unwrap().is_none());
-        assert!(store.attempts(first).unwrap().is_empty());
+        assert!(store.delivery(first).wait().unwrap().is_none());
+        assert!(store.attempts(first).wait().unwrap().is_empty());
     }
 
     #[test]
@@ -528,11 +538,11 @@ mod tests {
         for id in ["evt_1", "evt_2", "evt_3"] {
             store.insert_event(&event(id)).wait().unwrap();
         }
-        let entries = store.raw_outbox_after(0, 10).unwrap();
+        let entries = store.raw_outbox_after(0, 10).wait().unwrap();
         let owed: Vec<(String, i64)> = entries.iter().map(|e| ("sub_a".to_string(), e.seq)).collect();
         store.fan_out(&owed, "fanout", entries[2].seq, 5).wait().unwrap();
         store.set_cursor("nats", entries[0].seq - 1).wait().unwrap();
-        let pending = store.pending_deliveries("sub_a", 0, 10).unwrap();
+        let pending = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
         let attempt = |delivery: &crate::store::PendingDelivery, outcome| crate::store::AttemptRecord {
             delivery_seq: delivery.seq,
             number: 1,
@@ -570,8 +580,8 @@ mod tests {
                 outbox: 0
             }
         );
-        assert!(store.delivery(pending[0].seq).unwrap().is_none());
-        assert!(store.attempts(pending[1].seq).unwrap().is_empty());
+        assert!(store.delivery(pending[0].seq).wait().unwrap().is_none());
+        assert!(store.attempts(pending[1].seq).wait().unwrap().is_empty());
 
         // The pending delivery keeps its entry (and everything after it).
         let pruned = store.prune_delivery_history(later, &["fanout"], 100).wait().unwrap();
@@ -582,11 +592,11 @@ mod tests {
                 outbox: 2
             }
         );
-        let left = store.pending_deliveries("sub_a", 0, 10).unwrap();
+        let left = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].entry.id, entries[2].id);
-        assert_eq!(store.raw_outbox_after(0, 10).unwrap().len(), 1);
+        assert_eq!(store.raw_outbox_after(0, 10).wait().unwrap().len(), 1);
         // Events themselves are not delivery history.
-        assert!(store.event("evt_1").unwrap().is_some());
+        assert!(store.event("evt_1").wait().unwrap().is_some());
     }
 }

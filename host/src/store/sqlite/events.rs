@@ -62,8 +62,10 @@ impl EventStore for SqliteStore {
         self.write(move |c| insert_event_row(c, &row))
     }
 
-    fn event(&self, id: &str) -> anyhow::Result<Option<EventRecord>> {
-        self.with(|c| {
+    fn event(&self, id: &str) -> Pending<Option<EventRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let id = id.as_str();
             one(
                 c,
                 &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
@@ -73,7 +75,7 @@ impl EventStore for SqliteStore {
         })
     }
 
-    fn events(&self, query: &EventQuery) -> anyhow::Result<Page<EventRecord>> {
+    fn events(&self, query: &EventQuery) -> Pending<Page<EventRecord>> {
         let mut conditions = Vec::new();
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
         for (column, value) in [
@@ -88,7 +90,9 @@ impl EventStore for SqliteStore {
                 values.push(value.clone().into());
             }
         }
-        self.with(|c| {
+        let query = query.clone();
+        self.read(move |c| {
+            let query = &query;
             page(
                 c,
                 &format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1"),
@@ -141,7 +145,7 @@ mod tests {
                     token: None,
                 },
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(
             first.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
@@ -154,7 +158,7 @@ mod tests {
                     token: first.next_token.clone(),
                 },
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(
             second.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
@@ -164,12 +168,12 @@ mod tests {
             .events(&EventQuery {
                 event_type: Some("a:even".into()),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(even.items.len(), 3);
         assert!(even.next_token.is_none());
 
-        let outbox = store.outbox_after(0, 100).unwrap();
+        let outbox = store.outbox_after(0, 100).wait().unwrap();
         assert_eq!(outbox.len(), 5);
         assert_eq!(outbox[0].entry_type, "a:even");
         assert_eq!(outbox[0].data["event"]["id"], "evt_0");
@@ -185,7 +189,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let error = store.events(&query).unwrap_err();
+        let error = store.events(&query).wait().unwrap_err();
         assert!(error.downcast_ref::<StoreError>().is_some(), "{error:#}");
     }
 }

@@ -7,8 +7,12 @@ use super::{SqliteStore, execute};
 use crate::store::{InstallationRecord, MetaStore, Pending};
 
 impl MetaStore for SqliteStore {
-    fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
-        self.with(|c| one(c, "SELECT value FROM meta WHERE key = ?1", key, |row| row.get(0)))
+    fn meta(&self, key: &str) -> Pending<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            let key = key.as_str();
+            one(c, "SELECT value FROM meta WHERE key = ?1", key, |row| row.get(0))
+        })
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Pending<()> {
@@ -23,8 +27,8 @@ impl MetaStore for SqliteStore {
         })
     }
 
-    fn installations(&self) -> anyhow::Result<Vec<InstallationRecord>> {
-        self.with(|c| {
+    fn installations(&self) -> Pending<Vec<InstallationRecord>> {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT id, name, webhook_id, plugin_hash, sidecar, registered_at, created_at, updated_at
                  FROM installations ORDER BY name",
@@ -87,10 +91,10 @@ mod tests {
     #[test]
     fn settings_are_kept_and_replaced() {
         let store = SqliteStore::in_memory().unwrap();
-        assert_eq!(store.meta("bot_id").unwrap(), None);
+        assert_eq!(store.meta("bot_id").wait().unwrap(), None);
         store.set_meta("bot_id", "bot_1").wait().unwrap();
         store.set_meta("bot_id", "bot_2").wait().unwrap();
-        assert_eq!(store.meta("bot_id").unwrap().as_deref(), Some("bot_2"));
+        assert_eq!(store.meta("bot_id").wait().unwrap().as_deref(), Some("bot_2"));
     }
 
     #[test]
@@ -109,7 +113,7 @@ mod tests {
             ..installation("inst_b", "orders")
         };
         store.save_installation(&registered).wait().unwrap();
-        let all = store.installations().unwrap();
+        let all = store.installations().wait().unwrap();
         assert_eq!(
             all.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
             ["orders", "shop"]
@@ -123,6 +127,6 @@ mod tests {
         // Another installation cannot take a name in use.
         assert!(store.save_installation(&installation("inst_c", "shop")).wait().is_err());
         store.delete_installation("inst_b").wait().unwrap();
-        assert_eq!(store.installations().unwrap().len(), 1);
+        assert_eq!(store.installations().wait().unwrap().len(), 1);
     }
 }

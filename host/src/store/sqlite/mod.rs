@@ -72,6 +72,44 @@ fn connect_reader(path: &Path) -> anyhow::Result<Arc<Mutex<Connection>>> {
     Ok(Arc::new(Mutex::new(reader)))
 }
 
+/// The connections a database's reads run on, each read on a blocking thread.
+struct Readers {
+    connections: Vec<Arc<Mutex<Connection>>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    fn new(connections: Vec<Arc<Mutex<Connection>>>) -> Arc<Readers> {
+        Arc::new(Readers {
+            connections,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs a read on a free connection (or waits for the next in turn).
+    fn run<T>(&self, work: impl FnOnce(&mut Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.connections.len();
+        let free = (0..count).find_map(|offset| self.connections[(start + offset) % count].try_lock().ok());
+        let mut connection = match free {
+            Some(connection) => connection,
+            None => self.connections[start % count]
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
+        work(&mut connection)
+    }
+
+    /// Runs a read off the async worker threads.
+    fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        let readers = self.clone();
+        Pending::off_thread(move || readers.run(work))
+    }
+}
+
 /// Sets up the connection a database's writer owns: WAL, so that readers go on while it
 /// writes, and FULL sync: a write that returned is on disk, so nothing acknowledged is
 /// lost. Group commit keeps that affordable.
@@ -86,8 +124,7 @@ fn make_writer(connection: &Connection) -> anyhow::Result<()> {
 /// run while the writer writes. The trigger queue has a database and writer of its own.
 pub struct SqliteStore {
     writer: GroupWriter,
-    readers: Vec<Arc<Mutex<Connection>>>,
-    next_reader: AtomicUsize,
+    readers: Arc<Readers>,
     /// The highest outbox seq committed, announced to outbox readers (see outbox.rs).
     published: Arc<tokio::sync::watch::Sender<i64>>,
     /// `queue.db`: the trigger queue (see queue.rs).
@@ -128,25 +165,18 @@ impl SqliteStore {
         let readers = readers(&connection)?;
         Ok(SqliteStore {
             writer: GroupWriter::start("store", connection, MAX_BATCH, announcement)?,
-            readers,
-            next_reader: AtomicUsize::new(0),
+            readers: Readers::new(readers),
             published,
             queue,
         })
     }
 
-    /// Runs a read on a free reader connection (or waits for the next in turn).
-    fn with<T>(&self, work: impl FnOnce(&mut Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        let count = self.readers.len();
-        let free = (0..count).find_map(|offset| self.readers[(start + offset) % count].try_lock().ok());
-        let mut connection = match free {
-            Some(connection) => connection,
-            None => self.readers[start % count]
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        };
-        work(&mut connection)
+    /// Runs a read on a free reader connection, off the async worker threads.
+    fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        self.readers.read(work)
     }
 
     /// Runs a write in the writer's next group commit; the result is there once it is on

@@ -12,7 +12,7 @@ use super::rows::{parse_json, raw_entry};
 use super::writer::Announcement;
 use super::{SqliteStore, execute};
 use crate::ids::record_id;
-use crate::store::{OutboxEntry, OutboxStore, RawOutboxEntry};
+use crate::store::{OutboxEntry, OutboxStore, Pending, RawOutboxEntry};
 
 /// Follows what is published on the write connection: answers the announcement for the
 /// connection's writer and the signal it keeps at the highest outbox seq committed. The
@@ -63,8 +63,8 @@ impl OutboxStore for SqliteStore {
         self.published.subscribe()
     }
 
-    fn outbox_types_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<(i64, String)>> {
-        self.with(|c| {
+    fn outbox_types_after(&self, seq: i64, limit: usize) -> Pending<Vec<(i64, String)>> {
+        self.read(move |c| {
             let mut statement =
                 c.prepare_cached("SELECT seq, type FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
             let entries = statement
@@ -74,8 +74,8 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    fn raw_outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<RawOutboxEntry>> {
-        self.with(|c| {
+    fn raw_outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<RawOutboxEntry>> {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT seq, id, type, time, integration_id, data FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
@@ -86,8 +86,8 @@ impl OutboxStore for SqliteStore {
         })
     }
 
-    fn outbox_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<OutboxEntry>> {
-        self.with(|c| {
+    fn outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<OutboxEntry>> {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT seq, id, type, time, integration_id, data FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
@@ -141,12 +141,12 @@ mod tests {
             .unwrap();
         assert_eq!(*published.borrow(), 2, "announced once committed");
 
-        let types = store.outbox_types_after(0, 10).unwrap();
+        let types = store.outbox_types_after(0, 10).wait().unwrap();
         assert_eq!(
             types,
             [(1, "bot:said".to_string()), (2, "chat:channel:created".to_string())]
         );
-        let raw = store.raw_outbox_after(0, 10).unwrap();
+        let raw = store.raw_outbox_after(0, 10).wait().unwrap();
         assert_eq!(
             raw[0].data,
             Data::Event((&event).into()).to_json(),
@@ -155,9 +155,9 @@ mod tests {
         assert_eq!(raw[0].integration_id, None);
         assert_eq!(raw[1].data, Data::Conversation((&conversation).into()).to_json());
         assert_eq!(raw[1].integration_id.as_deref(), Some("inst_a"));
-        let parsed = store.outbox_after(1, 10).unwrap();
+        let parsed = store.outbox_after(1, 10).wait().unwrap();
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].data["conversation"]["id"], json!(conversation.id));
-        assert!(store.outbox_after(2, 10).unwrap().is_empty());
+        assert!(store.outbox_after(2, 10).wait().unwrap().is_empty());
     }
 }

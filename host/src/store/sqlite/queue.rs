@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::Notify;
 
 use super::writer::{Announcement, GroupWriter};
-use super::{SqliteStore, connect, connect_reader, make_writer, schema};
+use super::{Readers, SqliteStore, connect, connect_reader, make_writer, schema};
 use crate::ids::record_id;
 use crate::store::{Claimed, Enqueued, Finish, Job, JobSource, JobSummary, NewJob, Pending, QueueStore};
 use crate::time::now_ms;
@@ -64,7 +64,7 @@ const MIGRATIONS: &[&str] = &[SCHEMA];
 /// The queue's database: its writer, a connection for listings, and the signal of new work.
 pub(super) struct QueueDatabase {
     writer: GroupWriter,
-    reader: Arc<Mutex<Connection>>,
+    reader: Arc<Readers>,
     /// Noted by writes that give the claimers something new; told to `work` on commit.
     queued: Announcement,
     work: Arc<Notify>,
@@ -107,14 +107,17 @@ impl QueueDatabase {
         let reader = reader(&connection)?;
         Ok(QueueDatabase {
             writer: GroupWriter::start("queue", connection, MAX_BATCH, queued.clone())?,
-            reader,
+            reader: Readers::new(vec![reader]),
             queued,
             work,
         })
     }
 
-    fn read<T>(&self, work: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        work(&self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        self.reader.read(work)
     }
 }
 
@@ -195,8 +198,10 @@ impl QueueStore for SqliteStore {
         })
     }
 
-    fn job(&self, id: &str) -> anyhow::Result<Option<JobSummary>> {
-        self.queue.read(|c| {
+    fn job(&self, id: &str) -> Pending<Option<JobSummary>> {
+        let id = id.to_owned();
+        self.queue.read(move |c| {
+            let id = id.as_str();
             Ok(
                 c.prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM jobs WHERE id = ?1"))?
                     .query_row([id], summary_row)
@@ -211,8 +216,10 @@ impl QueueStore for SqliteStore {
         status: Option<&str>,
         before: Option<i64>,
         take: usize,
-    ) -> anyhow::Result<(Vec<JobSummary>, Option<i64>)> {
-        self.queue.read(|c| {
+    ) -> Pending<(Vec<JobSummary>, Option<i64>)> {
+        let (trigger_id, status) = (trigger_id.to_owned(), status.map(str::to_owned));
+        self.queue.read(move |c| {
+            let (trigger_id, status) = (trigger_id.as_str(), status.as_deref());
             let mut statement = c.prepare_cached(&format!(
                 "SELECT {SUMMARY_COLUMNS}, seq FROM jobs
                  WHERE trigger_id = ?1 AND (?2 IS NULL OR status = ?2) AND seq < ?3
@@ -453,7 +460,7 @@ mod tests {
     }
 
     fn status(store: &SqliteStore, id: &str) -> Option<String> {
-        store.job(id).unwrap().map(|job| job.status)
+        store.job(id).wait().unwrap().map(|job| job.status)
     }
 
     #[test]
@@ -511,7 +518,7 @@ mod tests {
         let waiting = claim(&store, 1);
         assert!(waiting.jobs.is_empty());
         assert_eq!(waiting.next_due, Some(later));
-        let summary = store.job(&queued.id).unwrap().unwrap();
+        let summary = store.job(&queued.id).wait().unwrap().unwrap();
         assert_eq!(
             (summary.status.as_str(), summary.attempts, summary.next_attempt_at),
             ("queued", 1, Some(later))
@@ -529,7 +536,7 @@ mod tests {
             .finish_job(&queued.id, &Finish::Failed("still boom".into()))
             .wait()
             .unwrap();
-        let failed = store.job(&queued.id).unwrap().unwrap();
+        let failed = store.job(&queued.id).wait().unwrap().unwrap();
         assert_eq!(failed.status, "failed");
         assert_eq!(failed.last_error.as_deref(), Some("still boom"));
         assert!(store.retry_failed_job(&queued.id, 2).wait().unwrap());
@@ -548,7 +555,7 @@ mod tests {
         assert_eq!(status(&store, &queued.id).as_deref(), Some("cancelled"));
         assert_eq!(status(&store, &running.id).as_deref(), Some("running"));
         assert_eq!(status(&store, &other.id).as_deref(), Some("queued"));
-        let page = store.jobs("trg", Some("cancelled"), None, 10).unwrap();
+        let page = store.jobs("trg", Some("cancelled"), None, 10).wait().unwrap();
         assert_eq!(page.0.len(), 1);
         assert_eq!(page.0[0].last_error.as_deref(), Some("the trigger was deleted"));
     }
@@ -582,7 +589,7 @@ mod tests {
         assert_eq!(store.prune_jobs(before, 2).wait().unwrap(), 1);
         assert_eq!(store.prune_jobs(before, 2).wait().unwrap(), 0);
         for id in &done {
-            assert!(store.job(id).unwrap().is_none(), "{id} is forgotten");
+            assert!(store.job(id).wait().unwrap().is_none(), "{id} is forgotten");
         }
         for (id, kept) in [(&failed, "failed"), (&recent, "done"), (&waiting, "queued")] {
             assert_eq!(status(&store, id).as_deref(), Some(kept), "{id} is kept");
@@ -646,7 +653,7 @@ mod tests {
         );
         let after = after.wait().unwrap();
         assert!(
-            store.job("tev_bad").unwrap().is_none(),
+            store.job("tev_bad").wait().unwrap().is_none(),
             "the failing write left nothing"
         );
         let claimed: Vec<String> = claim(&store, 10).jobs.into_iter().map(|job| job.id).collect();

@@ -34,8 +34,12 @@ fn state_row(tx: &Connection, key: &StateKey) -> anyhow::Result<Option<StateReco
 }
 
 impl StateStore for SqliteStore {
-    fn state(&self, key: &StateKey) -> anyhow::Result<Option<StateRecord>> {
-        self.with(|c| state_row(c, key))
+    fn state(&self, key: &StateKey) -> Pending<Option<StateRecord>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let key = &key;
+            state_row(c, key)
+        })
     }
 
     fn put_state(&self, key: &StateKey, payload: &Value) -> Pending<StateRecord> {
@@ -160,10 +164,10 @@ mod tests {
             ..mine.clone()
         };
         store.put_state(&mine, &json!({"v": 1})).wait().unwrap();
-        assert_eq!(store.state(&mine).unwrap().unwrap().payload, json!({"v": 1}));
-        assert!(store.state(&theirs).unwrap().is_none());
+        assert_eq!(store.state(&mine).wait().unwrap().unwrap().payload, json!({"v": 1}));
+        assert!(store.state(&theirs).wait().unwrap().is_none());
         let updated = store.put_state(&mine, &json!({"v": 2})).wait().unwrap();
-        assert_eq!(store.state(&mine).unwrap().unwrap().id, updated.id);
+        assert_eq!(store.state(&mine).wait().unwrap().unwrap().id, updated.id);
         assert!(store.delete_state(&mine).wait().unwrap());
         assert!(!store.delete_state(&mine).wait().unwrap());
     }
@@ -200,7 +204,7 @@ mod tests {
             panic!("the state exists and any payload passes");
         };
         assert_eq!(patched.payload, json!({"a": 1, "c": [3]}));
-        assert_eq!(store.state(&key).unwrap().unwrap().payload, patched.payload);
+        assert_eq!(store.state(&key).wait().unwrap().unwrap().payload, patched.payload);
 
         // The check sees the merged state, and a refusal writes nothing.
         let needs_a: StateCheck = Box::new(|merged| match merged.get("a") {
@@ -216,6 +220,6 @@ mod tests {
             Patched::Refused(why) => assert_eq!(why, "a is required"),
             other => panic!("removing a must be refused: {other:?}"),
         }
-        assert_eq!(store.state(&key).unwrap().unwrap().payload, json!({"a": 1, "c": [3]}));
+        assert_eq!(store.state(&key).wait().unwrap().unwrap().payload, json!({"a": 1, "c": [3]}));
     }
 }

@@ -304,8 +304,10 @@ impl TriggerStore for SqliteStore {
         })
     }
 
-    fn trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRecord>> {
-        self.with(|c| {
+    fn trigger(&self, id: &str) -> Pending<Option<TriggerRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let id = id.as_str();
             Ok(
                 c.prepare_cached(&format!("SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = ?1"))?
                     .query_row([id], trigger_row)
@@ -314,8 +316,8 @@ impl TriggerStore for SqliteStore {
         })
     }
 
-    fn all_triggers(&self) -> anyhow::Result<Vec<TriggerRecord>> {
-        self.with(|c| {
+    fn all_triggers(&self) -> Pending<Vec<TriggerRecord>> {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(&format!("SELECT {TRIGGER_COLUMNS} FROM triggers ORDER BY seq"))?;
             Ok(statement
                 .query_map([], trigger_row)?
@@ -323,8 +325,10 @@ impl TriggerStore for SqliteStore {
         })
     }
 
-    fn list_triggers(&self, query: &TriggerQuery) -> anyhow::Result<TriggerPage> {
-        self.with(|c| {
+    fn list_triggers(&self, query: &TriggerQuery) -> Pending<TriggerPage> {
+        let query = query.clone();
+        self.read(move |c| {
+            let query = &query;
             let mut sql = format!("SELECT {TRIGGER_COLUMNS} FROM triggers WHERE 1");
             let mut values: Vec<rusqlite::types::Value> = Vec::new();
             if let Some(cursor) = &query.cursor {
@@ -383,8 +387,12 @@ impl TriggerStore for SqliteStore {
         })
     }
 
-    fn trigger_event(&self, event_id: &str) -> anyhow::Result<Option<TriggerEventLink>> {
-        self.with(|c| find_link(c, event_id))
+    fn trigger_event(&self, event_id: &str) -> Pending<Option<TriggerEventLink>> {
+        let event_id = event_id.to_owned();
+        self.read(move |c| {
+            let event_id = event_id.as_str();
+            find_link(c, event_id)
+        })
     }
 
     fn resolve_trigger_event(&self, resolution: &EventResolution) -> Pending<TriggerEventLink> {
@@ -544,10 +552,10 @@ mod tests {
             .events(&EventQuery {
                 event_type: Some("trigger:event:received".into()),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(received.items.len(), 7);
-        let conversation = store.conversation(&first.conversation_id).unwrap().unwrap();
+        let conversation = store.conversation(&first.conversation_id).wait().unwrap().unwrap();
         assert_eq!(conversation.channel, "trigger");
         assert_eq!(conversation.tags.get("session").map(String::as_str), Some("s"));
         assert_eq!(conversation.tags.get("triggerId").map(String::as_str), Some("trg_1"));
@@ -576,7 +584,7 @@ mod tests {
             .unwrap();
         let user_id = first.contact_user_id.clone().unwrap();
         assert_eq!(second.contact_user_id.as_deref(), Some(user_id.as_str()));
-        let user = store.user(&user_id).unwrap().unwrap();
+        let user = store.user(&user_id).wait().unwrap().unwrap();
         assert_eq!(user.name.as_deref(), Some("Ann Smith"));
         assert_eq!(user.tags.get("phone").map(String::as_str), Some("555-0123"));
         // Linked to both conversations.
@@ -585,7 +593,7 @@ mod tests {
                 .users(&EntityQuery {
                     conversation_id: Some(conversation_id.clone()),
                     ..Default::default()
-                })
+                }).wait()
                 .unwrap();
             assert_eq!(users.items.len(), 1);
             assert_eq!(users.items[0].id, user_id);
@@ -631,13 +639,13 @@ mod tests {
                 .wait()
                 .unwrap()
         );
-        let link = store.trigger_event("tev_1").unwrap().unwrap();
+        let link = store.trigger_event("tev_1").wait().unwrap().unwrap();
         assert_eq!((link.status.as_str(), link.attempt), ("finished", 2));
         let finished = store
             .events(&EventQuery {
                 event_type: Some("trigger:execution:finished".into()),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(finished.items.len(), 1);
     }
@@ -671,7 +679,7 @@ mod tests {
             .list_triggers(&TriggerQuery {
                 take: 2,
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(ids(&first), ["trg_4", "trg_3"]);
         let second = store
@@ -679,7 +687,7 @@ mod tests {
                 take: 2,
                 cursor: first.cursor.clone(),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(ids(&second), ["trg_2", "trg_1"]);
         let ascending = store
@@ -688,7 +696,7 @@ mod tests {
                 ascending: true,
                 blueprint_id: Some("bp".into()),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(ids(&ascending), ["trg_0", "trg_2", "trg_4"]);
         assert!(ascending.cursor.is_none());
@@ -697,7 +705,7 @@ mod tests {
                 take: 10,
                 meta: vec![("team".into(), "b".into())],
                 ..Default::default()
-            })
+            }).wait()
             .unwrap();
         assert_eq!(ids(&team_b), ["trg_4", "trg_3"]);
         let error = store
@@ -705,7 +713,7 @@ mod tests {
                 take: 2,
                 cursor: Some("trg_nope".into()),
                 ..Default::default()
-            })
+            }).wait()
             .unwrap_err();
         assert!(error.downcast_ref::<StoreError>().is_some());
     }

@@ -231,7 +231,7 @@ mod tests {
                         let id = format!("evt_{thread}_{n}");
                         store.insert_event(&event(&id)).wait().unwrap();
                         // Read-your-write: committed before insert_event returned.
-                        assert!(store.event(&id).unwrap().is_some(), "{id} is readable at once");
+                        assert!(store.event(&id).wait().unwrap().is_some(), "{id} is readable at once");
                     }
                 })
             })
@@ -239,11 +239,11 @@ mod tests {
         for writer in writers {
             writer.join().unwrap();
         }
-        assert_eq!(store.raw_outbox_after(0, 1000).unwrap().len(), 400);
+        assert_eq!(store.raw_outbox_after(0, 1000).wait().unwrap().len(), 400);
         assert_eq!(*store.outbox_published().borrow(), 400);
         drop(store);
         let reopened = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(reopened.raw_outbox_after(0, 1000).unwrap().len(), 400, "on disk");
+        assert_eq!(reopened.raw_outbox_after(0, 1000).wait().unwrap().len(), 400, "on disk");
     }
 
     #[test]
@@ -267,7 +267,7 @@ mod tests {
         for writer in writers {
             writer.join().unwrap();
         }
-        let outbox = store.raw_outbox_after(0, 1000).unwrap();
+        let outbox = store.raw_outbox_after(0, 1000).wait().unwrap();
         assert_eq!(outbox.len(), 161, "every good write and none of the refused ones");
         assert_eq!(*store.outbox_published().borrow(), outbox.last().unwrap().seq);
     }
@@ -291,7 +291,7 @@ mod tests {
                 result.unwrap();
             }
         });
-        assert_eq!(store.raw_outbox_after(0, 1000).unwrap().len(), 100);
+        assert_eq!(store.raw_outbox_after(0, 1000).wait().unwrap().len(), 100);
     }
 
     #[test]
@@ -301,6 +301,6 @@ mod tests {
         let message = format!("{:#}", panicked.unwrap_err());
         assert!(message.contains("panicked: boom"), "{message}");
         store.insert_event(&event("evt_after")).wait().unwrap();
-        assert!(store.event("evt_after").unwrap().is_some());
+        assert!(store.event("evt_after").wait().unwrap().is_some());
     }
 }
