@@ -14,7 +14,7 @@
 //!   `<target>/bench-guests/{python,js}/webhook.wasm`), its handler recording one event
 //!   (schema check and an in-memory store).
 //!
-//! Run: `cargo bench -p sluice --bench sandbox` (or `bench/run`, which prints the medians
+//! Run: `cargo bench -p sluice --features bench --bench sandbox` (or `bench/run`, which prints the medians
 //! in its table).
 
 use std::path::{Path, PathBuf};
@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sluice::config::Limits;
-use sluice::runtime::{AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, WebhookRequest};
-use sluice::store::{SharedStore, SqliteStore};
+use sluice::bench::{
+    AllowList, CallContext, CallFor, Caller, CompiledPlugin, Limits, Profiling, Runtime, SharedStore, SqliteStore,
+    WebhookRequest,
+};
 
 /// The cargo target folder (`<target>/release/deps/sandbox-*` is this binary).
 fn target_dir() -> PathBuf {

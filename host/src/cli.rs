@@ -1,5 +1,11 @@
 //! The `sluice` command line. `main.rs` parses [`Cli`] and hands it to [`run`].
 
+// The doc comments of the argument types are the `--help` text, written for a terminal.
+#![allow(
+    rustdoc::invalid_html_tags,
+    reason = "the doc comments are clap's --help text, not HTML"
+)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,10 +19,12 @@ use crate::serve::{ServeOptions, serve};
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands of `sluice`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve every plugin (*.wasm) in the plugins folder, each at its own webhook URL.
@@ -27,6 +35,7 @@ pub enum Command {
     New(NewArgs),
 }
 
+/// `sluice inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The plugin component (.wasm).
@@ -36,6 +45,7 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
+/// `sluice new`.
 #[derive(Debug, Args)]
 pub struct NewArgs {
     /// The plugin's name (lower-case letters, digits, - and _); also its integration name.
@@ -48,6 +58,7 @@ pub struct NewArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// `sluice serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Folder of plugins: every <name>.wasm is an installation, configured by <name>.toml.

@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The version of the delivered format described here. Not sent: it names the format
-/// that the golden tests pin, so that changing it is a decision and not an accident.
+/// The version of the delivered format described here, which the golden tests pin so
+/// that changing it is a decision and not an accident. `GET /v1/delivery` shows it.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The `data` of a notification.
@@ -130,7 +130,7 @@ pub struct Envelope<'a> {
 
 impl Envelope<'_> {
     /// The envelope as JSON text. `data` is inserted as stored, not parsed again.
-    pub fn to_json(&self) -> String {
+    pub fn to_json(self) -> String {
         let text = |value: &str| serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into());
         let integration_id = self.integration_id.map(text).unwrap_or_else(|| "null".into());
         let data = if self.data.is_empty() { "null" } else { self.data };

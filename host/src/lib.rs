@@ -1,33 +1,51 @@
 //! sluice: a small, fast WebAssembly plugin host for chatbot and platform integrations.
 //!
-//! The rooms, in the order a webhook request passes through them:
-//! - [`http`]: the HTTP surfaces (webhook ingress, bot API, admin);
-//! - [`plugins`]: the plugins folder, installations and the registry that routes to them;
-//! - [`runtime`]: the wasmtime engine, compiled plugins, per-call sandboxes and the host
-//!   functions plugins import;
-//! - [`store`]: where events, state, conversations, users and messages are kept;
-//! - [`delivery`]: how what was kept reaches the user's application (signed webhooks,
-//!   a live stream, NATS JetStream), in the format of [`envelope`] (which the store
-//!   writes and delivery sends, and which depends on neither);
-//! - [`bot`]: the bot's side of the chat (actions, messages, conversations, events),
-//!   checked against the integrations' declarations before their plugins run.
-//! - [`jobs`]: triggers, the durable queue of their events, the workers and schedules.
-//!
-//! [`serve`] wires them together; [`cli`] is what the `sluice` binary runs, with
-//! [`inspect`] (check a plugin file) and [`scaffold`] (`sluice new`) beside it.
+//! Drop integration plugins (WebAssembly components built against the contract in
+//! `wit/`) into a folder and each one is live: it gets a webhook URL, every request sent
+//! there runs in a fresh sandboxed instance of the plugin, and what the plugin records
+//! (events, conversations, users, messages, state) is kept and delivered to the bot.
+//! [`cli`] is what the `sluice` binary runs.
 
-pub mod bot;
+// The rooms, in the order a webhook request passes through them; arrows point down only
+// (http -> bot/jobs/delivery -> plugins -> runtime -> store -> envelope, config, ids, time):
+// - http: the HTTP surfaces (webhook ingress, bot API, trigger API, delivery API, admin);
+// - bot, jobs, delivery: the bot's side of the chat (checked against the integrations'
+//   declarations before their plugins run); triggers with their queue, workers and
+//   schedules; how what was kept reaches the user's application (signed webhooks, a live
+//   stream, NATS JetStream);
+// - plugins: the plugins folder, installations and the registry that routes to them;
+// - runtime: the wasmtime engine, compiled plugins, per-call sandboxes and the host
+//   functions plugins import;
+// - store: where everything is kept, one trait per capability and the SQLite backend;
+// - envelope: the delivered format, which the store writes and delivery sends;
+// - config, ids, time: leaves.
+// serve wires them together for `sluice serve`; inspect and scaffold are `sluice inspect`
+// and `sluice new`.
+
+pub(crate) mod bot;
 pub mod cli;
-pub mod config;
-pub mod delivery;
-pub mod envelope;
-pub mod http;
-pub mod ids;
-pub mod inspect;
-pub mod jobs;
-pub mod plugins;
-pub mod runtime;
-pub mod scaffold;
-pub mod serve;
-pub mod store;
-pub mod time;
+pub(crate) mod config;
+pub(crate) mod delivery;
+pub(crate) mod envelope;
+pub(crate) mod http;
+pub(crate) mod ids;
+pub(crate) mod inspect;
+pub(crate) mod jobs;
+pub(crate) mod plugins;
+pub(crate) mod runtime;
+pub(crate) mod scaffold;
+pub(crate) mod serve;
+pub(crate) mod store;
+pub(crate) mod time;
+
+/// The runtime's parts the sandbox benchmark (`host/benches/sandbox.rs`) drives directly,
+/// without HTTP: not the library's API, and only there with the `bench` feature.
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::config::Limits;
+    pub use crate::runtime::{
+        AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, WebhookRequest,
+    };
+    pub use crate::store::{SharedStore, SqliteStore};
+}

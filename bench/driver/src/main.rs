@@ -24,6 +24,7 @@ use clap::Parser;
 use report::{Measurement, RowReport};
 use rows::{Row, RowKind, Running};
 
+/// The command line of `bench-driver`.
 #[derive(Debug, Parser)]
 #[command(about = "Runs the sluice load benchmark and prints one table (use bench/run)")]
 pub struct Options {

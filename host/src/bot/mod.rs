@@ -20,7 +20,7 @@ pub mod messages;
 
 use std::sync::Arc;
 
-pub use actions::{ActionOutput, call_action};
+pub use actions::call_action;
 pub use error::{BotError, BotErrorKind};
 pub use messages::{OutgoingMessage, send_message, update_message};
 

@@ -1,4 +1,4 @@
-//! Standard Webhooks signatures (https://www.standardwebhooks.com): the receiver gets
+//! Standard Webhooks signatures (<https://www.standardwebhooks.com>): the receiver gets
 //! `webhook-id`, `webhook-timestamp` (seconds) and `webhook-signature: v1,<base64>`, the
 //! HMAC-SHA256 of `<id>.<timestamp>.<body>` keyed with the secret's bytes, so that the
 //! spec's verifier libraries check it unchanged.

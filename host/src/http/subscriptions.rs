@@ -15,9 +15,7 @@ use super::chat::page_meta;
 use super::errors::ApiResult;
 use super::{ApiError, AppState};
 use crate::delivery::{SubscriptionError, SubscriptionInput};
-use crate::store::{
-    AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, SubscriptionRecord,
-};
+use crate::store::{AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, SubscriptionRecord};
 use crate::time::iso8601;
 
 pub fn routes() -> Router<AppState> {

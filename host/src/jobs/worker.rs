@@ -289,7 +289,7 @@ fn classify(result: Answer<WebhookResponse>, installation: &Installation) -> Res
                 CallError::Deadline(_) => "deadline",
                 CallError::MemoryLimit { .. } => "memory-limit",
                 CallError::Busy => "busy",
-                CallError::Trap(_) | CallError::Instantiate(_) => "plugin-crashed",
+                CallError::Trap(_) => "plugin-crashed",
             },
             message: format!("plugin {}: {failure}", installation.name()),
             retryable: true,

@@ -49,8 +49,6 @@ pub struct Installation {
     pub file: PathBuf,
     pub plugin: Arc<CompiledPlugin>,
     pub sidecar: Sidecar,
-    /// The configuration as JSON (from the sidecar).
-    pub configuration: Value,
     pub status: InstallationStatus,
     /// What is wrong, for every status but `Active`; each problem says what to do.
     pub problems: Vec<String>,

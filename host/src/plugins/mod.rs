@@ -13,7 +13,7 @@ pub mod registry;
 pub mod sync;
 pub mod watch;
 
-pub use installation::{HostIdentity, Installation, InstallationStatus};
-pub use registry::{LoadFailure, Registry, ReloadStatus, Snapshot};
-pub use sync::{PluginHost, SyncReport};
+pub use installation::{HostIdentity, Installation};
+pub use registry::Snapshot;
+pub use sync::PluginHost;
 pub use watch::FolderWatcher;

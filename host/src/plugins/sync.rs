@@ -330,7 +330,6 @@ impl PluginHost {
             file: file.to_path_buf(),
             plugin,
             sidecar,
-            configuration,
             status,
             problems,
             caller,

@@ -26,6 +26,7 @@ pub struct CallContext {
     pub integration_alias: String,
     /// The unguessable id in the installation's webhook URL.
     pub webhook_id: String,
+    /// The full URL outside platforms call to reach the installation's `handler`.
     pub webhook_url: String,
     /// The installation's configuration as JSON text, checked against the plugin's
     /// configuration schema.
@@ -52,9 +53,13 @@ impl CallContext {
 /// and context, and the request id its log lines carry.
 #[derive(Clone, Copy)]
 pub struct CallFor<'a> {
+    /// What the plugin's imports are scoped to.
     pub caller: &'a Arc<Caller>,
+    /// Memory, deadline and body limits of the call.
     pub limits: &'a Limits,
+    /// Who the call is about.
     pub context: &'a CallContext,
+    /// The id the call's log lines carry.
     pub request_id: &'a str,
 }
 
@@ -69,6 +74,7 @@ pub struct WebhookRequest {
     pub query: String,
     /// Header fields in the order received; names lower case.
     pub headers: Vec<(String, String)>,
+    /// The raw body.
     pub body: Vec<u8>,
 }
 

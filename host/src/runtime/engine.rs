@@ -40,6 +40,7 @@ pub struct Engine {
 /// Whether the plugins' compiled code is described for outside profilers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Profiling {
+    /// Nothing is written for profilers.
     #[default]
     Off,
     /// `/tmp/perf-<pid>.map`, which `perf report` reads to name JIT code.

@@ -28,8 +28,8 @@ pub use calls::{
     WebhookResponse,
 };
 pub use definition::PluginDefinition;
-pub use engine::{CodeSource, Profiling};
-pub use host::{Caller, CreatedRecord, LogLine};
+pub use engine::Profiling;
+pub use host::Caller;
 pub use loader::{LoadError, Runtime};
 pub use outbound::AllowList;
 pub use plugin::CompiledPlugin;

@@ -22,6 +22,7 @@ pub struct CompiledPlugin {
     pub hash: String,
     /// Size of the plugin file in bytes.
     pub size: usize,
+    /// Its definition, with compiled schemas.
     pub definition: Arc<PluginDefinition>,
     /// Where the compiled code came from.
     pub code_source: CodeSource,
@@ -60,6 +61,7 @@ impl CompiledPlugin {
 
     /// Calls `definition()` in a fresh instance and drops the answer: the cheapest call a
     /// plugin takes (the sandbox benchmark's floor).
+    #[cfg(any(test, feature = "bench"))]
     pub async fn probe(&self) -> Result<(), CallError> {
         self.read_definition().await.map(drop)
     }

@@ -47,8 +47,6 @@ pub enum CallError {
     Deadline(u64),
     #[error("too many plugin calls are running at once; try again shortly")]
     Busy,
-    #[error("the plugin could not be started: {0}")]
-    Instantiate(String),
 }
 
 impl CallError {

@@ -38,7 +38,9 @@ pub use sqlite::SqliteStore;
 pub use state::*;
 pub use triggers::*;
 
-/// The store's traits, for code that calls them on a concrete store.
+/// The store's traits, for code that calls them on a concrete store (the tests).
+#[cfg(test)]
+#[allow(unused_imports, reason = "each test module uses the part it tests")]
 pub mod prelude {
     pub use super::{
         ChatStore, DeliveryStore, EventStore, MetaStore, OutboxStore, QueueStore, StateStore, Store, TriggerStore,

@@ -10,7 +10,8 @@ use super::{ConversationRecord, EventRecord, MessageRecord, Pending};
 use crate::envelope::{self, Envelope};
 
 /// One published notification: what happened, to be delivered to the user's application
-/// in an [`Envelope`].
+/// in an [`Envelope`]. Tests read the outbox this way; delivery sends it as stored.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEntry {
     /// Position in the outbox; delivery reads in this order.
@@ -62,6 +63,7 @@ pub trait OutboxStore {
     /// Outbox entries after `seq`, oldest first, with their data as stored.
     fn raw_outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<RawOutboxEntry>>;
     /// Outbox entries after `seq`, oldest first, with their data parsed.
+    #[cfg(test)]
     fn outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<OutboxEntry>>;
 }
 

@@ -46,7 +46,8 @@ impl<T: Send + 'static> Pending<T> {
         }
     }
 
-    /// Blocks the thread until the answer is there. Not for async code: await instead.
+    /// Blocks the thread until the answer is there (tests that are not async). Not for async code: await instead.
+    #[cfg(test)]
     pub fn wait(self) -> anyhow::Result<T> {
         match self.state {
             State::Waiting(answer) => unpack(answer.blocking_recv()),

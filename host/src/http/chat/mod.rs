@@ -26,7 +26,6 @@ use super::{ApiError, AppState};
 use crate::bot::BotError;
 
 pub use query::entity_query;
-pub use states::state_key;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

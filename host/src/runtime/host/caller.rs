@@ -10,25 +10,26 @@ use crate::ids::record_id;
 use crate::runtime::bindings::types::{self as wit, ErrorKind};
 use crate::runtime::definition::{PluginDefinition, scope_from_wit};
 use crate::runtime::outbound::AllowList;
-use crate::store::{
-    ConversationRecord, EventRecord, MessageRecord, SharedStore, StateKey, StateScope, UserRecord,
-};
+use crate::store::{ConversationRecord, EventRecord, MessageRecord, SharedStore, StateKey, StateScope, UserRecord};
 use crate::time::now_ms;
 
 /// The installation a call runs for: what the imports need to scope and check.
 pub struct Caller {
     /// Installation id (the plugin's `integration-id`).
     pub installation_id: String,
-    /// Installation name (the plugin's `integration-alias`).
-    pub installation_name: String,
+    /// The plugin's definition, which what it hands over is checked against.
     pub definition: Arc<PluginDefinition>,
+    /// Where what the plugin records is kept.
     pub store: SharedStore,
+    /// The outside origins the plugin may call.
     pub allow_list: AllowList,
     /// [`Caller::label`], built once: every call's state and log lines carry it.
     shared_label: Arc<str>,
 }
 
 impl Caller {
+    /// The scope of calls for installation `installation_id`, named `installation_name`
+    /// in log lines.
     pub fn new(
         installation_id: String,
         installation_name: String,
@@ -39,7 +40,6 @@ impl Caller {
         let shared_label = format!("{}/{}", definition.name, installation_name).into();
         Caller {
             installation_id,
-            installation_name,
             definition,
             store,
             allow_list,

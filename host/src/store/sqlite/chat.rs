@@ -402,7 +402,8 @@ mod tests {
         assert!(created);
         assert_ne!(other_install.id, first.id);
         let types: Vec<String> = store
-            .outbox_after(0, 10).wait()
+            .outbox_after(0, 10)
+            .wait()
             .unwrap()
             .into_iter()
             .map(|e| e.entry_type)
@@ -437,12 +438,21 @@ mod tests {
             })
             .wait()
             .unwrap();
-        assert_eq!(store.conversation(&conversation.id).wait().unwrap().unwrap().message_count, 1);
+        assert_eq!(
+            store
+                .conversation(&conversation.id)
+                .wait()
+                .unwrap()
+                .unwrap()
+                .message_count,
+            1
+        );
         let by_tag = store
             .messages(&EntityQuery {
                 tags: [("messageId".to_string(), "m1".to_string())].into(),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(by_tag.items.len(), 1);
         assert_eq!(by_tag.items[0].payload, json!({"text": "hi"}));
@@ -466,14 +476,16 @@ mod tests {
             .messages(&EntityQuery {
                 tags: [("messageId".to_string(), "m1".to_string())].into(),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert!(by_old_tag.items.is_empty(), "a removed tag no longer finds the message");
         let by_new_tag = store
             .messages(&EntityQuery {
                 tags: [("threadId".to_string(), "t1".to_string())].into(),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(by_new_tag.items.len(), 1);
         assert!(

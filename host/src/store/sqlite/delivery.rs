@@ -215,12 +215,7 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn pending_deliveries(
-        &self,
-        subscription_id: &str,
-        after: i64,
-        limit: usize,
-    ) -> Pending<Vec<PendingDelivery>> {
+    fn pending_deliveries(&self, subscription_id: &str, after: i64, limit: usize) -> Pending<Vec<PendingDelivery>> {
         let subscription_id = subscription_id.to_owned();
         self.read(move |c| {
             let subscription_id = subscription_id.as_str();
@@ -518,7 +513,8 @@ mod tests {
                 subscription_id: "sub_a".into(),
                 status: Some(DeliveryStatus::Dead),
                 page: PageRequest::default(),
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(page.items.len(), 1);
 

@@ -145,7 +145,8 @@ mod tests {
                     token: None,
                 },
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(
             first.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
@@ -158,7 +159,8 @@ mod tests {
                     token: first.next_token.clone(),
                 },
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(
             second.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
@@ -168,7 +170,8 @@ mod tests {
             .events(&EventQuery {
                 event_type: Some("a:even".into()),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(even.items.len(), 3);
         assert!(even.next_token.is_none());

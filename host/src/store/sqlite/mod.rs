@@ -147,6 +147,7 @@ impl SqliteStore {
 
     /// A store in memory, for unit tests. Reads share the writer's connection, since
     /// another connection would open another database.
+    #[cfg(any(test, feature = "bench"))]
     pub fn in_memory() -> anyhow::Result<SqliteStore> {
         let queue = QueueDatabase::in_memory()?;
         Self::prepare(Connection::open_in_memory()?, |writer| Ok(vec![writer.clone()]), queue)

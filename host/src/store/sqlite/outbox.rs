@@ -8,11 +8,15 @@ use rusqlite::hooks::Action;
 use rusqlite::{Connection, params};
 use tokio::sync::watch;
 
-use super::rows::{parse_json, raw_entry};
+#[cfg(test)]
+use super::rows::parse_json;
+use super::rows::raw_entry;
 use super::writer::Announcement;
 use super::{SqliteStore, execute};
 use crate::ids::record_id;
-use crate::store::{OutboxEntry, OutboxStore, Pending, RawOutboxEntry};
+#[cfg(test)]
+use crate::store::OutboxEntry;
+use crate::store::{OutboxStore, Pending, RawOutboxEntry};
 
 /// Follows what is published on the write connection: answers the announcement for the
 /// connection's writer and the signal it keeps at the highest outbox seq committed. The
@@ -86,6 +90,7 @@ impl OutboxStore for SqliteStore {
         })
     }
 
+    #[cfg(test)]
     fn outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<OutboxEntry>> {
         self.read(move |c| {
             let mut statement = c.prepare_cached(

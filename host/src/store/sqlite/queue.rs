@@ -80,6 +80,7 @@ impl QueueDatabase {
     }
 
     /// A queue in memory, for unit tests; reads share the writer's connection.
+    #[cfg(any(test, feature = "bench"))]
     pub(super) fn in_memory() -> anyhow::Result<QueueDatabase> {
         Self::prepare(Connection::open_in_memory()?, |writer| Ok(writer.clone()))
     }

@@ -220,6 +220,9 @@ mod tests {
             Patched::Refused(why) => assert_eq!(why, "a is required"),
             other => panic!("removing a must be refused: {other:?}"),
         }
-        assert_eq!(store.state(&key).wait().unwrap().unwrap().payload, json!({"a": 1, "c": [3]}));
+        assert_eq!(
+            store.state(&key).wait().unwrap().unwrap().payload,
+            json!({"a": 1, "c": [3]})
+        );
     }
 }

@@ -552,7 +552,8 @@ mod tests {
             .events(&EventQuery {
                 event_type: Some("trigger:event:received".into()),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(received.items.len(), 7);
         let conversation = store.conversation(&first.conversation_id).wait().unwrap().unwrap();
@@ -593,7 +594,8 @@ mod tests {
                 .users(&EntityQuery {
                     conversation_id: Some(conversation_id.clone()),
                     ..Default::default()
-                }).wait()
+                })
+                .wait()
                 .unwrap();
             assert_eq!(users.items.len(), 1);
             assert_eq!(users.items[0].id, user_id);
@@ -645,7 +647,8 @@ mod tests {
             .events(&EventQuery {
                 event_type: Some("trigger:execution:finished".into()),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(finished.items.len(), 1);
     }
@@ -679,7 +682,8 @@ mod tests {
             .list_triggers(&TriggerQuery {
                 take: 2,
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(ids(&first), ["trg_4", "trg_3"]);
         let second = store
@@ -687,7 +691,8 @@ mod tests {
                 take: 2,
                 cursor: first.cursor.clone(),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(ids(&second), ["trg_2", "trg_1"]);
         let ascending = store
@@ -696,7 +701,8 @@ mod tests {
                 ascending: true,
                 blueprint_id: Some("bp".into()),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(ids(&ascending), ["trg_0", "trg_2", "trg_4"]);
         assert!(ascending.cursor.is_none());
@@ -705,7 +711,8 @@ mod tests {
                 take: 10,
                 meta: vec![("team".into(), "b".into())],
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap();
         assert_eq!(ids(&team_b), ["trg_4", "trg_3"]);
         let error = store
@@ -713,7 +720,8 @@ mod tests {
                 take: 2,
                 cursor: Some("trg_nope".into()),
                 ..Default::default()
-            }).wait()
+            })
+            .wait()
             .unwrap_err();
         assert!(error.downcast_ref::<StoreError>().is_some());
     }

@@ -1,0 +1,123 @@
+//! The fan-out: reads the outbox in order and creates the deliveries each entry owes
+//! (one per matching subscription), moving its cursor in the same transaction, so every
+//! entry is fanned out exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::Delivery;
+use super::filter::TypeFilter;
+use crate::time::now_ms;
+
+/// The fan-out task's cursor in `delivery_cursors`.
+pub const FANOUT_CURSOR: &str = "fanout";
+/// Outbox entries fanned out in one transaction at most.
+const FANOUT_BATCH: usize = 1000;
+
+/// One subscription as the fan-out sees it.
+pub(super) struct Route {
+    id: String,
+    filter: TypeFilter,
+    wake: Arc<Notify>,
+}
+
+impl Delivery {
+    /// Rebuilds the routes from the enabled subscriptions, after every change.
+    pub(super) fn rebuild_routes(&self) {
+        let workers = self.lock_workers();
+        let mut routes: Vec<Route> = workers
+            .values()
+            .filter_map(|worker| {
+                let settings = worker.settings.borrow();
+                if !settings.enabled {
+                    return None;
+                }
+                Some(Route {
+                    id: settings.id.clone(),
+                    filter: TypeFilter::parse(&settings.types).unwrap_or_default(),
+                    wake: worker.wake.clone(),
+                })
+            })
+            .collect();
+        routes.sort_by(|a, b| a.id.cmp(&b.id));
+        self.routes.store(Arc::new(routes));
+    }
+
+    /// Reads the outbox in order and creates the deliveries each entry owes.
+    pub(super) async fn fan_out(self: Arc<Self>) {
+        let mut published = self.store.outbox_published();
+        let mut stopping = self.stopping.subscribe();
+        let mut cursor = match self.store.cursor(FANOUT_CURSOR).await {
+            Ok(cursor) => cursor.unwrap_or(0),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "cannot read the fan-out cursor; webhooks are not delivered");
+                return;
+            }
+        };
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            let head = *published.borrow_and_update();
+            let routes = self.routes.load_full();
+            let entries = if routes.is_empty() {
+                // Nobody to deliver to: move past what was published without reading it.
+                if head > cursor {
+                    match self.store.fan_out(&[], FANOUT_CURSOR, head, now_ms()).await {
+                        Ok(()) => cursor = head,
+                        Err(error) => {
+                            tracing::error!(error = %format!("{error:#}"), "cannot move the fan-out cursor; trying again")
+                        }
+                    }
+                }
+                Vec::new()
+            } else {
+                let after = cursor;
+                match self.store.outbox_types_after(after, FANOUT_BATCH).await {
+                    Ok(entries) => entries,
+                    Err(error) => {
+                        tracing::error!(error = %format!("{error:#}"), "cannot read the outbox; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            };
+            let Some(last) = entries.last().map(|(seq, _)| *seq) else {
+                tokio::select! {
+                    _ = published.changed() => {}
+                    // In case a commit was missed: a cheap look once in a while.
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stopping.changed() => return,
+                }
+                continue;
+            };
+            let mut owed = Vec::new();
+            let mut woken = vec![false; routes.len()];
+            for (seq, entry_type) in &entries {
+                for (index, route) in routes.iter().enumerate() {
+                    if route.filter.matches(entry_type) {
+                        owed.push((route.id.clone(), *seq));
+                        woken[index] = true;
+                    }
+                }
+            }
+            let write = self.store.fan_out(&owed, FANOUT_CURSOR, last, now_ms()).await;
+            match write {
+                Ok(()) => {
+                    cursor = last;
+                    for (route, woken) in routes.iter().zip(woken) {
+                        if woken {
+                            route.wake.notify_one();
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "cannot create deliveries; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}

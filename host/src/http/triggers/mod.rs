@@ -1,0 +1,141 @@
+//! The trigger API, wire-compatible with ChatBotKit's trigger integrations (as the npm
+//! package `@chatbotkit/sdk` calls them), under `/api/v1/integration/trigger` and the same
+//! paths without `/api`:
+//!
+//! - `POST create`, `GET list`, `GET {id}/fetch`, `POST {id}/update`, `POST {id}/delete`,
+//!   `POST {id}/setup`, `POST {id}/invoke`: management, with the API token;
+//! - `GET|POST {id}/event`: the event endpoint senders call, with the trigger's secret
+//!   when the trigger authenticates. The event is on disk before `{"ok":true}` is sent;
+//!   a worker runs it afterwards (see [`crate::jobs`]);
+//! - `GET {id}/events`, `GET {id}/events/{eventId}`, `POST {id}/events/{eventId}/retry`
+//!   (sluice's own): the trigger's queued, running, failed and finished events, and a
+//!   retry of a failed one.
+//!
+//! Here: the routes and what the handlers share; the management routes ([`manage`]) and
+//! the fields they read ([`fields`]); the event endpoint ([`ingress`]); a trigger's queued
+//! events ([`events`]).
+
+mod events;
+mod fields;
+mod ingress;
+mod manage;
+
+use events::{get_event, list_events, retry_event};
+use fields::{Field, object_body, trigger_fields};
+use ingress::receive_event;
+use manage::{create, delete, fetch, invoke, list, setup, update};
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::bodies::read_limited;
+use super::errors::ApiResult;
+use super::{ApiError, AppState, auth};
+use crate::ids::{record_id, secret_token, secrets_match};
+use crate::jobs::queue::{JobSource, NewJob};
+use crate::jobs::schedule::Schedule;
+use crate::jobs::{Jobs, SOURCE_HEADER};
+use crate::store::{Contact, TriggerQuery, TriggerRecord};
+use crate::time::{iso8601, now_ms};
+
+/// The event answer carries the queued event's id in this header.
+pub const EVENT_ID_HEADER: &str = "x-sluice-event-id";
+
+/// Set (to `true`) on the answer to an event whose idempotency key was seen before.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// Default `sessionDuration`: one hour.
+pub const DEFAULT_SESSION_DURATION_MS: i64 = 3_600_000;
+
+const PREFIXES: [&str; 2] = ["/v1/integration/trigger", "/api/v1/integration/trigger"];
+
+/// The trigger routes: management behind the API token, the event endpoint open (each
+/// trigger checks its own secret).
+pub fn routes(app: AppState) -> Router<AppState> {
+    let mut management = Router::new();
+    let mut events = Router::new();
+    for prefix in PREFIXES {
+        management = management
+            .route(&format!("{prefix}/create"), post(create))
+            .route(&format!("{prefix}/list"), get(list))
+            .route(&format!("{prefix}/{{id}}/fetch"), get(fetch))
+            .route(&format!("{prefix}/{{id}}/update"), post(update))
+            .route(&format!("{prefix}/{{id}}/delete"), post(delete))
+            .route(&format!("{prefix}/{{id}}/setup"), post(setup))
+            .route(&format!("{prefix}/{{id}}/invoke"), post(invoke))
+            .route(&format!("{prefix}/{{id}}/events"), get(list_events))
+            .route(&format!("{prefix}/{{id}}/events/{{event_id}}"), get(get_event))
+            .route(&format!("{prefix}/{{id}}/events/{{event_id}}/retry"), post(retry_event));
+        events = events.route(&format!("{prefix}/{{id}}/event"), any(receive_event));
+    }
+    let management = management.route_layer(axum::middleware::from_fn_with_state(app, auth::require_api_token));
+    management.merge(events)
+}
+
+fn jobs(app: &AppState) -> &Jobs {
+    &app.jobs
+}
+
+/// A trigger as the API shows it. `with_secret`: fetch and create show the secret; list
+/// shows it only for triggers that authenticate.
+pub fn trigger_json(trigger: &TriggerRecord, next_trigger_at: Option<i64>, with_secret: bool) -> Value {
+    let mut object = json!({
+        "id": trigger.id,
+        "name": trigger.name,
+        "description": trigger.description,
+        "botId": trigger.bot_id,
+        "authenticate": trigger.authenticate,
+        "triggerSchedule": trigger.schedule,
+        "schedule": trigger.schedule,
+        "timezone": trigger.timezone,
+        "sessionDuration": trigger.session_duration_ms,
+        "blueprintId": trigger.blueprint_id,
+        "meta": trigger.meta,
+        "lastTriggerAt": trigger.last_trigger_at,
+        "nextTriggerAt": next_trigger_at,
+        "createdAt": iso8601(trigger.created_at),
+        "updatedAt": iso8601(trigger.updated_at),
+    });
+    if with_secret {
+        object["secret"] = Value::String(trigger.secret.clone());
+    }
+    object
+}
+
+fn shown(app: &AppState, trigger: &TriggerRecord, with_secret: bool) -> Value {
+    trigger_json(trigger, jobs(app).timetable.next_at(&trigger.id), with_secret)
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("trigger {id} does not exist (or was deleted)"))
+}
+
+async fn stored_trigger(app: &AppState, id: &str) -> ApiResult<TriggerRecord> {
+    let key = id.to_string();
+    app.store.trigger(&key).await?.ok_or_else(|| not_found(id))
+}
+
+/// The raw body of a management call; one that cannot be read is answered in the API's
+/// error shape (413 naming the limit) rather than axum's plain text.
+struct ApiBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<ApiBody, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(ApiBody)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::api_body_too_large(),
+                _ => ApiError::bad_request(format!("the body could not be read: {}", rejection.body_text())),
+            })
+    }
+}
