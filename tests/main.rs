@@ -9,5 +9,6 @@ mod bot;
 mod delivery;
 mod hostile;
 mod plugin_host;
+mod serving;
 mod triggers;
 mod webhooks;

@@ -88,6 +88,75 @@ fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("cannot create the {what} {}", path.display()))
 }
 
+/// Refuses to start on a data folder sluice cannot write (a read-only mount, another
+/// user's folder), naming it, rather than failing in the store with an SQLite code. The
+/// files already there must be writable too.
+fn ensure_writable(data_dir: &Path) -> anyhow::Result<()> {
+    let not_writable = |path: &Path, error: std::io::Error| {
+        anyhow::anyhow!(
+            "the data folder {} is not writable ({} cannot be written: {error}); sluice keeps its store there: \
+             give the user running sluice write access to it, or choose another folder with --data",
+            data_dir.display(),
+            path.display()
+        )
+    };
+    let probe = data_dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|error| not_writable(&probe, error))?;
+    let _ = std::fs::remove_file(&probe);
+    for entry in std::fs::read_dir(data_dir)
+        .with_context(|| format!("cannot read the data folder {}", data_dir.display()))?
+        .flatten()
+    {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|error| not_writable(&path, error))?;
+        }
+    }
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (each connection takes a descriptor:
+/// a limit of 1,024, common for services, is reached by about a thousand idle clients),
+/// logs both, and answers the limit in force.
+fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limits = getrlimit(Resource::Nofile);
+    let (Some(soft), hard) = (limits.current, limits.maximum) else {
+        tracing::info!("open files: no limit");
+        return u64::MAX;
+    };
+    let wanted = hard.unwrap_or(u64::MAX);
+    if wanted > soft {
+        let raised = rustix::process::Rlimit {
+            current: Some(wanted),
+            maximum: hard,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::info!(
+                    soft_limit = soft,
+                    hard_limit = wanted,
+                    "open files: raised the soft limit to the hard limit"
+                );
+                return wanted;
+            }
+            Err(error) => {
+                tracing::warn!(soft_limit = soft, hard_limit = wanted, %error, "open files: cannot raise the soft limit");
+            }
+        }
+    } else {
+        tracing::info!(
+            soft_limit = soft,
+            hard_limit = wanted,
+            "open files: the soft limit is already the hard limit"
+        );
+    }
+    soft
+}
+
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
@@ -98,7 +167,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         None => HostConfig::default(),
     };
     ensure_dir(&options.data_dir, "data folder")?;
+    ensure_writable(&options.data_dir)?;
     ensure_dir(&options.plugins_dir, "plugins folder")?;
+    let open_file_limit = raise_open_file_limit();
+    let max_connections = http::server::connection_cap(open_file_limit);
+    tracing::info!(
+        max_connections,
+        open_file_limit,
+        "serving at most {max_connections} connections at once; beyond that the connections idle the longest are closed"
+    );
     let store: SharedStore = Arc::new(SqliteStore::open(&options.data_dir)?);
     let (api_token, generated) = api_token(&options, &config)?;
 
@@ -193,7 +270,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         jobs: jobs.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = http::server::run(listener, http::router(app), async {
+    let server = http::server::run(listener, http::router(app), max_connections, async {
         let _ = stop_rx.await;
     });
     let mut server = std::pin::pin!(server);

@@ -70,6 +70,23 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Raises this process's soft open-file limit to its hard limit (tests that hold many
+/// connections need more than a common default of 1,024); answers the limit.
+pub fn raise_own_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) and setrlimit(2) read and write only the struct passed.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
 /// Runs a command to completion, panicking with its output when it fails.
 pub fn run(command: &mut Command, what: &str) {
     let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
@@ -203,6 +220,7 @@ pub struct HostBuilder {
     env: Vec<(String, String)>,
     config: Option<String>,
     own_code_cache: bool,
+    open_files: Option<(u64, u64)>,
 }
 
 impl HostBuilder {
@@ -233,6 +251,13 @@ impl HostBuilder {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts sluice with these open-file limits (soft, hard), as `ulimit -n` in a shell
+    /// or `LimitNOFILE` in a systemd unit would.
+    pub fn open_file_limit(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
         self
     }
 
@@ -271,6 +296,7 @@ impl HostBuilder {
             data,
             args,
             env: self.env,
+            open_files: self.open_files,
             child: None,
             base: String::new(),
             output: Arc::new(Output::default()),
@@ -378,6 +404,7 @@ pub struct Host {
     pub data: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    open_files: Option<(u64, u64)>,
     child: Option<Child>,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
@@ -394,6 +421,7 @@ impl Host {
             env: Vec::new(),
             config: None,
             own_code_cache: false,
+            open_files: None,
         }
     }
 
@@ -413,6 +441,24 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some((soft, hard)) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit(2) is async-signal-safe, so it may run between fork and exec;
+            // `limit` is a plain value copied into the closure.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let mut child = command.spawn().expect("cannot start sluice");
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,

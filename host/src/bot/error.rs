@@ -1,7 +1,8 @@
 //! Why a bot call failed, in terms the bot API can answer with: a kind that maps to an
 //! HTTP status and a Botpress error type, and a message that says what was wrong.
 
-use crate::ids::record_id;
+use std::sync::Arc;
+
 use crate::plugins::Installation;
 use crate::runtime::{Answer, CallError, PluginError, PluginErrorKind};
 
@@ -74,6 +75,9 @@ impl BotErrorKind {
 pub struct BotError {
     pub kind: BotErrorKind,
     pub message: String,
+    /// What failed inside the host ([`BotErrorKind::Internal`]): for the caller to log
+    /// under the id of the request it answers.
+    pub cause: Option<Arc<anyhow::Error>>,
 }
 
 impl BotError {
@@ -81,6 +85,7 @@ impl BotError {
         BotError {
             kind,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -104,14 +109,13 @@ impl BotError {
         BotError::new(BotErrorKind::PluginFailed, message)
     }
 
-    /// A host failure: logged in full under a fresh error id, which the message names.
+    /// A host failure; its cause is kept for the caller to log with the request it
+    /// answers.
     pub fn internal(error: anyhow::Error) -> BotError {
-        let id = record_id("err");
-        tracing::error!(error_id = %id, error = %format!("{error:#}"), "internal error in a bot call");
-        BotError::new(
-            BotErrorKind::Internal,
-            format!("internal error; the host log has the details under {id}"),
-        )
+        BotError {
+            cause: Some(Arc::new(error)),
+            ..BotError::new(BotErrorKind::Internal, "internal error")
+        }
     }
 
     /// The plugin answered `what` with an `error`.

@@ -1,16 +1,17 @@
-//! `/v1/admin`: what the host runs.
+//! `/v1/admin`: what the host runs (and, at `/v1/admin/routes`, the route table: see
+//! [`super::routes`]).
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::routes::{Routes, get};
 use crate::plugins::Installation;
 use crate::time::iso8601;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/admin/installations", get(list_installations))
+pub fn routes() -> Routes {
+    Routes::new().route("/v1/admin/installations", get(list_installations))
 }
 
 /// An installation as the admin API shows it.

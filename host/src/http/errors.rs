@@ -1,13 +1,14 @@
 //! Errors as the APIs show them: the Botpress API error shape
-//! `{"id", "code", "type", "message"}`, with the request id as `id` so the log line can be
-//! found.
+//! `{"id", "code", "type", "message"}`, with the request id ([`RequestId`]) as `id`, and
+//! a log line carrying the same id: at debug for a refused request (4xx), at error, with
+//! the cause, for a failure (5xx).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::ids::record_id;
+use super::request_id::RequestId;
 
 /// The largest body the APIs (bot, admin, subscriptions, trigger management) read.
 pub const API_BODY_LIMIT: usize = 2 << 20;
@@ -19,8 +20,8 @@ pub struct ApiError {
     /// Botpress error type (`InvalidPayload`, `ResourceNotFound`, ...).
     pub kind: &'static str,
     pub message: String,
-    /// The request id (a fresh error id when there is none).
-    pub id: Option<String>,
+    /// The cause is already in the log, under the request id.
+    logged: bool,
 }
 
 impl ApiError {
@@ -29,14 +30,8 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
-            id: None,
+            logged: false,
         }
-    }
-
-    /// Tags the error with the request it answers.
-    pub fn with_id(mut self, id: impl Into<String>) -> ApiError {
-        self.id = Some(id.into());
-        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -64,16 +59,23 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message)
     }
 
-    /// A failure inside the host: the detail goes to the log, the caller gets the id.
+    /// A failure inside the host: the cause goes to the log under the request id, the
+    /// caller gets the id.
     pub fn internal(error: anyhow::Error) -> ApiError {
-        let id = record_id("err");
-        tracing::error!(error_id = %id, error = %format!("{error:#}"), "internal error");
-        ApiError::new(
+        ApiError::internal_cause(format!("{error:#}"))
+    }
+
+    /// [`ApiError::internal`] of a cause already put in words.
+    pub fn internal_cause(cause: String) -> ApiError {
+        let id = RequestId::current_or_new();
+        tracing::error!(request_id = %id, error = %cause, "internal error");
+        let mut answer = ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal",
             format!("internal error; the host log has the details under {id}"),
-        )
-        .with_id(id)
+        );
+        answer.logged = true;
+        answer
     }
 }
 
@@ -88,8 +90,16 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let id = self.id.unwrap_or_else(|| record_id("err"));
-        let body = json!({ "id": id, "code": self.status.as_u16(), "type": self.kind, "message": self.message });
+        let id = RequestId::current_or_new();
+        let (status, kind, message) = (self.status.as_u16(), self.kind, &self.message);
+        if self.status.is_server_error() {
+            if !self.logged {
+                tracing::error!(request_id = %id, status, kind, reason = %message, "request failed");
+            }
+        } else {
+            tracing::debug!(request_id = %id, status, kind, reason = %message, "request refused");
+        }
+        let body = json!({ "id": id.as_str(), "code": status, "type": kind, "message": self.message });
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body is read and thrown away only within bounds (see

@@ -9,12 +9,20 @@
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
+//!
+//! What every route shares: the route table the router is built from ([`routes`]), the
+//! extractors that read bodies, paths and queries by one rule ([`extract`]), the request
+//! id every answer carries ([`request_id`]), the error shape ([`errors`]), bodies read
+//! under limits ([`bodies`]) and the server with its connection limits ([`server`]).
 
 pub mod admin;
 pub mod auth;
 pub mod bodies;
 pub mod chat;
 pub mod errors;
+pub mod extract;
+pub mod request_id;
+pub mod routes;
 pub mod server;
 pub mod shapes;
 pub mod stream;
@@ -25,7 +33,6 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::any;
 
 use crate::delivery::Delivery;
 use crate::jobs::Jobs;
@@ -49,22 +56,22 @@ pub struct App {
 /// Shared handle to [`App`], the router's state.
 pub type AppState = Arc<App>;
 
-/// The whole HTTP surface.
+/// Where the route table is answered.
+pub const ROUTE_TABLE_PATH: &str = "/v1/admin/routes";
+
+/// The whole HTTP surface. The server gives each request its id ([`request_id`]).
 pub fn router(app: AppState) -> Router {
-    let protected = Router::new()
+    let protected = routes::Routes::new()
         .merge(chat::routes())
         .merge(admin::routes())
         .merge(subscriptions::routes())
         .merge(stream::routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            auth::require_api_token,
-        ));
-    Router::new()
-        .route("/webhooks/{webhook_id}", any(webhooks::receive))
-        .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))
+        .require_api_token(&app);
+    routes::Routes::new()
+        .merge(webhooks::routes())
         .merge(protected)
-        .merge(triggers::routes(app.clone()))
+        .merge(triggers::routes(&app))
+        .into_router_listed_at(ROUTE_TABLE_PATH, &app)
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::new(
@@ -73,9 +80,6 @@ pub fn router(app: AppState) -> Router {
                 format!("this route does not take {method}; the Allow header lists the methods it takes"),
             )
         })
-        // Bodies read by extractors (`Json`, `Bytes`); webhooks and trigger events read
-        // theirs under their own limits.
-        .layer(axum::extract::DefaultBodyLimit::max(errors::API_BODY_LIMIT))
         // Outermost, so that a body refused anywhere (a limit, a secret, an unknown
         // route) is still read to its end and the client gets to read why.
         .layer(tower::util::MapRequestLayer::new(bodies::linger_on_drop))

@@ -8,22 +8,21 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 
 use super::errors::ApiResult;
+use super::extract::QueryParams;
+use super::routes::{Routes, get};
 use super::{ApiError, AppState};
 use crate::delivery::filter::TypeFilter;
 use crate::delivery::stream::follow;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/stream", get(stream))
+pub fn routes() -> Routes {
+    Routes::new().route("/v1/stream", get(stream))
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,9 +36,8 @@ struct StreamQuery {
 async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<StreamQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let Query(query) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", r.body_text()))?;
     let filters: Vec<&str> = query
         .types
         .as_deref()

@@ -2,24 +2,25 @@
 //! deliveries and attempts, re-sending a dead-lettered delivery, and where delivery
 //! stands. All under `/v1`, behind the API token.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::chat::page_meta;
 use super::errors::ApiResult;
+use super::extract::{JsonBody, PathParams, QueryParams};
+use super::routes::{Routes, get, post};
 use super::{ApiError, AppState};
 use crate::delivery::{SubscriptionError, SubscriptionInput};
 use crate::store::{AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, SubscriptionRecord};
 use crate::time::iso8601;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/v1/subscriptions", get(list).post(create))
         .route("/v1/subscriptions/{id}", get(fetch).patch(update).delete(delete))
         .route("/v1/subscriptions/{id}/deliveries", get(list_deliveries))
@@ -106,30 +107,23 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
     Ok(Some(Option::deserialize(deserializer)?))
 }
 
-fn body(body: Result<Json<SubscriptionBody>, JsonRejection>) -> ApiResult<SubscriptionInput> {
-    let Json(body) = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::api_body_too_large();
+impl From<SubscriptionBody> for SubscriptionInput {
+    fn from(body: SubscriptionBody) -> SubscriptionInput {
+        SubscriptionInput {
+            url: body.url,
+            types: body.types,
+            secret: body.secret,
+            enabled: body.enabled,
+            description: body.description,
         }
-        ApiError::bad_request(format!(
-            "the body must be a JSON object with url, types, secret, enabled and description: {}",
-            rejection.body_text()
-        ))
-    })?;
-    Ok(SubscriptionInput {
-        url: body.url,
-        types: body.types,
-        secret: body.secret,
-        enabled: body.enabled,
-        description: body.description,
-    })
+    }
 }
 
 async fn create(
     State(app): State<AppState>,
-    input: Result<Json<SubscriptionBody>, JsonRejection>,
+    JsonBody(input): JsonBody<SubscriptionBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let subscription = app.delivery.create(body(input)?).await?;
+    let subscription = app.delivery.create(input.into()).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "subscription": subscription_json(&subscription, true) })),
@@ -143,7 +137,7 @@ async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
     })))
 }
 
-async fn fetch(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn fetch(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
     let subscription = app
         .store
@@ -155,14 +149,14 @@ async fn fetch(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult
 
 async fn update(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    input: Result<Json<SubscriptionBody>, JsonRejection>,
+    PathParams(id): PathParams<String>,
+    JsonBody(input): JsonBody<SubscriptionBody>,
 ) -> ApiResult<Json<Value>> {
-    let subscription = app.delivery.update(&id, body(input)?).await?;
+    let subscription = app.delivery.update(&id, input.into()).await?;
     Ok(Json(json!({ "subscription": subscription_json(&subscription, true) })))
 }
 
-async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<StatusCode> {
     app.delivery.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -177,10 +171,9 @@ struct DeliveriesQuery {
 
 async fn list_deliveries(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    query: Result<Query<DeliveriesQuery>, QueryRejection>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> ApiResult<Json<Value>> {
-    let Query(query) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", r.body_text()))?;
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
@@ -216,7 +209,7 @@ fn delivery_seq(id: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::not_found(format!("delivery {id} does not exist (delivery ids look like dlv_42)")))
 }
 
-async fn fetch_delivery(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn fetch_delivery(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
     let seq = delivery_seq(&id)?;
     let (delivery, attempts) = (app.store.delivery(seq).await?, app.store.attempts(seq).await?);
     let delivery = delivery.ok_or_else(|| ApiError::not_found(format!("delivery {id} does not exist")))?;
@@ -225,7 +218,7 @@ async fn fetch_delivery(State(app): State<AppState>, Path(id): Path<String>) -> 
     Ok(Json(json!({ "delivery": shown })))
 }
 
-async fn list_attempts(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn list_attempts(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
     let seq = delivery_seq(&id)?;
     let (delivery, attempts) = (app.store.delivery(seq).await?, app.store.attempts(seq).await?);
     if delivery.is_none() {
@@ -236,7 +229,11 @@ async fn list_attempts(State(app): State<AppState>, Path(id): Path<String>) -> A
     ))
 }
 
-async fn resend(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn resend(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+    _: JsonBody<IgnoredAny>,
+) -> ApiResult<impl IntoResponse> {
     let seq = delivery_seq(&id)?;
     let delivery = app.delivery.resend(seq).await?;
     Ok((

@@ -2,17 +2,22 @@
 //! installation's `handler` in a fresh sandbox and answer with what it returns.
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header::CONTENT_LENGTH};
 use axum::response::{IntoResponse, Response};
 
 use super::bodies::read_limited;
+use super::extract::PathParams;
+use super::request_id::RequestId;
+use super::routes::{Routes, any_raw};
 use super::{ApiError, AppState};
-use crate::ids::record_id;
 use crate::runtime::{CallError, WebhookRequest, WebhookResponse};
 
-/// Header carrying the request id on every webhook answer.
-pub const REQUEST_ID_HEADER: &str = "x-sluice-request-id";
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/webhooks/{webhook_id}", any_raw(receive))
+        .route("/webhooks/{webhook_id}/{*path}", any_raw(receive))
+}
 
 /// The parts of a webhook URL: `/webhooks/{webhook_id}` and `/webhooks/{webhook_id}/{*path}`.
 #[derive(Debug, serde::Deserialize)]
@@ -21,23 +26,18 @@ pub struct WebhookPath {
     path: Option<String>,
 }
 
-/// Runs the plugin behind a webhook URL.
-pub async fn receive(State(app): State<AppState>, Path(params): Path<WebhookPath>, request: Request) -> Response {
-    let request_id = record_id("req");
-    let mut response = handle(&app, &params, request, &request_id)
-        .await
-        .unwrap_or_else(|error| {
-            let error = if error.id.is_none() {
-                error.with_id(request_id.clone())
-            } else {
-                error
-            };
-            error.into_response()
-        });
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+/// Runs the plugin behind a webhook URL. The answer carries the request id (given by the
+/// server), which the plugin's log lines carry too.
+pub async fn receive(
+    State(app): State<AppState>,
+    PathParams(params): PathParams<WebhookPath>,
+    request_id: RequestId,
+    request: Request,
+) -> Response {
+    match handle(&app, &params, request, request_id.as_str()).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
     }
-    response
 }
 
 async fn handle(

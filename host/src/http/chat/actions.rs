@@ -3,15 +3,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body;
 use crate::bot;
+use crate::http::AppState;
 use crate::http::errors::ApiResult;
-use crate::http::{ApiError, AppState};
-use crate::ids::record_id;
+use crate::http::extract::JsonBody;
+use crate::http::request_id::RequestId;
 
 /// Body of `callAction`.
 #[derive(Debug, Deserialize)]
@@ -23,13 +22,10 @@ pub struct CallBody {
 
 pub async fn call(
     State(app): State<AppState>,
-    request: Result<Json<CallBody>, JsonRejection>,
+    request_id: RequestId,
+    JsonBody(request): JsonBody<CallBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("callAction", request)?;
-    let request_id = record_id("req");
-    let answer = bot::call_action(&app.plugins, &request.action_type, request.input, &request_id)
-        .await
-        .map_err(|error| ApiError::from(error).with_id(request_id))?;
+    let answer = bot::call_action(&app.plugins, &request.action_type, request.input, request_id.as_str()).await?;
     Ok(Json(json!({
         "output": answer.output,
         "meta": { "cached": false, "cost": answer.cost },

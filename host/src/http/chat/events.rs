@@ -1,15 +1,14 @@
 //! Events: `listEvents`, `getEvent`, `createEvent`.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{body, page_meta};
+use super::page_meta;
 use crate::bot::events::{NewEvent, create_event};
 use crate::http::errors::ApiResult;
+use crate::http::extract::{JsonBody, PathParams, QueryParams};
 use crate::http::{ApiError, AppState, shapes};
 use crate::store::{EventQuery, PageRequest};
 
@@ -29,10 +28,8 @@ pub struct ListEventsQuery {
 
 pub async fn list(
     State(app): State<AppState>,
-    query: Result<Query<ListEventsQuery>, QueryRejection>,
+    QueryParams(query): QueryParams<ListEventsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let Query(query) =
-        query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", rejection.body_text()))?;
     let query = EventQuery {
         event_type: query.event_type,
         conversation_id: query.conversation_id,
@@ -51,7 +48,7 @@ pub async fn list(
     })))
 }
 
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
     let event = app
         .store
@@ -77,9 +74,8 @@ pub struct CreateEventBody {
 
 pub async fn create(
     State(app): State<AppState>,
-    request: Result<Json<CreateEventBody>, JsonRejection>,
+    JsonBody(request): JsonBody<CreateEventBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("createEvent", request)?;
     if request.schedule.as_ref().is_some_and(|s| !s.is_null()) {
         return Err(ApiError::bad_request(
             "schedule is not supported by sluice: create the event when it is due",

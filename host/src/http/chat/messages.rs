@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{body, entity_query, page_meta};
+use super::{entity_query, page_meta};
 use crate::bot::{self, OutgoingMessage};
 use crate::http::errors::ApiResult;
+use crate::http::extract::{JsonBody, PathParams};
+use crate::http::request_id::RequestId;
 use crate::http::{ApiError, AppState, shapes};
-use crate::ids::record_id;
 use crate::store::Tags;
 
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
@@ -25,7 +25,7 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiRe
     })))
 }
 
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
     let message = app
         .store
@@ -51,15 +51,14 @@ pub struct CreateBody {
 
 pub async fn create(
     State(app): State<AppState>,
-    request: Result<Json<CreateBody>, JsonRejection>,
+    request_id: RequestId,
+    JsonBody(request): JsonBody<CreateBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("createMessage", request)?;
     if request.schedule.as_ref().is_some_and(|s| !s.is_null()) {
         return Err(ApiError::bad_request(
             "schedule is not supported by sluice: create the message when it is due",
         ));
     }
-    let request_id = record_id("req");
     let message = bot::send_message(
         &app.plugins,
         OutgoingMessage {
@@ -69,10 +68,9 @@ pub async fn create(
             payload: request.payload,
             tags: request.tags,
         },
-        &request_id,
+        request_id.as_str(),
     )
-    .await
-    .map_err(|error| ApiError::from(error).with_id(request_id))?;
+    .await?;
     Ok(Json(json!({ "message": shapes::message(&message) })))
 }
 
@@ -86,10 +84,9 @@ pub struct UpdateBody {
 
 pub async fn update(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    request: Result<Json<UpdateBody>, JsonRejection>,
+    PathParams(id): PathParams<String>,
+    JsonBody(request): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("updateMessage", request)?;
     // An empty value removes the tag, as `null` does.
     let tags = request
         .tags

@@ -15,20 +15,17 @@ mod query;
 mod states;
 mod users;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::ApiError;
+use super::routes::{Routes, get, post};
 use crate::bot::BotError;
 
 pub use query::entity_query;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/v1/chat/events", get(events::list).post(events::create))
         .route("/v1/chat/events/{id}", get(events::get))
         .route("/v1/chat/conversations", get(conversations::list))
@@ -64,27 +61,6 @@ pub fn page_meta(next_token: Option<String>) -> Value {
     }
 }
 
-/// A JSON body, or a 400 that names the operation and what is wrong with the body
-/// (serde names the missing or mistyped field).
-fn body<T>(operation: &str, body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::api_body_too_large();
-        }
-        let message = format!("the body is not a valid {operation} request: {}", rejection.body_text());
-        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-            ApiError::new(
-                status,
-                "UnsupportedMediaType",
-                format!("{message}; send Content-Type: application/json"),
-            )
-        } else {
-            ApiError::bad_request(message)
-        }
-    })
-}
-
 /// The installation named by the `x-integration-id` header, if any.
 fn integration_header(headers: &HeaderMap) -> Option<String> {
     headers
@@ -97,6 +73,9 @@ fn integration_header(headers: &HeaderMap) -> Option<String> {
 
 impl From<BotError> for ApiError {
     fn from(error: BotError) -> ApiError {
+        if let Some(cause) = &error.cause {
+            return ApiError::internal_cause(format!("{cause:#}"));
+        }
         let status = StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError::new(status, error.kind.api_type(), error.message)
     }

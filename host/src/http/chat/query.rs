@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 
 use crate::http::ApiError;
 use crate::http::errors::ApiResult;
+use crate::http::extract::query_pairs;
 use crate::store::{EntityQuery, Tags};
 
 fn invalid_query(message: String) -> ApiError {
@@ -22,9 +23,8 @@ fn tag_name(key: &str) -> Option<&str> {
 pub fn entity_query(raw: Option<&str>) -> ApiResult<EntityQuery> {
     let mut query = EntityQuery::default();
     let mut tags = Tags::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let value = value.into_owned();
-        match key.as_ref() {
+    for (key, value) in query_pairs(raw)? {
+        match key.as_str() {
             "nextToken" => query.page.token = Some(value),
             "pageSize" => {
                 query.page.size = Some(

@@ -2,14 +2,13 @@
 //! `/v1/chat/states/{type}/{id}/{name}`. A state the plugin declares must match its schema.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::body;
 use crate::http::errors::ApiResult;
+use crate::http::extract::{JsonBody, PathParams};
 use crate::http::{ApiError, AppState, shapes};
 use crate::store::{Patched, StateCheck, StateKey, StateRecord, StateScope};
 
@@ -88,7 +87,7 @@ fn state_json(app: &AppState, state: &StateRecord) -> Value {
 
 pub async fn get(
     State(app): State<AppState>,
-    Path((scope, id, name)): Path<(String, String, String)>,
+    PathParams((scope, id, name)): PathParams<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let key = state_key(&app, &scope, &id, &name).await?;
     let state = app
@@ -131,10 +130,9 @@ impl StateBody {
 
 pub async fn set(
     State(app): State<AppState>,
-    Path((scope, id, name)): Path<(String, String, String)>,
-    request: Result<Json<StateBody>, JsonRejection>,
+    PathParams((scope, id, name)): PathParams<(String, String, String)>,
+    JsonBody(request): JsonBody<StateBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("setState", request)?;
     request.check_expiry()?;
     let key = state_key(&app, &scope, &id, &name).await?;
     if request.payload.is_null() {
@@ -153,10 +151,9 @@ pub async fn set(
 
 pub async fn get_or_set(
     State(app): State<AppState>,
-    Path((scope, id, name)): Path<(String, String, String)>,
-    request: Result<Json<StateBody>, JsonRejection>,
+    PathParams((scope, id, name)): PathParams<(String, String, String)>,
+    JsonBody(request): JsonBody<StateBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("getOrSetState", request)?;
     request.check_expiry()?;
     let payload = Value::Object(request.object()?);
     let key = state_key(&app, &scope, &id, &name).await?;
@@ -169,10 +166,9 @@ pub async fn get_or_set(
 
 pub async fn patch(
     State(app): State<AppState>,
-    Path((scope, id, name)): Path<(String, String, String)>,
-    request: Result<Json<StateBody>, JsonRejection>,
+    PathParams((scope, id, name)): PathParams<(String, String, String)>,
+    JsonBody(request): JsonBody<StateBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("patchState", request)?;
     request.check_expiry()?;
     let patch = request.object()?;
     let key = state_key(&app, &scope, &id, &name).await?;
@@ -191,7 +187,7 @@ pub async fn patch(
 
 pub async fn delete(
     State(app): State<AppState>,
-    Path((scope, id, name)): Path<(String, String, String)>,
+    PathParams((scope, id, name)): PathParams<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let key = state_key(&app, &scope, &id, &name).await?;
     let existed = app.store.delete_state(&key).await?;

@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{body, entity_query, integration_header, page_meta};
+use super::{entity_query, integration_header, page_meta};
 use crate::bot::conversations::{UserRequest, get_or_create_user};
 use crate::http::errors::ApiResult;
+use crate::http::extract::{JsonBody, PathParams};
 use crate::http::{ApiError, AppState, shapes};
 
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
@@ -23,7 +23,7 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiRe
     })))
 }
 
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
     let lookup = id.clone();
     let user = app
         .store
@@ -47,9 +47,8 @@ pub struct GetOrCreateBody {
 pub async fn get_or_create(
     State(app): State<AppState>,
     headers: HeaderMap,
-    request: Result<Json<GetOrCreateBody>, JsonRejection>,
+    JsonBody(request): JsonBody<GetOrCreateBody>,
 ) -> ApiResult<Json<Value>> {
-    let request = body("getOrCreateUser", request)?;
     let (user, created) = get_or_create_user(
         &app.plugins,
         UserRequest {

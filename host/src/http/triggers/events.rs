@@ -4,21 +4,21 @@ use super::*;
 
 pub(super) async fn list_events(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let mut status = None;
     let mut cursor = None;
     let mut take = 20;
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
+    for (key, value) in query_pairs(raw.as_deref())? {
+        match key.as_str() {
             "status" => {
-                if !["queued", "running", "done", "failed", "cancelled"].contains(&value.as_ref()) {
+                if !["queued", "running", "done", "failed", "cancelled"].contains(&value.as_str()) {
                     return Err(ApiError::bad_request(format!(
                         "status must be queued, running, done, failed or cancelled, not {value:?}"
                     )));
                 }
-                status = Some(value.into_owned());
+                status = Some(value);
             }
             "cursor" => {
                 cursor =
@@ -62,7 +62,7 @@ pub(super) async fn find_event(app: &AppState, id: &str, event_id: &str) -> ApiR
 
 pub(super) async fn get_event(
     State(app): State<AppState>,
-    Path((id, event_id)): Path<(String, String)>,
+    PathParams((id, event_id)): PathParams<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let job = find_event(&app, &id, &event_id).await?;
     Ok(Json(json!({ "event": job })))
@@ -71,7 +71,8 @@ pub(super) async fn get_event(
 /// Puts a failed event back in the queue, with a fresh round of attempts.
 pub(super) async fn retry_event(
     State(app): State<AppState>,
-    Path((id, event_id)): Path<(String, String)>,
+    PathParams((id, event_id)): PathParams<(String, String)>,
+    _: JsonBody<IgnoredAny>,
 ) -> ApiResult<Json<Value>> {
     let job = find_event(&app, &id, &event_id).await?;
     if jobs(&app).trigger(&id).is_none() {

@@ -2,18 +2,6 @@
 
 use super::*;
 
-/// The JSON object body of a management call (an empty body counts as `{}`).
-pub(super) fn object_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
-        Err(error) => Err(ApiError::bad_request(format!("the body is not valid JSON: {error}"))),
-    }
-}
-
 /// A field that may be absent (leave unchanged), null (clear) or set.
 pub(super) enum Field<T> {
     Absent,
@@ -43,17 +31,6 @@ pub(super) fn text_field(body: &Map<String, Value>, key: &str, max_len: usize) -
             "{key} must be a string (or null), not {}",
             json_type(other)
         ))),
-    }
-}
-
-pub(super) fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

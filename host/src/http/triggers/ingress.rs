@@ -33,9 +33,8 @@ pub(super) fn set_once(slot: &mut Option<String>, name: &str, value: String) -> 
 pub fn event_parameters(query: &str) -> Result<EventParameters, String> {
     let mut session = None;
     let mut contact = Contact::default();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let value = value.into_owned();
-        match key.as_ref() {
+    for (key, value) in query_pairs(Some(query)).map_err(|error| error.message)? {
+        match key.as_str() {
             "session" => set_once(&mut session, "session", value)?,
             "contact.name" | "contact_name" => set_once(&mut contact.name, "the contact's name", value)?,
             "contact.email" | "contact_email" => set_once(&mut contact.email, "the contact's email", value)?,
@@ -55,17 +54,13 @@ pub fn event_parameters(query: &str) -> Result<EventParameters, String> {
     })
 }
 
-pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-        .map(str::trim)
-}
-
 /// `GET|POST .../{id}/event`: checks the request, writes the event to the queue and
 /// answers `{"ok":true}` once it is on disk.
-pub(super) async fn receive_event(State(app): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub(super) async fn receive_event(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+    request: Request,
+) -> Response {
     match accept_event(&app, &id, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -91,7 +86,7 @@ pub(super) async fn accept_event(app: &AppState, id: &str, request: Request) -> 
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     if trigger.authenticate {
-        match bearer(headers) {
+        match bearer_token(headers) {
             Some(given) if secrets_match(given.as_bytes(), trigger.secret.as_bytes()) => {}
             Some(_) => return Err(ApiError::unauthorized("the trigger secret is wrong")),
             None => {

@@ -28,8 +28,11 @@ pub(super) fn unknown_bot(app: &AppState, bot_id: &str) -> String {
     )
 }
 
-pub(super) async fn create(State(app): State<AppState>, ApiBody(body): ApiBody) -> ApiResult<Json<Value>> {
-    let fields = trigger_fields(&object_body(&body)?)?;
+pub(super) async fn create(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
+    let fields = trigger_fields(&body)?;
     let Field::Set(bot_id) = fields.bot_id else {
         return Err(ApiError::bad_request(
             "botId is required: the name or id of the installed plugin that runs the trigger's events",
@@ -61,10 +64,10 @@ pub(super) async fn create(State(app): State<AppState>, ApiBody(body): ApiBody) 
 
 pub(super) async fn update(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiBody(body): ApiBody,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    let fields = trigger_fields(&object_body(&body)?)?;
+    let fields = trigger_fields(&body)?;
     let current = stored_trigger(&app, &id).await?;
     if matches!(fields.bot_id, Field::Null) {
         return Err(ApiError::bad_request(
@@ -94,12 +97,16 @@ pub(super) async fn update(
     Ok(Json(shown(&app, &trigger, true)))
 }
 
-pub(super) async fn fetch(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn fetch(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
     let trigger = stored_trigger(&app, &id).await?;
     Ok(Json(shown(&app, &trigger, true)))
 }
 
-pub(super) async fn delete(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn delete(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+    _: JsonBody<IgnoredAny>,
+) -> ApiResult<Json<Value>> {
     if !jobs(&app).delete_trigger(&id).await? {
         return Err(not_found(&id));
     }
@@ -108,7 +115,11 @@ pub(super) async fn delete(State(app): State<AppState>, Path(id): Path<String>) 
 
 /// Validates the trigger and its bot binding and (re)arms its schedule. Changes nothing
 /// when all is well, so it is safe to repeat.
-pub(super) async fn setup(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub(super) async fn setup(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+    _: JsonBody<IgnoredAny>,
+) -> ApiResult<Json<Value>> {
     let trigger = stored_trigger(&app, &id).await?;
     let mut problems = Vec::new();
     match app.plugins.registry.by_id_or_name(&trigger.bot_id) {
@@ -150,10 +161,9 @@ pub(super) async fn setup(State(app): State<AppState>, Path(id): Path<String>) -
 
 pub(super) async fn invoke(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    ApiBody(body): ApiBody,
+    PathParams(id): PathParams<String>,
+    JsonBody(object): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    let object = object_body(&body)?;
     let trigger = jobs(&app).trigger(&id).ok_or_else(|| not_found(&id))?;
     let body = if object.is_empty() {
         Bytes::new()
@@ -173,9 +183,8 @@ pub(super) async fn list(
         take: 20,
         ..Default::default()
     };
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let value = value.into_owned();
-        match key.as_ref() {
+    for (key, value) in query_pairs(raw.as_deref())? {
+        match key.as_str() {
             "cursor" if !value.is_empty() => query.cursor = Some(value),
             "cursor" => {}
             "take" => {

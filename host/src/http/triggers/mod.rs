@@ -21,23 +21,26 @@ mod ingress;
 mod manage;
 
 use events::{get_event, list_events, retry_event};
-use fields::{Field, object_body, trigger_fields};
+use fields::{Field, trigger_fields};
 use ingress::receive_event;
 use manage::{create, delete, fetch, invoke, list, setup, update};
 
+use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Path, RawQuery, Request, State};
-use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 
+use super::auth::bearer_token;
 use super::bodies::read_limited;
 use super::errors::ApiResult;
-use super::{ApiError, AppState, auth};
+use super::extract::{JsonBody, PathParams, json_type, query_pairs};
+use super::routes::{Routes, any_raw, get, post};
+use super::{ApiError, AppState};
 use crate::ids::{record_id, secret_token, secrets_match};
 use crate::jobs::queue::{JobSource, NewJob};
 use crate::jobs::schedule::Schedule;
@@ -58,9 +61,9 @@ const PREFIXES: [&str; 2] = ["/v1/integration/trigger", "/api/v1/integration/tri
 
 /// The trigger routes: management behind the API token, the event endpoint open (each
 /// trigger checks its own secret).
-pub fn routes(app: AppState) -> Router<AppState> {
-    let mut management = Router::new();
-    let mut events = Router::new();
+pub fn routes(app: &AppState) -> Routes {
+    let mut management = Routes::new();
+    let mut events = Routes::new();
     for prefix in PREFIXES {
         management = management
             .route(&format!("{prefix}/create"), post(create))
@@ -73,10 +76,9 @@ pub fn routes(app: AppState) -> Router<AppState> {
             .route(&format!("{prefix}/{{id}}/events"), get(list_events))
             .route(&format!("{prefix}/{{id}}/events/{{event_id}}"), get(get_event))
             .route(&format!("{prefix}/{{id}}/events/{{event_id}}/retry"), post(retry_event));
-        events = events.route(&format!("{prefix}/{{id}}/event"), any(receive_event));
+        events = events.route(&format!("{prefix}/{{id}}/event"), any_raw(receive_event));
     }
-    let management = management.route_layer(axum::middleware::from_fn_with_state(app, auth::require_api_token));
-    management.merge(events)
+    management.require_api_token(app).merge(events)
 }
 
 fn jobs(app: &AppState) -> &Jobs {
@@ -120,22 +122,4 @@ fn not_found(id: &str) -> ApiError {
 async fn stored_trigger(app: &AppState, id: &str) -> ApiResult<TriggerRecord> {
     let key = id.to_string();
     app.store.trigger(&key).await?.ok_or_else(|| not_found(id))
-}
-
-/// The raw body of a management call; one that cannot be read is answered in the API's
-/// error shape (413 naming the limit) rather than axum's plain text.
-struct ApiBody(Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for ApiBody {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<ApiBody, ApiError> {
-        Bytes::from_request(request, state)
-            .await
-            .map(ApiBody)
-            .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::api_body_too_large(),
-                _ => ApiError::bad_request(format!("the body could not be read: {}", rejection.body_text())),
-            })
-    }
 }
