@@ -4,7 +4,8 @@
 //! - [`admin`]: `/v1/admin`, what the host is running;
 //! - [`subscriptions`]: `/v1/subscriptions`, `/v1/deliveries`, `/v1/delivery`: webhook
 //!   subscriptions, their deliveries and attempts;
-//! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events.
+//! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events, with the API token
+//!   or a short-lived stream ticket (`POST /v1/stream/tickets`).
 //! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
@@ -55,7 +56,6 @@ pub fn router(app: AppState) -> Router {
         .merge(chat::routes())
         .merge(admin::routes())
         .merge(subscriptions::routes())
-        .merge(stream::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_api_token,
@@ -64,6 +64,9 @@ pub fn router(app: AppState) -> Router {
         .route("/webhooks/{webhook_id}", any(webhooks::receive))
         .route("/webhooks/{webhook_id}/{*path}", any(webhooks::receive))
         .merge(protected)
+        // The stream takes a stream ticket as well as the API token (browsers'
+        // EventSource cannot send the token), so it checks them itself.
+        .merge(stream::routes(app.clone()))
         .merge(triggers::routes(app.clone()))
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
