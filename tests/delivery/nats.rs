@@ -81,3 +81,38 @@ fn a_jetstream_consumer_gets_every_event_once_across_a_nats_restart() {
         .collect();
     assert_eq!(published, stored);
 }
+
+/// `GET /v1/delivery`'s NATS section, once `done` holds for it.
+fn nats_status_once(host: &Host, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = host.api_get("/v1/delivery").json()["nats"].clone();
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "NATS never showed {what}: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_status_shows_the_nats_connection_as_it_is_with_nothing_waiting() {
+    let mut nats = NatsServer::start();
+    let host = Host::builder()
+        .plugin("probe", guest("probe"), Some("[configuration]\nname = \"probe\"\n"))
+        .config(&format!("[nats]\nurl = \"{}\"\n", nats.url()))
+        .start();
+    nats_status_once(&host, "connected", |s| {
+        s["connected"] == true && s["state"] == "connected"
+    });
+
+    // Nothing is recorded while NATS is away: only the connection can tell.
+    nats.stop();
+    let down = nats_status_once(&host, "disconnected", |s| s["connected"] == false);
+    assert_ne!(down["state"], "connected", "{down}");
+
+    nats.start_again();
+    nats_status_once(&host, "connected again", |s| s["connected"] == true);
+    record_events(&host, 0..3);
+    wait_published(&host);
+}

@@ -10,11 +10,11 @@ use crate::harness::receiver::{Received, Receiver};
 use crate::harness::{Host, guest};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(60);
+pub(super) const WAIT: Duration = Duration::from_secs(60);
 
 /// A host running the probe plugin (`POST <webhook>/event/thing` records `probe:thing`)
 /// with `delivery` as the `[delivery]` section and `extra` appended to the file.
-fn host_with(delivery: &str, extra: &str) -> Host {
+pub(super) fn host_with(delivery: &str, extra: &str) -> Host {
     Host::builder()
         .plugin("probe", guest("probe"), Some("[configuration]\nname = \"probe\"\n"))
         .config(&format!("[delivery]\n{delivery}\n{extra}"))
@@ -24,7 +24,7 @@ fn host_with(delivery: &str, extra: &str) -> Host {
 const FAST_RETRIES: &str =
     "allow-loopback = true\nretry-initial-ms = 200\nretry-max-ms = 2000\nattempt-timeout-ms = 3000\n";
 
-fn record_events(host: &Host, counts: std::ops::Range<i64>) {
+pub(super) fn record_events(host: &Host, counts: std::ops::Range<i64>) {
     let url = host.webhook_url("probe");
     for count in counts {
         let answer = host.post(&format!("{url}/event/thing"), &json!({ "count": count }).to_string());
@@ -32,14 +32,14 @@ fn record_events(host: &Host, counts: std::ops::Range<i64>) {
     }
 }
 
-fn subscribe(host: &Host, body: Value) -> Value {
+pub(super) fn subscribe(host: &Host, body: Value) -> Value {
     let answer = host.api_post("/v1/subscriptions", &body);
     assert_eq!(answer.status, 201, "{}", answer.body);
     answer.json()["subscription"].clone()
 }
 
 /// The envelope ids a receiver got, each once.
-fn distinct_ids(received: &[Received]) -> HashSet<String> {
+pub(super) fn distinct_ids(received: &[Received]) -> HashSet<String> {
     received
         .iter()
         .filter(|r| r.answered < 300)
@@ -47,7 +47,7 @@ fn distinct_ids(received: &[Received]) -> HashSet<String> {
         .collect()
 }
 
-fn deliveries(host: &Host, subscription: &str, status: Option<&str>) -> Vec<Value> {
+pub(super) fn deliveries(host: &Host, subscription: &str, status: Option<&str>) -> Vec<Value> {
     let mut path = format!("/v1/subscriptions/{subscription}/deliveries?pageSize=100");
     if let Some(status) = status {
         path.push_str(&format!("&status={status}"));
@@ -58,7 +58,7 @@ fn deliveries(host: &Host, subscription: &str, status: Option<&str>) -> Vec<Valu
 }
 
 /// Polls `what` until it returns `Some`, for up to a minute.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(super) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         if let Some(value) = check() {
@@ -357,9 +357,15 @@ fn filters_choose_what_each_subscription_gets() {
     let disabled = subscribe(&host, json!({ "url": unwanted.url("/d"), "enabled": false }));
     record_events(&host, 0..3);
     wanted.wait_for_count(3, WAIT);
-    // The fan-out has passed these events; the others owe nothing for them.
+    // The fan-out has passed these events: the other filter owes nothing for them, and
+    // the disabled subscription keeps them, unsent, for when it is enabled again.
     assert!(deliveries(&host, other["id"].as_str().unwrap(), None).is_empty());
-    assert!(deliveries(&host, disabled["id"].as_str().unwrap(), None).is_empty());
+    let kept = deliveries(&host, disabled["id"].as_str().unwrap(), None);
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(
+        kept.iter().all(|d| d["status"] == "pending" && d["attempts"] == 0),
+        "{kept:?}"
+    );
     assert!(unwanted.received().is_empty());
 }
 

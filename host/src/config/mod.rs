@@ -6,7 +6,7 @@ pub mod delivery;
 pub mod sidecar;
 pub mod triggers;
 
-pub use delivery::{DeliveryConfig, NatsConfig, SubscriptionConfig};
+pub use delivery::{DeliveryConfig, NatsConfig, RetryPolicy, SubscriptionConfig};
 pub use sidecar::{HostPattern, Limits, MAX_MEMORY_BYTES, Sidecar};
 pub use triggers::TriggerSettings;
 

@@ -24,21 +24,20 @@ pub(super) struct Route {
 }
 
 impl Delivery {
-    /// Rebuilds the routes from the enabled subscriptions, after every change.
+    /// Rebuilds the routes from the subscriptions, after every change. Disabled ones
+    /// have routes too: they keep their place by being owed deliveries that wait, unsent,
+    /// until they are enabled again (or skipped then).
     pub(super) fn rebuild_routes(&self) {
         let workers = self.lock_workers();
         let mut routes: Vec<Route> = workers
             .values()
-            .filter_map(|worker| {
+            .map(|worker| {
                 let settings = worker.settings.borrow();
-                if !settings.enabled {
-                    return None;
-                }
-                Some(Route {
+                Route {
                     id: settings.id.clone(),
                     filter: TypeFilter::parse(&settings.types).unwrap_or_default(),
                     wake: worker.wake.clone(),
-                })
+                }
             })
             .collect();
         routes.sort_by(|a, b| a.id.cmp(&b.id));

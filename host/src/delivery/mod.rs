@@ -14,6 +14,10 @@
 //! nothing: what was not delivered, acknowledged or recorded is sent again (receivers
 //! see each envelope id at least once; JetStream drops the repeats by id).
 //!
+//! Every delivery is sent in rounds of attempts: the first when it is created, another
+//! for each resend or recovery; a round is kept in the store, so a restart continues it
+//! with the attempts it has left.
+//!
 //! Subscriptions are managed in [`subscriptions`]; finished history is forgotten after
 //! its retention ([`history`]); delivery runs on threads of its own ([`runtime`]).
 
@@ -29,7 +33,7 @@ pub mod target;
 pub mod webhooks;
 
 pub use fanout::FANOUT_CURSOR;
-pub use subscriptions::{SubscriptionError, SubscriptionInput};
+pub use subscriptions::{Resume, Resumed, SubscriptionError, SubscriptionInput};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

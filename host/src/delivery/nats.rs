@@ -2,12 +2,14 @@
 //! entry id as `Nats-Msg-Id`, so JetStream drops a re-publish within its duplicate
 //! window. The sink's cursor moves past an entry only once JetStream has acknowledged
 //! it (and everything before it); while NATS is unreachable, entries wait in the outbox
-//! and go out, in order, when it is back.
+//! and go out, in order, when it is back. The status API shows the client's own view of
+//! its connection, so NATS going away shows at once, whether or not anything waits.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::connection::State;
+use async_nats::{Event, jetstream};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -24,7 +26,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the status API shows of the sink.
 #[derive(Debug, Default)]
 pub struct NatsStatus {
-    pub connected: bool,
+    /// The sink's client, once made: its connection state is the truth about NATS.
+    pub client: Option<async_nats::Client>,
     pub last_error: Option<String>,
 }
 
@@ -47,38 +50,54 @@ impl NatsSink {
 
     pub fn status_json(status: &Mutex<NatsStatus>, config: &NatsConfig, cursor: i64) -> Value {
         let status = status.lock().unwrap_or_else(|p| p.into_inner());
+        let state = match status.client.as_ref().map(async_nats::Client::connection_state) {
+            Some(State::Connected) => "connected",
+            Some(State::Pending) | None => "connecting",
+            Some(State::Disconnected) => "disconnected",
+        };
         json!({
             "url": config.url,
             "stream": config.stream,
             "subjectPrefix": config.subject_prefix,
-            "connected": status.connected,
+            "connected": state == "connected",
+            "state": state,
             "lastError": status.last_error,
             "cursor": cursor,
         })
     }
 
-    fn note(&self, connected: bool, error: Option<String>) {
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        status.connected = connected;
-        if error.is_some() || connected {
-            status.last_error = error;
-        }
+    fn note(&self, error: Option<String>) {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).last_error = error;
     }
 
     /// Publishes the outbox until `stopping`; never gives up on NATS being away.
     pub async fn run(self, mut published: watch::Receiver<i64>, mut stopping: watch::Receiver<bool>) {
+        let url = self.config.url.clone();
         let options = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .max_reconnects(None);
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let url = url.clone();
+                async move {
+                    match event {
+                        Event::Connected => tracing::info!(%url, "connected to NATS"),
+                        Event::Disconnected => {
+                            tracing::warn!(%url, "the connection to NATS is lost; reconnecting")
+                        }
+                        other => tracing::debug!(%url, event = %other, "NATS client event"),
+                    }
+                }
+            });
         let client = match options.connect(self.config.url.as_str()).await {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(url = %self.config.url, error = %error, "the [nats] url cannot be used; events are not published to NATS");
-                self.note(false, Some(format!("cannot use {}: {error}", self.config.url)));
+                self.note(Some(format!("cannot use {}: {error}", self.config.url)));
                 return;
             }
         };
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).client = Some(client.clone());
         let mut context = jetstream::new(client);
         context.set_timeout(ACK_TIMEOUT);
         let mut cursor = match self.store.cursor(CURSOR).await {
@@ -109,7 +128,6 @@ impl NatsSink {
                         tracing::info!("NATS is reachable again; publishing resumed");
                         failing = false;
                     }
-                    self.note(true, None);
                     wait = Duration::from_millis(100);
                     tokio::select! {
                         _ = published.changed() => {}
@@ -118,7 +136,7 @@ impl NatsSink {
                     }
                 }
                 Ok(_) => {
-                    self.note(true, None);
+                    self.note(None);
                     failing = false;
                     wait = Duration::from_millis(100);
                 }
@@ -127,7 +145,7 @@ impl NatsSink {
                         tracing::warn!(url = %self.config.url, error = %error, "cannot publish to NATS; events wait in the outbox and go out when it is back");
                         failing = true;
                     }
-                    self.note(false, Some(error));
+                    self.note(Some(error));
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stopping.changed() => return,

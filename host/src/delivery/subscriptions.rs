@@ -1,16 +1,20 @@
 //! Subscriptions: created, changed and deleted through the API, or defined in the
-//! configuration file (which is then their truth); and sending a delivery again.
+//! configuration file (which is then their truth); disabling and re-enabling one (which
+//! keeps its place); and sending deliveries again, one (resend) or every dead one since a
+//! time (recover), each in a new round of attempts.
 
 use std::collections::HashMap;
 
 use super::Delivery;
 use super::filter::TypeFilter;
 use super::signing;
-use super::webhooks::WebhookSender;
+use super::webhooks::{WebhookSender, WorkerMessage};
 use crate::config::SubscriptionConfig;
 use crate::ids::record_id;
-use crate::store::{self, DeliveryRecord, DeliveryStatus, SharedStore, SubscriptionRecord, SubscriptionSource};
-use crate::time::now_ms;
+use crate::store::{
+    DeliveryRecord, RecoveryProgress, RecoveryRecord, Requeue, SharedStore, SubscriptionRecord, SubscriptionSource,
+};
+use crate::time::{iso8601, now_ms};
 
 /// What is wrong with a subscription request.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +26,9 @@ pub enum SubscriptionError {
     /// Defined in the configuration file, so not changed through the API.
     #[error("{0}")]
     Managed(String),
+    /// A round of attempts is already running for the delivery.
+    #[error("{0}")]
+    Running(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -35,6 +42,27 @@ pub struct SubscriptionInput {
     pub enabled: Option<bool>,
     /// `Some(None)` clears it.
     pub description: Option<Option<String>>,
+    /// Where a disabled subscription that is enabled again starts: `None` is
+    /// [`Resume::Backlog`].
+    pub resume: Option<Resume>,
+}
+
+/// Where a subscription that is enabled again starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Where it stopped: what was recorded while it was disabled is delivered.
+    Backlog,
+    /// Now: the deliveries created while it was disabled are skipped.
+    Now,
+}
+
+/// What enabling a disabled subscription did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumed {
+    /// It delivers its backlog: this many deliveries are pending.
+    Backlog { pending: i64 },
+    /// It starts from now: this many deliveries created while it was disabled were skipped.
+    Now { skipped: usize },
 }
 
 impl Delivery {
@@ -46,7 +74,7 @@ impl Delivery {
             ));
         };
         let now = now_ms();
-        let record = SubscriptionRecord {
+        let mut record = SubscriptionRecord {
             id: record_id("sub"),
             url,
             types: input.types.unwrap_or_default(),
@@ -56,7 +84,11 @@ impl Delivery {
             source: SubscriptionSource::Api,
             created_at: now,
             updated_at: now,
+            disabled_at: None,
         };
+        if !record.enabled {
+            record.disabled_at = Some(now);
+        }
         validate(&record, &self.sender).map_err(SubscriptionError::Invalid)?;
         let saved = record.clone();
         self.store.save_subscription(&saved).await?;
@@ -65,9 +97,15 @@ impl Delivery {
         Ok(record)
     }
 
-    /// Changes the fields given.
-    pub async fn update(&self, id: &str, input: SubscriptionInput) -> Result<SubscriptionRecord, SubscriptionError> {
+    /// Changes the fields given. Enabling a disabled subscription resumes it where
+    /// `input.resume` says, and answers what that did.
+    pub async fn update(
+        &self,
+        id: &str,
+        input: SubscriptionInput,
+    ) -> Result<(SubscriptionRecord, Option<Resumed>), SubscriptionError> {
         let mut record = self.api_owned(id).await?;
+        let was_enabled = record.enabled;
         if let Some(url) = input.url {
             record.url = url;
         }
@@ -83,13 +121,38 @@ impl Delivery {
         if let Some(description) = input.description {
             record.description = description;
         }
-        record.updated_at = now_ms();
+        let now = now_ms();
+        record.updated_at = now;
         validate(&record, &self.sender).map_err(SubscriptionError::Invalid)?;
+        let mut resumed = None;
+        match (was_enabled, record.enabled) {
+            (true, false) => record.disabled_at = Some(now),
+            (false, true) => {
+                let disabled_at = record.disabled_at.take().unwrap_or(now);
+                resumed = Some(match input.resume.unwrap_or(Resume::Backlog) {
+                    Resume::Now => Resumed::Now {
+                        skipped: self.store.skip_unattempted_deliveries(&record.id, disabled_at).await?,
+                    },
+                    Resume::Backlog => Resumed::Backlog {
+                        pending: self.pending_count(&record.id).await?,
+                    },
+                });
+            }
+            _ => {}
+        }
         let saved = record.clone();
         self.store.save_subscription(&saved).await?;
         self.run_worker(record.clone());
         self.rebuild_routes();
-        Ok(record)
+        Ok((record, resumed))
+    }
+
+    async fn pending_count(&self, id: &str) -> anyhow::Result<i64> {
+        let counts = self.store.delivery_counts().await?;
+        Ok(counts
+            .into_iter()
+            .find(|(subscription, _)| subscription == id)
+            .map_or(0, |(_, counts)| counts.pending))
     }
 
     /// Deletes a subscription with its deliveries.
@@ -119,40 +182,86 @@ impl Delivery {
         Ok(record)
     }
 
-    /// Sends a delivered or dead-lettered delivery again (as a new round of attempts).
+    /// Sends a delivered or dead-lettered delivery again, in a new round of attempts;
+    /// refused while a round is running (of concurrent calls, one starts the round).
     pub async fn resend(&self, seq: i64) -> Result<DeliveryRecord, SubscriptionError> {
-        let record = self
+        let not_found = || SubscriptionError::NotFound(format!("delivery dlv_{seq} does not exist"));
+        match self
             .store
-            .delivery(seq)
+            .requeue_delivery(seq, now_ms())
             .await?
-            .ok_or_else(|| SubscriptionError::NotFound(format!("delivery dlv_{seq} does not exist")))?;
-        if record.status == DeliveryStatus::Pending {
-            return Err(SubscriptionError::Managed(format!(
-                "delivery dlv_{seq} is already pending; it is sent when its next attempt is due"
-            )));
-        }
-        let subscription_id = record.subscription_id.clone();
-        self.store.requeue_delivery(seq, now_ms()).await?;
-        let pending = self
-            .store
-            .pending_deliveries(&subscription_id, seq - 1, 1)
-            .await?
-            .into_iter()
-            .next();
-        if let Some(pending) = pending.filter(|p| p.seq == seq) {
-            // The resend starts a fresh round: max-attempts counts from here.
-            let pending = store::PendingDelivery {
-                round_start: pending.attempts,
-                ..pending
-            };
-            if let Some(worker) = self.lock_workers().get(&record.subscription_id) {
-                let _ = worker.requeued.send(pending);
+            .ok_or_else(not_found)?
+        {
+            Requeue::Running(record) => Err(SubscriptionError::Running(self.running_round(&record))),
+            Requeue::Started(record) => {
+                self.hand_to_worker(&record.subscription_id, vec![seq]);
+                Ok(record)
             }
         }
-        self.store
-            .delivery(seq)
-            .await?
-            .ok_or_else(|| SubscriptionError::NotFound(format!("delivery dlv_{seq} does not exist")))
+    }
+
+    /// Says which round of a pending delivery is running, for the answer refusing a resend.
+    fn running_round(&self, record: &DeliveryRecord) -> String {
+        let started_by = match (&record.recovery_id, record.round) {
+            (Some(recovery), _) => format!(", started by recovery {recovery}"),
+            (None, 1) => ", its first".to_string(),
+            (None, _) => ", started by a resend".to_string(),
+        };
+        let next = record
+            .next_attempt_at
+            .map(|at| format!("; the next is due at {}", iso8601(at)))
+            .unwrap_or_default();
+        format!(
+            "delivery dlv_{} is already being sent: round {} is running{started_by}, with {} of its {} attempt(s) made{next}. Resend it once the round is over (GET /v1/deliveries/dlv_{} shows its status)",
+            record.seq,
+            record.round,
+            record.attempts - record.round_start,
+            self.sender.retry_policy().max_attempts,
+            record.seq
+        )
+    }
+
+    /// Sends every dead delivery of a subscription created at or after `since` (ms)
+    /// again, each in a new round of attempts.
+    pub async fn recover(&self, subscription_id: &str, since: i64) -> Result<RecoveryProgress, SubscriptionError> {
+        let lookup = subscription_id.to_string();
+        if self.store.subscription(&lookup).await?.is_none() {
+            return Err(SubscriptionError::NotFound(format!(
+                "subscription {subscription_id} does not exist"
+            )));
+        }
+        let mut recovery = RecoveryRecord {
+            id: record_id("rcv"),
+            subscription_id: subscription_id.to_string(),
+            since,
+            total: 0,
+            created_at: now_ms(),
+        };
+        let seqs = self.store.start_recovery(&recovery).await?;
+        recovery.total = seqs.len() as i64;
+        tracing::info!(
+            recovery = %recovery.id,
+            subscription = %subscription_id,
+            deliveries = seqs.len(),
+            since = %iso8601(since),
+            "recovering dead deliveries"
+        );
+        if !seqs.is_empty() {
+            self.hand_to_worker(subscription_id, seqs);
+        }
+        Ok(RecoveryProgress {
+            pending: recovery.total,
+            delivered: 0,
+            dead: 0,
+            recovery,
+        })
+    }
+
+    /// Tells a subscription's worker that deliveries are pending again.
+    fn hand_to_worker(&self, subscription_id: &str, seqs: Vec<i64>) {
+        if let Some(worker) = self.lock_workers().get(subscription_id) {
+            let _ = worker.inbox.send(WorkerMessage::Requeued(seqs));
+        }
     }
 }
 
@@ -231,6 +340,12 @@ pub(super) async fn sync_configured(
             source: SubscriptionSource::Config,
             created_at: previous.map(|p| p.created_at).unwrap_or(now),
             updated_at: now,
+            // Kept while it stays disabled; re-enabled in the file, it delivers its backlog.
+            disabled_at: if entry.enabled {
+                None
+            } else {
+                previous.and_then(|p| p.disabled_at).or(Some(now))
+            },
         };
         validate(&record, sender).map_err(|e| anyhow::anyhow!("[[subscriptions]] {:?}: {e}", entry.id))?;
         if previous != Some(&record) {

@@ -4,7 +4,8 @@
 //! - [`admin`]: `/v1/admin`, what the host is running;
 //! - [`subscriptions`]: `/v1/subscriptions`, `/v1/deliveries`, `/v1/delivery`: webhook
 //!   subscriptions, their deliveries and attempts;
-//! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events.
+//! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events, with the API token
+//!   or a short-lived stream ticket (`POST /v1/stream/tickets`).
 //! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
@@ -65,11 +66,13 @@ pub fn router(app: AppState) -> Router {
         .merge(chat::routes())
         .merge(admin::routes())
         .merge(subscriptions::routes())
-        .merge(stream::routes())
         .require_api_token(&app);
     routes::Routes::new()
         .merge(webhooks::routes())
         .merge(protected)
+        // The stream takes a stream ticket as well as the API token (browsers'
+        // EventSource cannot send the token), so it checks them itself.
+        .merge(stream::routes(&app))
         .merge(triggers::routes(&app))
         .into_router_listed_at(ROUTE_TABLE_PATH, &app)
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })

@@ -8,11 +8,16 @@
 //! cannot read its body another way. Routes whose body is passed on as it came (webhooks,
 //! trigger events) are [`any_raw`].
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::extract::Request;
 use axum::handler::Handler;
-use axum::routing::MethodRouter;
+use axum::response::IntoResponse;
+use axum::routing::{MethodRouter, Route};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tower::{Layer, Service};
 
 use super::extract::JsonBody;
 use super::{AppState, auth};
@@ -25,6 +30,8 @@ pub enum Access {
     Public,
     /// Only with `Authorization: Bearer <API token>`.
     ApiToken,
+    /// With the API token, or a stream ticket minted with it (the live stream).
+    ApiTokenOrTicket,
 }
 
 /// What a route reads as its body.
@@ -82,13 +89,25 @@ impl Routes {
     }
 
     /// Puts every route so far behind the API token.
-    pub fn require_api_token(mut self, app: &AppState) -> Routes {
-        self.router = self.router.route_layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            auth::require_api_token,
-        ));
+    pub fn require_api_token(self, app: &AppState) -> Routes {
+        self.guarded_by(
+            axum::middleware::from_fn_with_state(app.clone(), auth::require_api_token),
+            Access::ApiToken,
+        )
+    }
+
+    /// Puts every route so far behind `check`, which lets through callers with `access`.
+    pub fn guarded_by<L>(mut self, check: L, access: Access) -> Routes
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.router = self.router.route_layer(check);
         for listed in &mut self.listed {
-            listed.access = Access::ApiToken;
+            listed.access = access;
         }
         self
     }

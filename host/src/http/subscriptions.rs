@@ -1,6 +1,7 @@
 //! The delivery API: webhook subscriptions (create, list, fetch, update, delete), their
-//! deliveries and attempts, re-sending a dead-lettered delivery, and where delivery
-//! stands. All under `/v1`, behind the API token.
+//! deliveries and attempts, re-sending a dead-lettered delivery (resend) or every one of
+//! a subscription since a time (recover, with its progress), and where delivery stands.
+//! All under `/v1`, behind the API token.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,8 +16,10 @@ use super::errors::ApiResult;
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::routes::{Routes, get, post};
 use super::{ApiError, AppState};
-use crate::delivery::{SubscriptionError, SubscriptionInput};
-use crate::store::{AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, SubscriptionRecord};
+use crate::delivery::{Resume, Resumed, SubscriptionError, SubscriptionInput};
+use crate::store::{
+    AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, RecoveryProgress, SubscriptionRecord,
+};
 use crate::time::iso8601;
 
 pub fn routes() -> Routes {
@@ -27,6 +30,8 @@ pub fn routes() -> Routes {
         .route("/v1/deliveries/{id}", get(fetch_delivery))
         .route("/v1/deliveries/{id}/attempts", get(list_attempts))
         .route("/v1/deliveries/{id}/resend", post(resend))
+        .route("/v1/subscriptions/{id}/recover", post(recover))
+        .route("/v1/recoveries/{id}", get(fetch_recovery))
         .route("/v1/delivery", get(status))
 }
 
@@ -41,6 +46,7 @@ pub fn subscription_json(subscription: &SubscriptionRecord, with_secret: bool) -
         "source": subscription.source.as_str(),
         "createdAt": iso8601(subscription.created_at),
         "updatedAt": iso8601(subscription.updated_at),
+        "disabledAt": subscription.disabled_at.map(iso8601),
     });
     if with_secret {
         object["secret"] = json!(subscription.secret);
@@ -56,6 +62,9 @@ pub fn delivery_json(delivery: &DeliveryRecord) -> Value {
         "eventType": delivery.event_type,
         "status": delivery.status.as_str(),
         "attempts": delivery.attempts,
+        "round": delivery.round,
+        "roundAttempts": delivery.attempts - delivery.round_start,
+        "recoveryId": delivery.recovery_id,
         "nextAttemptAt": delivery.next_attempt_at.filter(|_| delivery.status == DeliveryStatus::Pending).map(iso8601),
         "lastStatusCode": delivery.last_status_code,
         "lastError": delivery.last_error,
@@ -84,7 +93,9 @@ impl From<SubscriptionError> for ApiError {
         match error {
             SubscriptionError::Invalid(message) => ApiError::bad_request(message),
             SubscriptionError::NotFound(message) => ApiError::not_found(message),
-            SubscriptionError::Managed(message) => ApiError::new(StatusCode::CONFLICT, "Conflict", message),
+            SubscriptionError::Managed(message) | SubscriptionError::Running(message) => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+            }
             SubscriptionError::Internal(error) => ApiError::from(error),
         }
     }
@@ -100,6 +111,9 @@ struct SubscriptionBody {
     enabled: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     description: Option<Option<String>>,
+    /// When a disabled subscription is enabled: `backlog` (what was recorded while it
+    /// was disabled is delivered; the default) or `now` (that is skipped).
+    resume: Option<String>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a field left out (`None`).
@@ -107,23 +121,41 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
     Ok(Some(Option::deserialize(deserializer)?))
 }
 
-impl From<SubscriptionBody> for SubscriptionInput {
-    fn from(body: SubscriptionBody) -> SubscriptionInput {
-        SubscriptionInput {
-            url: body.url,
-            types: body.types,
-            secret: body.secret,
-            enabled: body.enabled,
-            description: body.description,
+fn input(body: SubscriptionBody) -> ApiResult<SubscriptionInput> {
+    let resume = match body.resume.as_deref() {
+        None => None,
+        Some("backlog") => Some(Resume::Backlog),
+        Some("now") => Some(Resume::Now),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "resume {other:?} is not one of backlog (deliver what was recorded while the subscription was disabled) and now (skip it)"
+            )));
         }
+    };
+    Ok(SubscriptionInput {
+        url: body.url,
+        types: body.types,
+        secret: body.secret,
+        enabled: body.enabled,
+        description: body.description,
+        resume,
+    })
+}
+
+/// What enabling a disabled subscription did, as the API says it.
+fn resumed_json(resumed: Option<Resumed>) -> Value {
+    match resumed {
+        None => Value::Null,
+        Some(Resumed::Backlog { pending }) => json!({ "from": "backlog", "pending": pending }),
+        Some(Resumed::Now { skipped }) => json!({ "from": "now", "skipped": skipped }),
     }
 }
 
 async fn create(
     State(app): State<AppState>,
-    JsonBody(input): JsonBody<SubscriptionBody>,
+    JsonBody(body): JsonBody<SubscriptionBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let subscription = app.delivery.create(input.into()).await?;
+    let subscription = app.delivery.create(input(body)?).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "subscription": subscription_json(&subscription, true) })),
@@ -150,10 +182,13 @@ async fn fetch(State(app): State<AppState>, PathParams(id): PathParams<String>) 
 async fn update(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
-    JsonBody(input): JsonBody<SubscriptionBody>,
+    JsonBody(body): JsonBody<SubscriptionBody>,
 ) -> ApiResult<Json<Value>> {
-    let subscription = app.delivery.update(&id, input.into()).await?;
-    Ok(Json(json!({ "subscription": subscription_json(&subscription, true) })))
+    let (subscription, resumed) = app.delivery.update(&id, input(body)?).await?;
+    Ok(Json(json!({
+        "subscription": subscription_json(&subscription, true),
+        "resumed": resumed_json(resumed),
+    })))
 }
 
 async fn delete(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<StatusCode> {
@@ -240,6 +275,59 @@ async fn resend(
         StatusCode::ACCEPTED,
         Json(json!({ "delivery": delivery_json(&delivery) })),
     ))
+}
+
+/// A recovery and its progress as the API shows it.
+pub fn recovery_json(progress: &RecoveryProgress) -> Value {
+    let recovery = &progress.recovery;
+    json!({
+        "id": recovery.id,
+        "subscriptionId": recovery.subscription_id,
+        "since": iso8601(recovery.since),
+        "status": if progress.pending > 0 { "running" } else { "finished" },
+        "deliveries": recovery.total,
+        "pending": progress.pending,
+        "delivered": progress.delivered,
+        "dead": progress.dead,
+        "createdAt": iso8601(recovery.created_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    /// ISO 8601: dead deliveries created at or after it are sent again.
+    since: String,
+}
+
+async fn recover(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<RecoverBody>,
+) -> ApiResult<impl IntoResponse> {
+    let since = chrono::DateTime::parse_from_rfc3339(body.since.trim())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "since {:?} is not an ISO 8601 time ({e}); give one like \"2024-07-01T14:00:00Z\"",
+                body.since
+            ))
+        })?
+        .timestamp_millis();
+    let progress = app.delivery.recover(&id, since).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "recovery": recovery_json(&progress) })),
+    ))
+}
+
+async fn fetch_recovery(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+    let lookup = id.clone();
+    let progress = app
+        .store
+        .recovery(&lookup)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("recovery {id} does not exist")))?;
+    Ok(Json(json!({ "recovery": recovery_json(&progress) })))
 }
 
 async fn status(State(app): State<AppState>) -> ApiResult<Json<Value>> {

@@ -45,6 +45,10 @@ pub struct SubscriptionRecord {
     pub source: SubscriptionSource,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was disabled (ms), while it is; `None` while enabled. Deliveries keep being
+    /// created while it is disabled, so that re-enabling can send what it missed, or skip
+    /// the deliveries created since this time.
+    pub disabled_at: Option<i64>,
 }
 
 /// Where a delivery stands.
@@ -88,8 +92,14 @@ pub struct DeliveryRecord {
     pub event_id: String,
     pub event_type: String,
     pub status: DeliveryStatus,
-    /// Attempts made so far.
+    /// Attempts made so far, every round together.
     pub attempts: i64,
+    /// The round of attempts: 1 for the first sending, one more for each resend or recovery.
+    pub round: i64,
+    /// Attempts made before the current round.
+    pub round_start: i64,
+    /// The recovery that started the current round, if one did.
+    pub recovery_id: Option<String>,
     /// When the next attempt is due (pending deliveries only).
     pub next_attempt_at: Option<i64>,
     pub last_status_code: Option<i64>,
@@ -104,8 +114,9 @@ pub struct PendingDelivery {
     pub seq: i64,
     /// Attempts made so far.
     pub attempts: i64,
-    /// Attempts made before the current round: a delivery sent again through the API
-    /// gets a fresh round of `max-attempts`, numbered on from its earlier ones.
+    /// Attempts made before the current round, as stored: a delivery sent again through
+    /// the API gets a fresh round of `max-attempts`, numbered on from its earlier ones,
+    /// and a restart continues the round with the attempts it has left.
     pub round_start: i64,
     pub next_attempt_at: i64,
     pub entry: RawOutboxEntry,
@@ -129,6 +140,41 @@ pub struct AttemptRecord {
     pub next_attempt_at: Option<i64>,
 }
 
+/// What became of [`DeliveryStore::requeue_delivery`]'s request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Requeue {
+    /// A new round started: the delivery is pending again, due now.
+    Started(DeliveryRecord),
+    /// The delivery is already pending: its current round is still running, and nothing
+    /// changed.
+    Running(DeliveryRecord),
+}
+
+/// A bulk resend: every dead delivery of a subscription created since a time, each
+/// sent again in a new round tagged with the recovery's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryRecord {
+    /// `rcv_...`.
+    pub id: String,
+    pub subscription_id: String,
+    /// Dead deliveries created at or after this time (ms) are sent again.
+    pub since: i64,
+    /// How many deliveries it sent again.
+    pub total: i64,
+    pub created_at: i64,
+}
+
+/// A recovery and where the rounds it started stand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryProgress {
+    pub recovery: RecoveryRecord,
+    /// Deliveries whose current round the recovery started, by where they stand; a
+    /// delivery resent again since, or forgotten after the retention, is no longer counted.
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+}
+
 /// Pending and dead-lettered deliveries of one subscription.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeliveryCounts {
@@ -142,6 +188,8 @@ pub struct Pruned {
     /// Finished deliveries, with their attempts.
     pub deliveries: usize,
     pub outbox: usize,
+    /// Recoveries none of whose rounds still runs.
+    pub recoveries: usize,
 }
 
 /// Filters and paging for listing a subscription's deliveries, newest first.
@@ -159,8 +207,8 @@ pub trait DeliveryStore {
     fn subscription(&self, id: &str) -> Pending<Option<SubscriptionRecord>>;
     /// Creates or replaces a subscription.
     fn save_subscription(&self, subscription: &SubscriptionRecord) -> Pending<()>;
-    /// Deletes a subscription with its deliveries and their attempts; `false` when there
-    /// was none.
+    /// Deletes a subscription with its deliveries, their attempts and its recoveries;
+    /// `false` when there was none.
     fn delete_subscription(&self, id: &str) -> Pending<bool>;
 
     /// How far the outbox reader `name` has come (`None` when it never ran).
@@ -172,23 +220,43 @@ pub trait DeliveryStore {
     fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<()>;
     /// Pending deliveries of a subscription with a seq above `after`, oldest first.
     fn pending_deliveries(&self, subscription_id: &str, after: i64, limit: usize) -> Pending<Vec<PendingDelivery>>;
+    /// The deliveries among `seqs` that are pending and owed to the subscription, in seq
+    /// order (a worker reads a delivery again when its retry is due, or once it was
+    /// requeued).
+    fn pending_deliveries_by_seq(&self, subscription_id: &str, seqs: &[i64]) -> Pending<Vec<PendingDelivery>>;
     /// Records attempts and the state each left its delivery in, in one transaction.
     /// Attempts of deliveries that are gone (their subscription was deleted) are dropped.
+    /// Every attempt keeps a number of its own: one whose number is already recorded for
+    /// its delivery is recorded under the next number free.
     fn record_attempts(&self, attempts: &[AttemptRecord], now: i64) -> Pending<()>;
 
     fn delivery(&self, seq: i64) -> Pending<Option<DeliveryRecord>>;
     fn deliveries(&self, query: &DeliveryQuery) -> Pending<Page<DeliveryRecord>>;
     /// Every attempt of a delivery, first first.
     fn attempts(&self, delivery_seq: i64) -> Pending<Vec<AttemptRecord>>;
-    /// Makes a delivered or dead delivery pending again, due at `now`. `None` when there
-    /// is no such delivery; the record as it was when it is already pending.
-    fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<DeliveryRecord>>;
+    /// Makes a delivered or dead delivery pending again, due at `now`, in a new round
+    /// (`round` + 1, `round_start` = `attempts`, no recovery), atomically: of concurrent
+    /// calls, one starts the round and the others find it running. `None` when there is
+    /// no such delivery.
+    fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<Requeue>>;
+    /// Starts a recovery, in one transaction: every dead delivery of
+    /// `recovery.subscription_id` created at or after `recovery.since` becomes pending,
+    /// due at `recovery.created_at`, in a new round tagged with `recovery.id`; the
+    /// recovery is kept with `total` set to how many there were. Returns their seqs, in
+    /// order.
+    fn start_recovery(&self, recovery: &RecoveryRecord) -> Pending<Vec<i64>>;
+    /// A recovery with the counts of its deliveries.
+    fn recovery(&self, id: &str) -> Pending<Option<RecoveryProgress>>;
+    /// Deletes the pending deliveries of a subscription that were created at or after
+    /// `since` (ms) and never attempted (re-enabling a subscription from now); how many.
+    fn skip_unattempted_deliveries(&self, subscription_id: &str, since: i64) -> Pending<usize>;
     /// Pending and dead deliveries per subscription id.
     fn delivery_counts(&self) -> Pending<Vec<(String, DeliveryCounts)>>;
     /// Deletes delivery history from before `before` (ms), at most `limit` rows of each
     /// kind in one transaction: finished (delivered or dead) deliveries with their
     /// attempts, then outbox entries that every reader named in `readers` has passed and
-    /// no remaining delivery refers to. Pending deliveries, and the entries they will
-    /// send, are never deleted.
+    /// no remaining delivery refers to, and recoveries from before `before` none of
+    /// whose deliveries is pending. Pending deliveries, and the entries they will send,
+    /// are never deleted.
     fn prune_delivery_history(&self, before: i64, readers: &[&str], limit: usize) -> Pending<Pruned>;
 }

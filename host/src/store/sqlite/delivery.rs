@@ -54,7 +54,29 @@ CREATE TABLE delivery_attempts (
 CREATE TABLE delivery_cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 "#;
 
-const SUBSCRIPTION_COLUMNS: &str = "id, url, types, secret, enabled, description, source, created_at, updated_at";
+/// Rounds of attempts kept with each delivery (so a restart continues a resend's round),
+/// recoveries, and where a disabled subscription stopped (migration 4).
+pub(super) const ROUNDS_MIGRATION: &str = r#"
+ALTER TABLE deliveries ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE deliveries ADD COLUMN round_start INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN recovery_id TEXT;
+CREATE INDEX deliveries_by_recovery ON deliveries (recovery_id) WHERE recovery_id IS NOT NULL;
+
+CREATE TABLE delivery_recoveries (
+    id TEXT PRIMARY KEY,
+    subscription_id TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+ALTER TABLE subscriptions ADD COLUMN disabled_at INTEGER;
+-- The best guess for subscriptions disabled before this column existed.
+UPDATE subscriptions SET disabled_at = updated_at WHERE enabled = 0;
+"#;
+
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, url, types, secret, enabled, description, source, created_at, updated_at, disabled_at";
 
 fn subscription_row(row: &Row) -> rusqlite::Result<SubscriptionRecord> {
     let types: String = row.get(2)?;
@@ -68,16 +90,18 @@ fn subscription_row(row: &Row) -> rusqlite::Result<SubscriptionRecord> {
         source: SubscriptionSource::parse(&row.get::<_, String>(6)?),
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        disabled_at: row.get(9)?,
     })
 }
 
 /// Deliveries joined with their outbox entry; `seq` first, as [`page`] wants it.
 const DELIVERY_SELECT: &str = "SELECT seq, subscription_id, outbox_seq, event_id, event_type, status, attempts,
-        next_attempt_at, last_status_code, last_error, created_at, updated_at
+        next_attempt_at, last_status_code, last_error, created_at, updated_at, round, round_start, recovery_id
     FROM (SELECT d.seq AS seq, d.subscription_id AS subscription_id, d.outbox_seq AS outbox_seq,
             o.id AS event_id, o.type AS event_type, d.status AS status, d.attempts AS attempts,
             d.next_attempt_at AS next_attempt_at, d.last_status_code AS last_status_code,
-            d.last_error AS last_error, d.created_at AS created_at, d.updated_at AS updated_at
+            d.last_error AS last_error, d.created_at AS created_at, d.updated_at AS updated_at,
+            d.round AS round, d.round_start AS round_start, d.recovery_id AS recovery_id
           FROM deliveries d JOIN outbox o ON o.seq = d.outbox_seq)
     WHERE 1";
 
@@ -95,6 +119,36 @@ fn delivery_row(row: &Row) -> rusqlite::Result<DeliveryRecord> {
         last_error: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        round: row.get(12)?,
+        round_start: row.get(13)?,
+        recovery_id: row.get(14)?,
+    })
+}
+
+/// A pending delivery with its outbox entry, for [`pending_row`].
+const PENDING_SELECT: &str = "SELECT d.seq, d.attempts, d.round_start, coalesce(d.next_attempt_at, 0),
+        o.seq, o.id, o.type, o.time, o.integration_id, o.data
+    FROM deliveries d JOIN outbox o ON o.seq = d.outbox_seq";
+
+fn pending_row(row: &Row) -> rusqlite::Result<PendingDelivery> {
+    Ok(PendingDelivery {
+        seq: row.get(0)?,
+        attempts: row.get(1)?,
+        round_start: row.get(2)?,
+        next_attempt_at: row.get(3)?,
+        entry: raw_entry(row, 4)?,
+    })
+}
+
+const RECOVERY_COLUMNS: &str = "id, subscription_id, since, total, created_at";
+
+fn recovery_row(row: &Row) -> rusqlite::Result<RecoveryRecord> {
+    Ok(RecoveryRecord {
+        id: row.get(0)?,
+        subscription_id: row.get(1)?,
+        since: row.get(2)?,
+        total: row.get(3)?,
+        created_at: row.get(4)?,
     })
 }
 
@@ -140,10 +194,10 @@ impl DeliveryStore for SqliteStore {
         let s = s.clone();
         self.write(move |c| {
             execute(c,
-                "INSERT INTO subscriptions (id, url, types, secret, enabled, description, source, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO subscriptions (id, url, types, secret, enabled, description, source, created_at, updated_at, disabled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (id) DO UPDATE SET url = ?2, types = ?3, secret = ?4, enabled = ?5,
-                    description = ?6, source = ?7, updated_at = ?9",
+                    description = ?6, source = ?7, updated_at = ?9, disabled_at = ?10",
                 params![
                     s.id,
                     s.url,
@@ -153,7 +207,8 @@ impl DeliveryStore for SqliteStore {
                     s.description,
                     s.source.as_str(),
                     s.created_at,
-                    s.updated_at
+                    s.updated_at,
+                    s.disabled_at
                 ],
             )?;
             Ok(())
@@ -169,6 +224,7 @@ impl DeliveryStore for SqliteStore {
                 [id],
             )?;
             execute(tx, "DELETE FROM deliveries WHERE subscription_id = ?1", [id])?;
+            execute(tx, "DELETE FROM delivery_recoveries WHERE subscription_id = ?1", [id])?;
             let deleted = execute(tx, "DELETE FROM subscriptions WHERE id = ?1", [id])? > 0;
             Ok(deleted)
         })
@@ -219,24 +275,35 @@ impl DeliveryStore for SqliteStore {
         let subscription_id = subscription_id.to_owned();
         self.read(move |c| {
             let subscription_id = subscription_id.as_str();
-            let mut statement = c.prepare_cached(
-                "SELECT d.seq, d.attempts, coalesce(d.next_attempt_at, 0),
-                        o.seq, o.id, o.type, o.time, o.integration_id, o.data
-                 FROM deliveries d JOIN outbox o ON o.seq = d.outbox_seq
-                 WHERE d.subscription_id = ?1 AND d.status = 'pending' AND d.seq > ?2
-                 ORDER BY d.seq LIMIT ?3",
-            )?;
+            let mut statement = c.prepare_cached(&format!(
+                "{PENDING_SELECT} WHERE d.subscription_id = ?1 AND d.status = 'pending' AND d.seq > ?2
+                 ORDER BY d.seq LIMIT ?3"
+            ))?;
             let pending = statement
-                .query_map(params![subscription_id, after, limit as i64], |row| {
-                    Ok(PendingDelivery {
-                        seq: row.get(0)?,
-                        attempts: row.get(1)?,
-                        round_start: 0,
-                        next_attempt_at: row.get(2)?,
-                        entry: raw_entry(row, 3)?,
-                    })
-                })?
+                .query_map(params![subscription_id, after, limit as i64], pending_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(pending)
+        })
+    }
+
+    fn pending_deliveries_by_seq(&self, subscription_id: &str, seqs: &[i64]) -> Pending<Vec<PendingDelivery>> {
+        let (subscription_id, mut seqs) = (subscription_id.to_owned(), seqs.to_vec());
+        seqs.sort_unstable();
+        seqs.dedup();
+        self.read(move |c| {
+            // One lookup by primary key each: as cheap as a list in one statement here.
+            let mut statement = c.prepare_cached(&format!(
+                "{PENDING_SELECT} WHERE d.seq = ?1 AND d.subscription_id = ?2 AND d.status = 'pending'"
+            ))?;
+            let mut pending = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                if let Some(delivery) = statement
+                    .query_row(params![seq, subscription_id], pending_row)
+                    .optional()?
+                {
+                    pending.push(delivery);
+                }
+            }
             Ok(pending)
         })
     }
@@ -245,21 +312,31 @@ impl DeliveryStore for SqliteStore {
         let attempts = attempts.to_vec();
         self.write(move |tx| {
             {
+                // The number an attempt is kept under: its own, or the next free one when
+                // that is taken, so that no attempt overwrites another.
+                let mut free_number = tx.prepare_cached(
+                    "SELECT max(?2, coalesce((SELECT max(number) + 1 FROM delivery_attempts WHERE delivery_seq = ?1), 0))
+                     WHERE EXISTS (SELECT 1 FROM delivery_attempts WHERE delivery_seq = ?1 AND number = ?2)",
+                )?;
                 let mut update = tx.prepare_cached(
                     "UPDATE deliveries SET status = ?2, attempts = max(attempts, ?3), next_attempt_at = ?4,
                         last_status_code = ?5, last_error = ?6, updated_at = ?7
                      WHERE seq = ?1",
                 )?;
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO delivery_attempts
+                    "INSERT INTO delivery_attempts
                         (delivery_seq, number, started_at, duration_ms, status_code, error, outcome, next_attempt_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 for a in &attempts {
+                    let number: i64 = free_number
+                        .query_row(params![a.delivery_seq, a.number], |row| row.get(0))
+                        .optional()?
+                        .unwrap_or(a.number);
                     let changed = update.execute(params![
                         a.delivery_seq,
                         a.outcome.as_str(),
-                        a.number,
+                        number,
                         a.next_attempt_at,
                         a.status_code,
                         a.error,
@@ -268,7 +345,7 @@ impl DeliveryStore for SqliteStore {
                     if changed > 0 {
                         insert.execute(params![
                             a.delivery_seq,
-                            a.number,
+                            number,
                             a.started_at,
                             a.duration_ms,
                             a.status_code,
@@ -317,19 +394,107 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<DeliveryRecord>> {
+    fn requeue_delivery(&self, seq: i64, now: i64) -> Pending<Option<Requeue>> {
         self.write(move |tx| {
-            execute(
+            let started = execute(
                 tx,
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2,
+                    round = round + 1, round_start = attempts, recovery_id = NULL
                  WHERE seq = ?1 AND status != 'pending'",
                 params![seq, now],
-            )?;
+            )? > 0;
             let record = tx
                 .prepare_cached(&format!("{DELIVERY_SELECT} AND seq = ?1"))?
                 .query_row([seq], delivery_row)
                 .optional()?;
-            Ok(record)
+            Ok(record.map(|record| {
+                if started {
+                    Requeue::Started(record)
+                } else {
+                    Requeue::Running(record)
+                }
+            }))
+        })
+    }
+
+    fn start_recovery(&self, recovery: &RecoveryRecord) -> Pending<Vec<i64>> {
+        let recovery = recovery.clone();
+        self.write(move |tx| {
+            let seqs: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT seq FROM deliveries
+                     WHERE subscription_id = ?1 AND status = 'dead' AND created_at >= ?2 ORDER BY seq",
+                )?
+                .query_map(params![recovery.subscription_id, recovery.since], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            {
+                let mut start = tx.prepare_cached(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2,
+                        round = round + 1, round_start = attempts, recovery_id = ?3
+                     WHERE seq = ?1",
+                )?;
+                for seq in &seqs {
+                    start.execute(params![seq, recovery.created_at, recovery.id])?;
+                }
+            }
+            execute(
+                tx,
+                &format!("INSERT INTO delivery_recoveries ({RECOVERY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![
+                    recovery.id,
+                    recovery.subscription_id,
+                    recovery.since,
+                    seqs.len() as i64,
+                    recovery.created_at
+                ],
+            )?;
+            Ok(seqs)
+        })
+    }
+
+    fn recovery(&self, id: &str) -> Pending<Option<RecoveryProgress>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let Some(recovery) = one(
+                c,
+                &format!("SELECT {RECOVERY_COLUMNS} FROM delivery_recoveries WHERE id = ?1"),
+                &id,
+                recovery_row,
+            )?
+            else {
+                return Ok(None);
+            };
+            let mut progress = RecoveryProgress {
+                recovery,
+                pending: 0,
+                delivered: 0,
+                dead: 0,
+            };
+            let mut statement =
+                c.prepare_cached("SELECT status, count(*) FROM deliveries WHERE recovery_id = ?1 GROUP BY status")?;
+            let counts = statement.query_map([&id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+            for count in counts {
+                let (status, count) = count?;
+                match DeliveryStatus::parse(&status) {
+                    Some(DeliveryStatus::Pending) => progress.pending = count,
+                    Some(DeliveryStatus::Delivered) => progress.delivered = count,
+                    Some(DeliveryStatus::Dead) => progress.dead = count,
+                    None => {}
+                }
+            }
+            Ok(Some(progress))
+        })
+    }
+
+    fn skip_unattempted_deliveries(&self, subscription_id: &str, since: i64) -> Pending<usize> {
+        let subscription_id = subscription_id.to_owned();
+        self.write(move |tx| {
+            Ok(execute(
+                tx,
+                "DELETE FROM deliveries
+                 WHERE subscription_id = ?1 AND status = 'pending' AND attempts = 0 AND created_at >= ?2",
+                params![subscription_id, since],
+            )?)
         })
     }
 
@@ -408,9 +573,19 @@ impl DeliveryStore for SqliteStore {
                     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE seq < ?1 ORDER BY seq LIMIT ?2)",
                 )?
                 .execute(params![keep_from, limit])?;
+            let recoveries = tx
+                .prepare_cached(
+                    "DELETE FROM delivery_recoveries WHERE id IN (
+                        SELECT r.id FROM delivery_recoveries r
+                        WHERE r.created_at < ?1 AND NOT EXISTS (
+                            SELECT 1 FROM deliveries d WHERE d.recovery_id = r.id AND d.status = 'pending')
+                        LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?;
             Ok(Pruned {
                 deliveries: finished.len(),
                 outbox,
+                recoveries,
             })
         })
     }
@@ -422,7 +597,10 @@ mod tests {
 
     use crate::store::prelude::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{DeliveryStatus, EventRecord, PageRequest, Pruned, SubscriptionRecord, SubscriptionSource};
+    use crate::store::{
+        AttemptRecord, DeliveryStatus, EventRecord, PageRequest, Pruned, RecoveryRecord, Requeue, SubscriptionRecord,
+        SubscriptionSource,
+    };
 
     fn event(id: &str) -> EventRecord {
         EventRecord {
@@ -450,6 +628,7 @@ mod tests {
             source: SubscriptionSource::Api,
             created_at: 1,
             updated_at: 1,
+            disabled_at: None,
         }
     }
 
@@ -518,9 +697,24 @@ mod tests {
             .unwrap();
         assert_eq!(page.items.len(), 1);
 
-        let again = store.requeue_delivery(first, 8).wait().unwrap().unwrap();
+        // One requeue starts a round; the next finds it running and changes nothing.
+        let Requeue::Started(again) = store.requeue_delivery(first, 8).wait().unwrap().unwrap() else {
+            panic!("the first requeue starts a round")
+        };
         assert_eq!(again.status, DeliveryStatus::Pending);
-        assert_eq!(store.pending_deliveries("sub_a", 0, 10).wait().unwrap().len(), 2);
+        assert_eq!((again.round, again.round_start, again.attempts), (2, 1, 1));
+        let Requeue::Running(running) = store.requeue_delivery(first, 9).wait().unwrap().unwrap() else {
+            panic!("the second requeue finds the round running")
+        };
+        assert_eq!(running, again);
+        assert!(store.requeue_delivery(999, 9).wait().unwrap().is_none());
+        let pending = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(
+            (pending[0].attempts, pending[0].round_start),
+            (1, 1),
+            "the round is kept"
+        );
 
         assert!(store.delete_subscription("sub_a").wait().unwrap());
         assert!(store.delivery(first).wait().unwrap().is_none());
@@ -573,7 +767,8 @@ mod tests {
             pruned,
             Pruned {
                 deliveries: 2,
-                outbox: 0
+                outbox: 0,
+                recoveries: 0
             }
         );
         assert!(store.delivery(pending[0].seq).wait().unwrap().is_none());
@@ -585,7 +780,8 @@ mod tests {
             pruned,
             Pruned {
                 deliveries: 0,
-                outbox: 2
+                outbox: 2,
+                recoveries: 0
             }
         );
         let left = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
@@ -594,5 +790,175 @@ mod tests {
         assert_eq!(store.raw_outbox_after(0, 10).wait().unwrap().len(), 1);
         // Events themselves are not delivery history.
         assert!(store.event("evt_1").wait().unwrap().is_some());
+    }
+
+    fn attempt(delivery_seq: i64, number: i64, outcome: DeliveryStatus) -> AttemptRecord {
+        AttemptRecord {
+            delivery_seq,
+            number,
+            started_at: 10 + number,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: Some("receiver answered 500".into()),
+            outcome,
+            next_attempt_at: None,
+        }
+    }
+
+    /// A store with one subscription owed `count` events, fanned out at time 5.
+    fn owed(count: usize) -> (SqliteStore, Vec<i64>) {
+        let store = SqliteStore::in_memory().unwrap();
+        store.save_subscription(&subscription("sub_a")).wait().unwrap();
+        for n in 0..count {
+            store.insert_event(&event(&format!("evt_{n}"))).wait().unwrap();
+        }
+        let entries = store.raw_outbox_after(0, 100).wait().unwrap();
+        let owed: Vec<(String, i64)> = entries.iter().map(|e| ("sub_a".to_string(), e.seq)).collect();
+        store
+            .fan_out(&owed, "fanout", entries.last().unwrap().seq, 5)
+            .wait()
+            .unwrap();
+        let seqs = store
+            .pending_deliveries("sub_a", 0, 100)
+            .wait()
+            .unwrap()
+            .iter()
+            .map(|p| p.seq)
+            .collect();
+        (store, seqs)
+    }
+
+    #[test]
+    fn attempts_with_the_same_number_are_all_kept() {
+        let (store, seqs) = owed(1);
+        let seq = seqs[0];
+        store
+            .record_attempts(&[attempt(seq, 1, DeliveryStatus::Pending)], 6)
+            .wait()
+            .unwrap();
+        // Two more attempts both numbered 2, in one batch and in another.
+        store
+            .record_attempts(
+                &[
+                    attempt(seq, 2, DeliveryStatus::Pending),
+                    attempt(seq, 2, DeliveryStatus::Pending),
+                ],
+                7,
+            )
+            .wait()
+            .unwrap();
+        store
+            .record_attempts(&[attempt(seq, 2, DeliveryStatus::Dead)], 8)
+            .wait()
+            .unwrap();
+        let numbers: Vec<i64> = store.attempts(seq).wait().unwrap().iter().map(|a| a.number).collect();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        let delivery = store.delivery(seq).wait().unwrap().unwrap();
+        assert_eq!((delivery.attempts, delivery.status), (4, DeliveryStatus::Dead));
+    }
+
+    #[test]
+    fn a_recovery_starts_a_round_for_each_dead_delivery_since_its_time() {
+        let (store, seqs) = owed(3);
+        // The first two die; the third is delivered.
+        store
+            .record_attempts(
+                &[
+                    attempt(seqs[0], 1, DeliveryStatus::Dead),
+                    attempt(seqs[1], 1, DeliveryStatus::Dead),
+                    attempt(seqs[2], 1, DeliveryStatus::Delivered),
+                ],
+                6,
+            )
+            .wait()
+            .unwrap();
+        let recovery = |id: &str, since: i64| RecoveryRecord {
+            id: id.into(),
+            subscription_id: "sub_a".into(),
+            since,
+            total: 0,
+            created_at: 20,
+        };
+        // Deliveries were created at 5: a recovery since later finds none.
+        assert!(
+            store
+                .start_recovery(&recovery("rcv_late", 6))
+                .wait()
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.start_recovery(&recovery("rcv_1", 5)).wait().unwrap(), seqs[..2]);
+
+        let progress = store.recovery("rcv_1").wait().unwrap().unwrap();
+        assert_eq!(progress.recovery.total, 2);
+        assert_eq!((progress.pending, progress.delivered, progress.dead), (2, 0, 0));
+        let pending = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
+        assert_eq!(
+            pending
+                .iter()
+                .map(|p| (p.seq, p.round_start, p.next_attempt_at))
+                .collect::<Vec<_>>(),
+            [(seqs[0], 1, 20), (seqs[1], 1, 20)]
+        );
+        let delivery = store.delivery(seqs[0]).wait().unwrap().unwrap();
+        assert_eq!((delivery.round, delivery.recovery_id.as_deref()), (2, Some("rcv_1")));
+
+        store
+            .record_attempts(
+                &[
+                    attempt(seqs[0], 2, DeliveryStatus::Delivered),
+                    attempt(seqs[1], 2, DeliveryStatus::Dead),
+                ],
+                21,
+            )
+            .wait()
+            .unwrap();
+        let progress = store.recovery("rcv_1").wait().unwrap().unwrap();
+        assert_eq!((progress.pending, progress.delivered, progress.dead), (0, 1, 1));
+        assert!(store.recovery("rcv_none").wait().unwrap().is_none());
+
+        // Finished and old, it is forgotten with the history.
+        let pruned = store.prune_delivery_history(100, &["fanout"], 100).wait().unwrap();
+        assert_eq!(pruned.recoveries, 2);
+        assert!(store.recovery("rcv_1").wait().unwrap().is_none());
+    }
+
+    #[test]
+    fn skipping_drops_only_unattempted_deliveries_created_since() {
+        let (store, seqs) = owed(2);
+        store
+            .record_attempts(&[attempt(seqs[0], 1, DeliveryStatus::Pending)], 6)
+            .wait()
+            .unwrap();
+        assert_eq!(store.skip_unattempted_deliveries("sub_a", 6).wait().unwrap(), 0);
+        assert_eq!(store.skip_unattempted_deliveries("sub_a", 5).wait().unwrap(), 1);
+        let left = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
+        assert_eq!(left.iter().map(|p| p.seq).collect::<Vec<_>>(), [seqs[0]]);
+        // Read again by seq: only what is pending and the subscription's, in order.
+        let again = store
+            .pending_deliveries_by_seq("sub_a", &[seqs[1], 999, seqs[0], seqs[0]])
+            .wait()
+            .unwrap();
+        assert_eq!(again, left);
+        assert!(
+            store
+                .pending_deliveries_by_seq("sub_b", &seqs)
+                .wait()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_disabled_subscription_keeps_when_it_was_disabled() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mut record = subscription("sub_a");
+        record.enabled = false;
+        record.disabled_at = Some(42);
+        store.save_subscription(&record).wait().unwrap();
+        assert_eq!(
+            store.subscription("sub_a").wait().unwrap().unwrap().disabled_at,
+            Some(42)
+        );
     }
 }

@@ -24,7 +24,14 @@ use crate::store::{OutboxStore, Pending, RawOutboxEntry};
 /// remember to announce it; the writer announces only after `COMMIT` returned, when
 /// readers on other connections can see the rows.
 pub(super) fn follow_published(connection: &mut Connection) -> anyhow::Result<(Announcement, Arc<watch::Sender<i64>>)> {
-    let head: i64 = connection.query_row("SELECT coalesce(max(seq), 0) FROM outbox", [], |row| row.get(0))?;
+    // The highest seq ever handed out, even when retention has emptied the outbox since:
+    // readers' positions (a stream's Last-Event-ID) are compared with it.
+    let head: i64 = connection.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM outbox), 0),
+                    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))",
+        [],
+        |row| row.get(0),
+    )?;
     let published = Arc::new(watch::Sender::new(head));
     let announced = published.clone();
     let announcement = Announcement::new(move |seq| {
@@ -164,5 +171,36 @@ mod tests {
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].data["conversation"]["id"], json!(conversation.id));
         assert!(store.outbox_after(2, 10).wait().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_head_survives_an_outbox_emptied_by_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |id: &str| EventRecord {
+            id: id.into(),
+            installation_id: None,
+            event_type: "bot:said".into(),
+            payload: json!({}),
+            conversation_id: None,
+            user_id: None,
+            message_id: None,
+            status: "processed".into(),
+            failure_reason: None,
+            created_at: 7,
+        };
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            store.insert_event(&event("evt_1")).wait().unwrap();
+            store.insert_event(&event("evt_2")).wait().unwrap();
+            store.set_cursor("fanout", 2).wait().unwrap();
+            let pruned = store.prune_delivery_history(i64::MAX, &["fanout"], 100).wait().unwrap();
+            assert_eq!(pruned.outbox, 2);
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(
+            *store.outbox_published().borrow(),
+            2,
+            "not 0: positions handed out stay valid"
+        );
     }
 }

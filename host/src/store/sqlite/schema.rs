@@ -124,6 +124,8 @@ CREATE TABLE outbox (
     // Event delivery: subscriptions, deliveries, attempts, outbox cursors.
     super::delivery::MIGRATION,
     super::triggers::MIGRATION,
+    // Delivery rounds kept with each delivery, recoveries, disabled subscriptions' place.
+    super::delivery::ROUNDS_MIGRATION,
 ];
 
 /// Applies the `migrations` that `connection`'s database (`what`: the store, the queue)
