@@ -9,6 +9,7 @@ mod bot;
 mod delivery;
 mod hostile;
 mod plugin_host;
+mod replicas;
 mod serving;
 mod triggers;
 mod webhooks;

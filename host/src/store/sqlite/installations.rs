@@ -69,6 +69,15 @@ impl MetaStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn leadership(&self, _role: &str) -> tokio::sync::watch::Receiver<bool> {
+        // One process owns the files: it leads every role, for good.
+        self.leader.subscribe()
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
 }
 
 #[cfg(test)]

@@ -129,6 +129,10 @@ pub struct SqliteStore {
     published: Arc<tokio::sync::watch::Sender<i64>>,
     /// `queue.db`: the trigger queue (see queue.rs).
     queue: QueueDatabase,
+    /// Always true: the one process on these files leads every role.
+    leader: tokio::sync::watch::Sender<bool>,
+    /// Never changes: no other replica changes these files.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl SqliteStore {
@@ -169,6 +173,8 @@ impl SqliteStore {
             readers: Readers::new(readers),
             published,
             queue,
+            leader: tokio::sync::watch::Sender::new(true),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
