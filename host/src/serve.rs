@@ -10,11 +10,12 @@ use anyhow::Context as _;
 
 use crate::config::HostConfig;
 use crate::delivery::Delivery;
+use crate::http::health::{Health, Phase};
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::runtime::{Profiling, Runtime};
+use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
 use crate::store::{self, PostgresStore, SharedStore, SqliteStore, Tags};
 
 /// How long running requests may take to finish after a stop signal.
@@ -36,8 +37,13 @@ pub struct ServeOptions {
     pub store_url: Option<String>,
     /// Compiled-code cache folder; `None` means `<data>/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// The key that authenticates the cache's entries; `None` means `<data>/cache-key`.
+    pub cache_key: Option<PathBuf>,
     /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
     pub profiling: Profiling,
+    /// How long to go on serving after a stop signal, with `/readyz` answering 503, so
+    /// that load balancers stop sending traffic before connections are refused.
+    pub drain_delay: Duration,
 }
 
 /// The API token: the flag or environment, else the configuration file, else the one
@@ -192,7 +198,7 @@ fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
     // still ends in a clean stop rather than the default kill.
-    let stop = stop_signal()?;
+    let mut stop = StopSignals::listen()?;
     let config = match &options.config {
         Some(path) => HostConfig::load(path)?,
         None => HostConfig::default(),
@@ -214,6 +220,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
+    // Served from now on: the health checks answer while the plugins load, and every
+    // other request waits for the whole router (see http::health).
+    let health = Health::new(store.clone());
+    let (full_router, full_router_rx) = tokio::sync::watch::channel(None);
+    let (routers, routers_rx) =
+        tokio::sync::watch::channel(http::health::while_loading(health.clone(), full_router_rx));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(http::server::run(listener, routers_rx, max_connections, async {
+        let _ = stop_rx.await;
+    }));
+    // For programs that start sluice: where the health checks answer while plugins load.
+    println!(
+        "{}",
+        serde_json::json!({ "event": "loading", "listen": format!("http://{address}") })
+    );
+    let _ = std::io::stdout().flush();
+
     let public_url = options
         .public_url
         .clone()
@@ -236,7 +259,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| options.data_dir.join("cache"));
-    let runtime = Arc::new(Runtime::new(Some(cache_dir), options.profiling)?);
+    let cache_key = options
+        .cache_key
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("cache-key"));
+    let cache = CodeCache::open(cache_dir, CacheKey::load_or_create(&cache_key)?)?;
+    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling)?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),
@@ -249,6 +277,19 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let _watcher = FolderWatcher::start(plugins.clone())?;
     let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
 
+    // Serving from here; the lines below tell whoever started sluice.
+    let app = Arc::new(App {
+        plugins: plugins.clone(),
+        store,
+        api_token: api_token.clone(),
+        delivery: delivery.clone(),
+        jobs: jobs.clone(),
+        health: health.clone(),
+    });
+    let router = http::router(app);
+    let _start_up_router = routers.send_replace(router.clone());
+    full_router.send_replace(Some(router));
+    health.set_phase(Phase::Serving);
     let snapshot = plugins.registry.snapshot();
     println!(
         "sluice {} serving {} installation(s) from {}",
@@ -293,21 +334,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     println!("{ready}");
     let _ = std::io::stdout().flush();
 
-    let app = Arc::new(App {
-        plugins,
-        store,
-        api_token,
-        delivery: delivery.clone(),
-        jobs: jobs.clone(),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = http::server::run(listener, http::router(app), max_connections, async {
-        let _ = stop_rx.await;
-    });
-    let mut server = std::pin::pin!(server);
     tokio::select! {
-        () = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
-        signal = stop => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
+        _ = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
+        signal = stop.next() => {
+            health.set_phase(Phase::Draining);
+            if !options.drain_delay.is_zero() {
+                tracing::info!(
+                    %signal,
+                    drain_delay_s = options.drain_delay.as_secs_f64(),
+                    "stopping: /readyz answers 503 while requests are still served, for the drain delay (a second signal ends it)"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(options.drain_delay) => {}
+                    signal = stop.next() => tracing::info!(%signal, "ending the drain delay"),
+                }
+            }
+            tracing::info!(%signal, "stopping: no new connections; letting running requests finish");
+        }
     }
     let _ = stop_tx.send(());
     // Live streams end and webhook attempts in flight finish while requests drain.
@@ -316,7 +359,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         delivery.stop(DELIVERY_STOP_TIMEOUT)
     );
     match drained {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(_) => tracing::warn!(
             timeout_s = DRAIN_TIMEOUT.as_secs(),
             "requests still running after the drain timeout; exiting anyway"
@@ -327,17 +370,27 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers the stop signals now; the future resolves with the name of the first one
-/// received.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot listen for SIGINT")?;
-    Ok(async move {
+/// SIGTERM and SIGINT, listened for from start-up on.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Registers the stop signals now, so that one arriving at any time after is kept.
+    fn listen() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// The name of the next stop signal received.
+    async fn next(&mut self) -> &'static str {
         tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
-    })
+    }
 }

@@ -117,6 +117,9 @@ fn the_database_lost_while_serving_answers_503_and_service_resumes() {
     let listing = host.api_get("/v1/chat/events");
     assert_eq!(listing.status, 503, "{}", listing.body);
     assert_eq!(listing.json()["type"], "Unavailable", "{}", listing.body);
+    let readyz = host.send(host.client().get(host.url("/readyz")));
+    assert_eq!(readyz.status, 503, "{}", readyz.body);
+    assert_eq!(readyz.json()["reason"], "store unreachable", "{}", readyz.body);
 
     proxy.restore();
     let after = eventually("the webhook to be recorded again", Duration::from_secs(30), || {
@@ -128,6 +131,8 @@ fn the_database_lost_while_serving_answers_503_and_service_resumes() {
         (answer.status == 200).then_some(answer)
     });
     let event_id = accepted.header("x-sluice-event-id").unwrap().to_string();
+    let readyz = host.send(host.client().get(host.url("/readyz")));
+    assert_eq!(readyz.status, 200, "ready again: {}", readyz.body);
     host.trigger_event_in(trigger["id"].as_str().unwrap(), &event_id, "done");
 
     // Every acknowledged webhook is stored, and nothing from the refused one.

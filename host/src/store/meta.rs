@@ -47,4 +47,8 @@ pub trait MetaStore {
     /// (subscriptions, triggers), so that it is read again; with one replica (the
     /// embedded store) it never changes.
     fn changes(&self) -> watch::Receiver<u64>;
+
+    /// Whether the store can be reached as a restart would reach it, and takes writes:
+    /// `Ok` if so, else why not (for the log; `GET /readyz` says only "store unreachable").
+    fn check_reachable(&self) -> Pending<()>;
 }

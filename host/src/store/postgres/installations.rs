@@ -78,4 +78,13 @@ impl MetaStore for PostgresStore {
     fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }
+
+    /// Whether the database answers, on a pooled connection (made afresh when the pool's
+    /// were lost).
+    fn check_reachable(&self) -> Pending<()> {
+        self.run(move |c| async move {
+            c.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+    }
 }
