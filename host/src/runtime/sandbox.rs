@@ -33,6 +33,8 @@ pub struct CallReport {
     /// Records the plugin created through `client` (events, conversations, users,
     /// messages), in order.
     pub created: Vec<CreatedRecord>,
+    /// The wait the platform asked for, as the plugin passed it on (`retry-after`).
+    pub retry_after: Option<u32>,
     pub elapsed: Duration,
 }
 
@@ -145,6 +147,15 @@ impl Engine {
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
         let created = std::mem::take(&mut store.data_mut().created);
-        (result, CallReport { logs, created, elapsed })
+        let retry_after = store.data().retry_after;
+        (
+            result,
+            CallReport {
+                logs,
+                created,
+                retry_after,
+                elapsed,
+            },
+        )
     }
 }
