@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Default: <data>/cache.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// The secret that authenticates compiled code in the cache (created, mode 0600, when
+    /// missing). Hosts sharing a cache folder share this key file. Default: <data>/cache-key.
+    #[arg(long)]
+    pub cache_key: Option<PathBuf>,
     /// Name plugin functions for `perf`: write /tmp/perf-<pid>.map, where `perf report`
     /// finds the name of every compiled plugin function (`wasm[N]::function[M]` and the
     /// export names), instead of showing them as unknown JIT code.
@@ -102,6 +106,7 @@ impl From<ServeArgs> for ServeOptions {
             api_token: args.api_token,
             config: args.config,
             cache_dir: args.cache,
+            cache_key: args.cache_key,
             profiling: if args.perf_map {
                 Profiling::PerfMap
             } else {

@@ -14,7 +14,7 @@ use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::runtime::{Profiling, Runtime};
+use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
 use crate::store::{SharedStore, SqliteStore, Tags};
 
 /// How long running requests may take to finish after a stop signal.
@@ -33,6 +33,8 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Compiled-code cache folder; `None` means `<data>/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// The key that authenticates the cache's entries; `None` means `<data>/cache-key`.
+    pub cache_key: Option<PathBuf>,
     /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
     pub profiling: Profiling,
 }
@@ -205,7 +207,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| options.data_dir.join("cache"));
-    let runtime = Arc::new(Runtime::new(Some(cache_dir), options.profiling)?);
+    let cache_key = options
+        .cache_key
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("cache-key"));
+    let cache = CodeCache::open(cache_dir, CacheKey::load_or_create(&cache_key)?)?;
+    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling)?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),

@@ -240,10 +240,10 @@ impl HostBuilder {
         self
     }
 
-    /// Keeps compiled code in the host's own data folder (`<data>/cache`). By default
-    /// every test host shares one cache folder in the target folder, so a plugin is
-    /// compiled once per test run rather than once per test (Python and JavaScript
-    /// components take seconds to compile).
+    /// Keeps compiled code in the host's own data folder (`<data>/cache`, its key in
+    /// `<data>/cache-key`). By default every test host shares one cache folder and its key
+    /// in the target folder, so a plugin is compiled once per test run rather than once
+    /// per test (Python and JavaScript components take seconds to compile).
     pub fn own_code_cache(mut self) -> Self {
         self.own_code_cache = true;
         self
@@ -289,6 +289,9 @@ impl HostBuilder {
         if !self.own_code_cache {
             args.push("--cache".into());
             args.push(target_dir().join("test-code-cache").to_string_lossy().into_owned());
+            // Shared with the cache's key, as hosts sharing a cache are.
+            args.push("--cache-key".into());
+            args.push(target_dir().join("test-code-cache.key").to_string_lossy().into_owned());
         }
         let mut host = Host {
             _dir: dir,

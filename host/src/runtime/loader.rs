@@ -2,12 +2,12 @@
 //! plugin already loaded), checking it against the contract and reading its definition.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::Component;
 
+use super::code_cache::CodeCache;
 use super::contract::ContractMismatch;
 use super::definition::PluginDefinition;
 use super::engine::{CodeSource, Engine, Profiling};
@@ -38,11 +38,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts the engine. With a `cache_dir`, compiled code is kept there and reused on
-    /// the next start (see [`Engine::new`]).
-    pub fn new(cache_dir: Option<PathBuf>, profiling: Profiling) -> anyhow::Result<Runtime> {
+    /// Starts the engine. With a `cache`, compiled code is kept there and reused on the
+    /// next start (see [`Engine::new`]).
+    pub fn new(cache: Option<CodeCache>, profiling: Profiling) -> anyhow::Result<Runtime> {
         Ok(Runtime {
-            engine: Arc::new(Engine::new(cache_dir, profiling)?),
+            engine: Arc::new(Engine::new(cache, profiling)?),
             loaded: Mutex::default(),
         })
     }
