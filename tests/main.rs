@@ -8,6 +8,7 @@ mod harness;
 mod bot;
 mod delivery;
 mod hostile;
+mod operating;
 mod plugin_host;
 mod serving;
 mod triggers;

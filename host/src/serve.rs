@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use crate::config::HostConfig;
 use crate::delivery::Delivery;
+use crate::http::health::{Health, Phase};
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
@@ -37,6 +38,9 @@ pub struct ServeOptions {
     pub cache_key: Option<PathBuf>,
     /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
     pub profiling: Profiling,
+    /// How long to go on serving after a stop signal, with `/readyz` answering 503, so
+    /// that load balancers stop sending traffic before connections are refused.
+    pub drain_delay: Duration,
 }
 
 /// The API token: the flag or environment, else the configuration file, else the one
@@ -163,7 +167,7 @@ fn raise_open_file_limit() -> u64 {
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
     // still ends in a clean stop rather than the default kill.
-    let stop = stop_signal()?;
+    let mut stop = StopSignals::listen()?;
     let config = match &options.config {
         Some(path) => HostConfig::load(path)?,
         None => HostConfig::default(),
@@ -185,6 +189,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
+    // Served from now on: the health checks answer while the plugins load, and every
+    // other request waits for the whole router (see http::health).
+    let health = Health::new(store.clone());
+    let (full_router, full_router_rx) = tokio::sync::watch::channel(None);
+    let (routers, routers_rx) =
+        tokio::sync::watch::channel(http::health::while_loading(health.clone(), full_router_rx));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(http::server::run(listener, routers_rx, max_connections, async {
+        let _ = stop_rx.await;
+    }));
+    // For programs that start sluice: where the health checks answer while plugins load.
+    println!(
+        "{}",
+        serde_json::json!({ "event": "loading", "listen": format!("http://{address}") })
+    );
+    let _ = std::io::stdout().flush();
+
     let public_url = options
         .public_url
         .clone()
@@ -225,6 +246,19 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let _watcher = FolderWatcher::start(plugins.clone())?;
     let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
 
+    // Serving from here; the lines below tell whoever started sluice.
+    let app = Arc::new(App {
+        plugins: plugins.clone(),
+        store,
+        api_token: api_token.clone(),
+        delivery: delivery.clone(),
+        jobs: jobs.clone(),
+        health: health.clone(),
+    });
+    let router = http::router(app);
+    let _start_up_router = routers.send_replace(router.clone());
+    full_router.send_replace(Some(router));
+    health.set_phase(Phase::Serving);
     let snapshot = plugins.registry.snapshot();
     println!(
         "sluice {} serving {} installation(s) from {}",
@@ -269,21 +303,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     println!("{ready}");
     let _ = std::io::stdout().flush();
 
-    let app = Arc::new(App {
-        plugins,
-        store,
-        api_token,
-        delivery: delivery.clone(),
-        jobs: jobs.clone(),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = http::server::run(listener, http::router(app), max_connections, async {
-        let _ = stop_rx.await;
-    });
-    let mut server = std::pin::pin!(server);
     tokio::select! {
-        () = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
-        signal = stop => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
+        _ = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
+        signal = stop.next() => {
+            health.set_phase(Phase::Draining);
+            if !options.drain_delay.is_zero() {
+                tracing::info!(
+                    %signal,
+                    drain_delay_s = options.drain_delay.as_secs_f64(),
+                    "stopping: /readyz answers 503 while requests are still served, for the drain delay (a second signal ends it)"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(options.drain_delay) => {}
+                    signal = stop.next() => tracing::info!(%signal, "ending the drain delay"),
+                }
+            }
+            tracing::info!(%signal, "stopping: no new connections; letting running requests finish");
+        }
     }
     let _ = stop_tx.send(());
     // Live streams end and webhook attempts in flight finish while requests drain.
@@ -292,7 +328,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         delivery.stop(DELIVERY_STOP_TIMEOUT)
     );
     match drained {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(_) => tracing::warn!(
             timeout_s = DRAIN_TIMEOUT.as_secs(),
             "requests still running after the drain timeout; exiting anyway"
@@ -303,17 +339,27 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers the stop signals now; the future resolves with the name of the first one
-/// received.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot listen for SIGINT")?;
-    Ok(async move {
+/// SIGTERM and SIGINT, listened for from start-up on.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Registers the stop signals now, so that one arriving at any time after is kept.
+    fn listen() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// The name of the next stop signal received.
+    async fn next(&mut self) -> &'static str {
         tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
-    })
+    }
 }

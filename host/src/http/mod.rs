@@ -6,7 +6,8 @@
 //!   subscriptions, their deliveries and attempts;
 //! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events, with the API token
 //!   or a short-lived stream ticket (`POST /v1/stream/tickets`).
-//! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint.
+//! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint;
+//! - [`health`]: `GET /healthz` and `GET /readyz`, public.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
@@ -22,6 +23,7 @@ pub mod bodies;
 pub mod chat;
 pub mod errors;
 pub mod extract;
+pub mod health;
 pub mod request_id;
 pub mod routes;
 pub mod server;
@@ -52,6 +54,8 @@ pub struct App {
     pub delivery: Arc<Delivery>,
     /// Triggers, their queue and workers.
     pub jobs: Arc<Jobs>,
+    /// What the health checks look at.
+    pub health: health::Health,
 }
 
 /// Shared handle to [`App`], the router's state.
@@ -68,6 +72,7 @@ pub fn router(app: AppState) -> Router {
         .merge(subscriptions::routes())
         .require_api_token(&app);
     routes::Routes::new()
+        .merge(health::routes())
         .merge(webhooks::routes())
         .merge(protected)
         // The stream takes a stream ticket as well as the API token (browsers'

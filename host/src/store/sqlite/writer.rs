@@ -26,6 +26,7 @@ struct Job {
 }
 
 /// The handle through which every write of one database goes.
+#[derive(Clone)]
 pub(super) struct GroupWriter {
     jobs: mpsc::Sender<Job>,
     /// What the database is, for errors: `store`, `queue`.

@@ -11,6 +11,8 @@
 //! with the tags in `ack`, or fails with the kind in `fail`.
 //!
 //! State `progress` of a conversation: `{step}`, a whole number from 0, required.
+//!
+//! `register` fetches the URL `register-fetch` of its configuration, when there is one.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "integration" });
 
@@ -125,7 +127,13 @@ impl Guest for Courier {
         }
     }
 
-    fn register(_: Context) -> Result<(), Error> {
+    /// With `register-fetch` in its configuration, fetches that URL first (a test holds
+    /// the answer to keep the host loading).
+    fn register(ctx: Context) -> Result<(), Error> {
+        let configuration: Value = serde_json::from_str(&ctx.configuration).unwrap_or(Value::Null);
+        if let Some(url) = configuration["register-fetch"].as_str() {
+            fetch(&json!({ "url": url }))?;
+        }
         Ok(())
     }
 
