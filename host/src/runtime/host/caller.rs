@@ -32,6 +32,8 @@ pub struct Caller {
     pub dedupe_retention: Duration,
     /// [`Caller::label`], built once: every call's state and log lines carry it.
     shared_label: Arc<str>,
+    /// The installation's name, as metrics label what it does.
+    pub installation_name: Arc<str>,
 }
 
 impl Caller {
@@ -53,6 +55,7 @@ impl Caller {
             allow_list,
             dedupe_retention,
             shared_label,
+            installation_name: installation_name.into(),
         }
     }
 
