@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::runtime::Profiling;
 use crate::scaffold::{Language, new_project};
-use crate::serve::{ServeOptions, serve};
+use crate::serve::{MetricsAt, ServeOptions, serve};
 
 /// A small, fast WebAssembly plugin host for chatbot and platform integrations.
 #[derive(Debug, Parser)]
@@ -118,6 +118,18 @@ pub struct ServeArgs {
     /// second signal ends the delay).
     #[arg(long, env = "SLUICE_DRAIN_DELAY", default_value_t = 0.0, value_name = "SECONDS")]
     pub drain_delay: f64,
+    /// Serve GET /metrics (and the health checks) on this address instead of the main
+    /// listener, for example 127.0.0.1:9464.
+    #[arg(
+        long,
+        env = "SLUICE_METRICS_LISTEN",
+        value_name = "ADDR",
+        conflicts_with = "no_metrics"
+    )]
+    pub metrics_listen: Option<String>,
+    /// Do not serve GET /metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -138,6 +150,11 @@ impl From<ServeArgs> for ServeOptions {
                 Profiling::Off
             },
             drain_delay: Duration::try_from_secs_f64(args.drain_delay).unwrap_or_default(),
+            metrics: match (args.no_metrics, args.metrics_listen) {
+                (true, _) => MetricsAt::Off,
+                (false, Some(address)) => MetricsAt::Listen(address),
+                (false, None) => MetricsAt::Main,
+            },
         }
     }
 }

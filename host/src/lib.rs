@@ -18,7 +18,7 @@
 //   functions plugins import;
 // - store: where everything is kept, one trait per capability and the SQLite backend;
 // - envelope: the delivered format, which the store writes and delivery sends;
-// - config, ids, time: leaves.
+// - config, ids, time, telemetry (metrics): leaves.
 // serve wires them together for `sluice serve`; inspect and scaffold are `sluice inspect`
 // and `sluice new`.
 
@@ -36,6 +36,7 @@ pub(crate) mod runtime;
 pub(crate) mod scaffold;
 pub(crate) mod serve;
 pub(crate) mod store;
+pub(crate) mod telemetry;
 pub(crate) mod time;
 
 /// The runtime's parts the sandbox benchmark (`host/benches/sandbox.rs`) drives directly,

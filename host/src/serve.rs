@@ -44,7 +44,22 @@ pub struct ServeOptions {
     /// How long to go on serving after a stop signal, with `/readyz` answering 503, so
     /// that load balancers stop sending traffic before connections are refused.
     pub drain_delay: Duration,
+    /// Where `GET /metrics` is served.
+    pub metrics: MetricsAt,
 }
+
+/// Where `GET /metrics` is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAt {
+    /// On the main listener, beside everything else.
+    Main,
+    /// On an address of its own, with the health checks (and not on the main listener).
+    Listen(String),
+    Off,
+}
+
+/// The most connections the metrics listener takes at once: scrapers and probes.
+const METRICS_CONNECTIONS: usize = 64;
 
 /// The API token: the flag or environment, else the configuration file, else the one
 /// kept in the data folder, else a new one (kept there and printed once).
@@ -230,6 +245,24 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let mut server = tokio::spawn(http::server::run(listener, routers_rx, max_connections, async {
         let _ = stop_rx.await;
     }));
+    let serving: http::metrics::Serving = Arc::default();
+    let mut metrics_url = None;
+    if let MetricsAt::Listen(metrics_address) = &options.metrics {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_address} for metrics"))?;
+        let at = metrics_listener.local_addr()?;
+        let (_, router) = tokio::sync::watch::channel(http::metrics::ops_router(health.clone(), serving.clone()));
+        // Never stopped: it answers until the process exits.
+        tokio::spawn(http::server::run(
+            metrics_listener,
+            router,
+            METRICS_CONNECTIONS,
+            std::future::pending(),
+        ));
+        tracing::info!(address = %at, "serving /metrics, /healthz and /readyz on http://{at}");
+        metrics_url = Some(format!("http://{at}"));
+    }
     // For programs that start sluice: where the health checks answer while plugins load.
     println!(
         "{}",
@@ -286,7 +319,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         jobs: jobs.clone(),
         health: health.clone(),
     });
-    let router = http::router(app);
+    let _ = serving.set(app.clone());
+    let router = http::router(app, options.metrics == MetricsAt::Main);
     let _start_up_router = routers.send_replace(router.clone());
     full_router.send_replace(Some(router));
     health.set_phase(Phase::Serving);
@@ -326,11 +360,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     println!("listening on http://{address}");
     // The same for programs that start sluice (tests, supervisors), as one JSON line.
-    let ready = serde_json::json!({
+    let mut ready = serde_json::json!({
         "event": "ready",
         "listen": format!("http://{address}"),
         "installations": plugins.registry.snapshot().installations.len(),
     });
+    if let Some(url) = metrics_url {
+        ready["metrics"] = url.into();
+    }
     println!("{ready}");
     let _ = std::io::stdout().flush();
 

@@ -23,6 +23,7 @@ use serde_json::Value;
 pub mod fake_platform;
 pub mod nats;
 pub mod postgres;
+pub mod prometheus;
 pub mod receiver;
 
 /// The API token every test host is started with.
@@ -347,6 +348,7 @@ impl HostBuilder {
             open_files: self.open_files,
             child: None,
             base: String::new(),
+            metrics_base: None,
             output: Arc::new(Output::default()),
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -457,6 +459,8 @@ pub struct Host {
     child: Option<Child>,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// Where `--metrics-listen` serves, `http://127.0.0.1:<port>` (from the ready line).
+    pub metrics_base: Option<String>,
     /// Everything the host printed (stdout and stderr) since its last start.
     pub output: Arc<Output>,
     client: reqwest::blocking::Client,
@@ -546,6 +550,7 @@ impl Host {
             }
         };
         self.child = Some(child);
+        self.metrics_base = ready["metrics"].as_str().map(String::from);
         self.base = ready["listen"]
             .as_str()
             .unwrap_or_else(|| panic!("the ready line names the address it listens on: {ready}"))

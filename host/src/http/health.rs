@@ -95,11 +95,11 @@ impl FromRef<AppState> for Health {
     }
 }
 
-async fn healthz() -> Response {
+pub(super) async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
-async fn readyz(State(health): State<Health>) -> Response {
+pub(super) async fn readyz(State(health): State<Health>) -> Response {
     match health.not_ready_because().await {
         None => axum::Json(json!({ "status": "ready" })).into_response(),
         Some(reason) => (

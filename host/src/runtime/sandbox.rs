@@ -33,7 +33,11 @@ pub struct CallReport {
     /// Records the plugin created through `client` (events, conversations, users,
     /// messages), in order.
     pub created: Vec<CreatedRecord>,
+    /// The wait the platform asked for, as the plugin passed it on (`retry-after`).
+    pub retry_after: Option<u32>,
     pub elapsed: Duration,
+    /// The instance's linear memory at the end of the call, every memory counted.
+    pub memory_bytes: usize,
 }
 
 /// Why a call produced no answer. The host keeps serving after every one of these.
@@ -145,6 +149,17 @@ impl Engine {
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
         let created = std::mem::take(&mut store.data_mut().created);
-        (result, CallReport { logs, created, elapsed })
+        let retry_after = store.data().retry_after;
+        let memory_bytes = store.data().memory.grown_bytes;
+        (
+            result,
+            CallReport {
+                logs,
+                created,
+                retry_after,
+                elapsed,
+                memory_bytes,
+            },
+        )
     }
 }

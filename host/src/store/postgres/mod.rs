@@ -214,8 +214,11 @@ impl PostgresStore {
     {
         let sequencer = self.sequencer.clone();
         self.run(move |client| async move {
+            let started = std::time::Instant::now();
             let result = work(client).await;
             if result.is_ok() {
+                // One write, one transaction, as the metrics count the store's commits.
+                crate::telemetry::metrics().store_commit("store", 1, started.elapsed());
                 sequencer.number_mine().await;
             }
             result

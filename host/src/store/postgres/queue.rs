@@ -324,6 +324,19 @@ impl QueueStore for PostgresStore {
         })
     }
 
+    fn job_counts(&self) -> Pending<Vec<(String, i64)>> {
+        self.run(move |c| async move {
+            let rows = query(
+                &c,
+                "SELECT s.status, (SELECT count(*) FROM jobs j WHERE j.status = s.status)
+                 FROM unnest(ARRAY['queued', 'running', 'failed']) WITH ORDINALITY AS s(status, n) ORDER BY n",
+                &[],
+            )
+            .await?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
     fn queued_work(&self) -> Arc<Notify> {
         self.work.clone()
     }

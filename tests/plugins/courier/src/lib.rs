@@ -11,8 +11,6 @@
 //! with the tags in `ack`, or fails with the kind in `fail`.
 //!
 //! State `progress` of a conversation: `{step}`, a whole number from 0, required.
-//!
-//! `register` fetches the URL `register-fetch` of its configuration, when there is one.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "integration" });
 
@@ -127,13 +125,7 @@ impl Guest for Courier {
         }
     }
 
-    /// With `register-fetch` in its configuration, fetches that URL first (a test holds
-    /// the answer to keep the host loading).
-    fn register(ctx: Context) -> Result<(), Error> {
-        let configuration: Value = serde_json::from_str(&ctx.configuration).unwrap_or(Value::Null);
-        if let Some(url) = configuration["register-fetch"].as_str() {
-            fetch(&json!({ "url": url }))?;
-        }
+    fn register(_: Context) -> Result<(), Error> {
         Ok(())
     }
 
