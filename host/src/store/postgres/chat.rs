@@ -6,6 +6,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 
 use super::PostgresStore;
+use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{
     CONVERSATION_COLUMNS, Conditions, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, execute, insert_tags,
@@ -14,7 +15,7 @@ use super::rows::{
 use crate::envelope::Data;
 use crate::ids::record_id;
 use crate::store::{
-    ChatStore, ConversationRecord, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserRecord,
+    ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserRecord,
 };
 use crate::time::now_ms;
 
@@ -69,6 +70,45 @@ pub(super) async fn insert_conversation<C: GenericClient>(
     )
     .await?;
     Ok(conversation)
+}
+
+/// Records a message with its tags, counts it on its conversation and publishes it as
+/// `chat:message:new`, inside the caller's transaction.
+async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -> anyhow::Result<()> {
+    execute(
+        tx,
+        "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &message.id,
+            &message.installation_id,
+            &message.conversation_id,
+            &message.user_id,
+            &message.message_type,
+            &message.payload.to_string(),
+            &message.direction,
+            &serde_json::to_string(&message.tags)?,
+            &message.created_at,
+            &message.updated_at,
+        ],
+    )
+    .await?;
+    insert_tags(tx, "message", &message.id, &message.tags).await?;
+    execute(
+        tx,
+        "UPDATE conversations SET message_count = message_count + 1, updated_at = $2 WHERE id = $1",
+        &[&message.conversation_id, &message.created_at],
+    )
+    .await?;
+    publish(
+        tx,
+        "chat:message:new",
+        Some(&message.installation_id),
+        message.created_at,
+        &Data::Message(message.into()).to_json(),
+    )
+    .await?;
+    Ok(())
 }
 
 impl ChatStore for PostgresStore {
@@ -236,41 +276,26 @@ impl ChatStore for PostgresStore {
         let message = message.clone();
         self.run_publishing(move |mut c| async move {
             let tx = c.transaction().await?;
-            execute(
-                &tx,
-                "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    &message.id,
-                    &message.installation_id,
-                    &message.conversation_id,
-                    &message.user_id,
-                    &message.message_type,
-                    &message.payload.to_string(),
-                    &message.direction,
-                    &serde_json::to_string(&message.tags)?,
-                    &message.created_at,
-                    &message.updated_at,
-                ],
-            )
-            .await?;
-            insert_tags(&tx, "message", &message.id, &message.tags).await?;
-            execute(
-                &tx,
-                "UPDATE conversations SET message_count = message_count + 1, updated_at = $2 WHERE id = $1",
-                &[&message.conversation_id, &message.created_at],
-            )
-            .await?;
-            publish(
-                &tx,
-                "chat:message:new",
-                Some(&message.installation_id),
-                message.created_at,
-                &Data::Message((&message).into()).to_json(),
-            )
-            .await?;
+            insert_message_row(&tx, &message).await?;
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    fn insert_message_once(&self, message: &MessageRecord, key: &DedupeKey) -> Pending<(MessageRecord, bool)> {
+        let (message, key) = (message.clone(), key.clone());
+        self.run_publishing(move |mut c| async move {
+            let tx = c.transaction().await?;
+            if let Some(id) = recorded_under(&tx, Kind::Message, &key).await? {
+                let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
+                if let Some(first) = query_opt(&tx, &sql, &[&id]).await? {
+                    return Ok((message_row(&first), false));
+                }
+            }
+            insert_message_row(&tx, &message).await?;
+            remember(&tx, Kind::Message, &key, &message.id, message.created_at).await?;
+            tx.commit().await?;
+            Ok((message, true))
         })
     }
 

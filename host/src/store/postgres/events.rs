@@ -4,11 +4,12 @@
 use deadpool_postgres::GenericClient;
 
 use super::PostgresStore;
+use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{Conditions, EVENT_COLUMNS, event_row, execute, page, query_opt};
 use crate::envelope::Data;
 use crate::ids::record_id;
-use crate::store::{EventQuery, EventRecord, EventStore, Page, Pending};
+use crate::store::{DedupeKey, EventQuery, EventRecord, EventStore, Page, Pending};
 
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
 pub(super) async fn insert_event_row<C: GenericClient>(tx: &C, event: &EventRecord) -> anyhow::Result<()> {
@@ -70,6 +71,23 @@ impl EventStore for PostgresStore {
             )
             .await?;
             Ok(())
+        })
+    }
+
+    fn insert_event_once(&self, event: &EventRecord, key: &DedupeKey) -> Pending<(EventRecord, bool)> {
+        let (event, key) = (event.clone(), key.clone());
+        self.run_publishing(move |mut c| async move {
+            let tx = c.transaction().await?;
+            if let Some(id) = recorded_under(&tx, Kind::Event, &key).await? {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+                if let Some(first) = query_opt(&tx, &sql, &[&id]).await? {
+                    return Ok((event_row(&first), false));
+                }
+            }
+            insert_event_row(&tx, &event).await?;
+            remember(&tx, Kind::Event, &key, &event.id, event.created_at).await?;
+            tx.commit().await?;
+            Ok((event, true))
         })
     }
 

@@ -22,6 +22,7 @@ use tokio_postgres::NoTls;
 use super::{Pending, StoreError};
 
 mod chat;
+mod dedupe;
 mod delivery;
 mod events;
 mod installations;

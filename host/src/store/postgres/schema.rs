@@ -260,6 +260,17 @@ CREATE UNIQUE INDEX jobs_by_idempotency_key ON jobs (trigger_id, idempotency_key
 CREATE INDEX jobs_by_status ON jobs (status, due_at);
 CREATE INDEX jobs_by_trigger ON jobs (trigger_id, seq);
 CREATE INDEX jobs_running ON jobs (trigger_id, session) WHERE status = 'running';
+
+-- Which record an installation made under each dedupe key (see dedupe.rs).
+CREATE TABLE dedupe_keys (
+    installation_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (installation_id, kind, key)
+);
+CREATE INDEX dedupe_keys_by_age ON dedupe_keys (installation_id, created_at);
 "#];
 
 /// Brings the database's schema up to date, under a session advisory lock held on
