@@ -193,9 +193,43 @@ async fn open_store(options: &ServeOptions, config: &HostConfig) -> anyhow::Resu
     };
     let pool_size = config.store.pool_size.unwrap_or(store::postgres::DEFAULT_POOL_SIZE);
     let replica_id = replica_id(&options.data_dir)?;
-    let store = PostgresStore::connect(&url, pool_size, replica_id.clone()).await?;
+    let secret_key = secret_key(config)?;
+    if secret_key.is_none() {
+        refuse_sidecars_without_key(&options.plugins_dir)?;
+    }
+    let store = PostgresStore::connect(&url, pool_size, replica_id.clone(), secret_key).await?;
     tracing::info!(store = %store::postgres::redacted(&url), replica = %replica_id, "keeping everything in PostgreSQL");
     Ok(Arc::new(store))
+}
+
+/// The key that seals sidecars in a shared store: `SLUICE_STORE_SECRET_KEY`, else
+/// `[store] secret-key`.
+fn secret_key(config: &HostConfig) -> anyhow::Result<Option<store::sealing::SecretKey>> {
+    let text = std::env::var("SLUICE_STORE_SECRET_KEY")
+        .ok()
+        .or_else(|| config.store.secret_key.clone())
+        .filter(|key| !key.trim().is_empty());
+    text.map(|text| store::sealing::SecretKey::parse(&text)).transpose()
+}
+
+/// Refuses to start on a shared store without a secret key when the plugins folder has
+/// sidecars to keep there: they would have to be kept in plain text.
+fn refuse_sidecars_without_key(plugins_dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(plugins_dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_sidecar = path.extension().is_some_and(|ext| ext == "toml") && path.with_extension("wasm").is_file();
+        if is_sidecar && std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0) {
+            anyhow::bail!(
+                "{} has a sidecar to keep in PostgreSQL; {}",
+                plugins_dir.display(),
+                store::postgres::installations::NO_SECRET_KEY
+            );
+        }
+    }
+    Ok(())
 }
 
 /// This replica's stable name, kept in `<data>/replica-id`: the trigger events it claims

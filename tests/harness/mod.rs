@@ -330,6 +330,9 @@ impl HostBuilder {
         if let Some(url) = store_url {
             self.args.push("--store".into());
             self.args.push(url);
+            // Sidecars are sealed in PostgreSQL; a test's own key (or none) wins.
+            self.env
+                .insert(0, ("SLUICE_STORE_SECRET_KEY".into(), postgres::SECRET_KEY.into()));
         }
         let mut args = self.args;
         if !self.own_code_cache {

@@ -11,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use super::locks;
 
 /// Schema versions, applied in order; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE installations (
@@ -271,7 +272,17 @@ CREATE TABLE dedupe_keys (
     PRIMARY KEY (installation_id, kind, key)
 );
 CREATE INDEX dedupe_keys_by_age ON dedupe_keys (installation_id, created_at);
-"#];
+"#,
+    // Plugin code kept with the installations, so that every replica serves them; the
+    // installations' sidecars are sealed from here on (see sealing.rs).
+    r#"
+CREATE TABLE plugin_code (
+    hash TEXT PRIMARY KEY,
+    code BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
+];
 
 /// Brings the database's schema up to date, under a session advisory lock held on
 /// `client` meanwhile: a replica that starts while another migrates waits, then finds

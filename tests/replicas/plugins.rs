@@ -1,0 +1,116 @@
+//! Plugins on a cluster: the store says what is installed. A plugin dropped into one
+//! replica's folder is served by every replica at the same webhook URL, registered once;
+//! a replica started with an empty folder serves it too (and removes nothing); a file
+//! removed from the folder it came from uninstalls it for all, unregistered once. The
+//! sidecar is sealed in the database.
+
+use std::time::Duration;
+
+use crate::harness::postgres::psql;
+use crate::harness::{Host, eventually, guest, installation_in};
+
+use super::{path_of, replicas};
+
+const PROBE_SIDECAR: &str = "[configuration]\nname = \"probe-secret-name\"\n";
+/// How long a change on one replica may take to reach the others (about two seconds
+/// promised; the margin is for a loaded test machine).
+const SPREAD: Duration = Duration::from_secs(15);
+
+/// The webhook path of installation `name` once `host` serves it.
+fn served_path(host: &Host, name: &str) -> String {
+    eventually(&format!("{name} served by {}", host.base), SPREAD, || {
+        let listing = host.admin_installations();
+        installation_in(&listing, name).map(|i| path_of(i["webhookUrl"].as_str().unwrap()))
+    })
+}
+
+fn registrations(host: &Host, path: &str) -> serde_json::Value {
+    let answer = host.send(
+        host.client()
+            .get(host.url(&format!("{path}/state/integration/self/registrations"))),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()
+}
+
+#[test]
+fn a_plugin_dropped_into_one_replica_is_served_by_all_registered_once_and_removed_for_all() {
+    let Some((url, hosts)) = replicas(2) else { return };
+    hosts[0].write_sidecar("probe", PROBE_SIDECAR);
+    hosts[0].drop_plugin("probe", &guest("probe"));
+    let path = served_path(&hosts[0], "probe");
+    assert_eq!(
+        served_path(&hosts[1], "probe"),
+        path,
+        "the same webhook URL on every replica"
+    );
+    for host in &hosts {
+        assert_eq!(host.installation("probe")["status"], "active");
+        assert_eq!(
+            registrations(host, &path),
+            serde_json::json!({"count": 1}),
+            "register ran once for the cluster"
+        );
+    }
+
+    // The sidecar never reaches the database in plain text.
+    let kept = psql(&url, "SELECT sidecar FROM installations WHERE name = 'probe'");
+    assert!(kept.starts_with("sealed:v1:"), "{kept}");
+    assert!(!kept.contains("probe-secret-name"), "{kept}");
+
+    // A replica started with an empty folder serves everything and removes nothing.
+    let empty = Host::builder().postgres(&url).start();
+    for name in ["probe", "webhook", "recorder"] {
+        assert!(installation_in(&empty.admin_installations(), name).is_some(), "{name}");
+    }
+    assert_eq!(served_path(&empty, "probe"), path);
+    for host in &hosts {
+        assert!(installation_in(&host.admin_installations(), "probe").is_some());
+    }
+    assert_eq!(
+        empty.post(&empty.url(&path), "{}").status,
+        200,
+        "the empty replica answers the probe's webhook"
+    );
+
+    // Removed from the folder it came from: gone from every replica, unregistered once.
+    hosts[0].remove_plugin("probe");
+    for host in hosts.iter().chain([&empty]) {
+        eventually(&format!("probe gone from {}", host.base), SPREAD, || {
+            installation_in(&host.admin_installations(), "probe")
+                .is_none()
+                .then_some(())
+        });
+        assert_eq!(host.post(&host.url(&path), "{}").status, 404);
+    }
+    let unregistered = empty.events(Some("probe:unregistered"));
+    assert_eq!(unregistered.len(), 1, "{unregistered:?}");
+}
+
+#[test]
+fn a_replica_refuses_to_keep_sidecars_without_the_secret_key() {
+    if !crate::harness::postgres::enabled() {
+        return;
+    }
+    let url = crate::harness::postgres::fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(guest("probe"), plugins.join("probe.wasm")).unwrap();
+    std::fs::write(plugins.join("probe.toml"), PROBE_SIDECAR).unwrap();
+    let plugins_arg = plugins.to_string_lossy().into_owned();
+    let data_arg = dir.path().join("data").to_string_lossy().into_owned();
+    // `timeout`: a sluice that started anyway would serve until stopped.
+    let output = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(crate::harness::sluice_binary())
+        .args(["serve", "--plugins", &plugins_arg, "--data", &data_arg])
+        .args(["--listen", "127.0.0.1:0", "--store", &url])
+        .env_remove("SLUICE_STORE_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("SLUICE_STORE_SECRET_KEY"), "{said}");
+    assert!(said.contains("probe.toml") || said.contains("sidecar"), "{said}");
+}
