@@ -67,10 +67,16 @@ fn a_plugin_dropped_into_one_replica_is_served_by_all_registered_once_and_remove
     for host in &hosts {
         assert!(installation_in(&host.admin_installations(), "probe").is_some());
     }
+    let context = empty.send(empty.client().get(empty.url(&format!("{path}/context"))));
     assert_eq!(
-        empty.post(&empty.url(&path), "{}").status,
-        200,
-        "the empty replica answers the probe's webhook"
+        context.status, 200,
+        "the empty replica runs the probe: {}",
+        context.body
+    );
+    assert_eq!(
+        context.json()["configuration"]["name"],
+        "probe-secret-name",
+        "with its sidecar"
     );
 
     // Removed from the folder it came from: gone from every replica, unregistered once.
@@ -81,7 +87,8 @@ fn a_plugin_dropped_into_one_replica_is_served_by_all_registered_once_and_remove
                 .is_none()
                 .then_some(())
         });
-        assert_eq!(host.post(&host.url(&path), "{}").status, 404);
+        let gone = host.send(host.client().get(host.url(&format!("{path}/context"))));
+        assert_eq!(gone.status, 404, "{}", gone.body);
     }
     let unregistered = empty.events(Some("probe:unregistered"));
     assert_eq!(unregistered.len(), 1, "{unregistered:?}");

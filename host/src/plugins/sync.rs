@@ -621,7 +621,7 @@ impl PluginHost {
             Some(bytes) => bytes.clone(),
             None => self.stored_code(hash).await?,
         };
-        self.runtime.load_hashed(bytes, hash.to_string()).await
+        Ok(self.runtime.load_hashed(bytes, hash.to_string()).await?)
     }
 
     /// A plugin's code from the store, or from the copy kept in the data folder before
