@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::runtime::Profiling;
 use crate::scaffold::{Language, new_project};
 use crate::serve::{ServeOptions, serve};
 
@@ -102,11 +101,7 @@ impl From<ServeArgs> for ServeOptions {
             api_token: args.api_token,
             config: args.config,
             cache_dir: args.cache,
-            profiling: if args.perf_map {
-                Profiling::PerfMap
-            } else {
-                Profiling::Off
-            },
+            perf_map: args.perf_map,
         }
     }
 }

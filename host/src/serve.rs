@@ -1,26 +1,13 @@
 //! `sluice serve`: opens the store, loads the plugins folder, and serves HTTP until
-//! SIGTERM or Ctrl-C, then drains running requests and exits.
+//! SIGTERM or Ctrl-C, then drains running requests and exits. Built on the embedding
+//! API ([`Host`]) alone.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::HostConfig;
-use crate::delivery::Delivery;
-use crate::http::{self, App};
-use crate::ids::{record_id, secret_token};
-use crate::jobs::Jobs;
-use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::runtime::{Profiling, Runtime};
-use crate::store::{SharedStore, SqliteStore, Tags};
-
-/// How long running requests may take to finish after a stop signal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long webhook attempts in flight may take to finish after a stop signal.
-pub const DELIVERY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::{Config, Host};
 
 /// What `sluice serve` needs.
 #[derive(Debug, Clone)]
@@ -33,55 +20,8 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Compiled-code cache folder; `None` means `<data>/cache`.
     pub cache_dir: Option<PathBuf>,
-    /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
-    pub profiling: Profiling,
-}
-
-/// The API token: the flag or environment, else the configuration file, else the one
-/// kept in the data folder, else a new one (kept there and printed once).
-fn api_token(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<(String, bool)> {
-    if let Some(token) = options
-        .api_token
-        .clone()
-        .or_else(|| config.api_token.clone())
-        .filter(|t| !t.is_empty())
-    {
-        return Ok((token, false));
-    }
-    let path = options.data_dir.join("api-token");
-    if let Ok(token) = std::fs::read_to_string(&path)
-        && !token.trim().is_empty()
-    {
-        return Ok((token.trim().to_string(), false));
-    }
-    let token = secret_token(24);
-    let mut file = std::fs::OpenOptions::new();
-    file.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
-    file.open(&path)
-        .and_then(|mut f| f.write_all(token.as_bytes()))
-        .with_context(|| format!("cannot keep the API token in {}", path.display()))?;
-    Ok((token, true))
-}
-
-/// The bot's id and its user, created once and kept in the store.
-async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
-    let bot_id = match store.meta("bot_id").await? {
-        Some(id) => id,
-        None => {
-            let id = record_id("bot");
-            store.set_meta("bot_id", &id).await?;
-            id
-        }
-    };
-    let bot_tags: Tags = [("role".to_string(), "bot".to_string())].into();
-    let (bot_user, _) = store.get_or_create_user(None, &bot_tags, Some("bot"), None).await?;
-    Ok(HostIdentity {
-        bot_id,
-        bot_user_id: bot_user.id,
-        public_url: public_url.trim_end_matches('/').to_string(),
-    })
+    /// Write a perf map of the plugins' compiled code (`/tmp/perf-<pid>.map`).
+    pub perf_map: bool,
 }
 
 fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
@@ -118,138 +58,70 @@ fn ensure_writable(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the soft open-file limit to the hard one (each connection takes a descriptor:
-/// a limit of 1,024, common for services, is reached by about a thousand idle clients),
-/// logs both, and answers the limit in force.
-fn raise_open_file_limit() -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limits = getrlimit(Resource::Nofile);
-    let (Some(soft), hard) = (limits.current, limits.maximum) else {
-        tracing::info!("open files: no limit");
-        return u64::MAX;
-    };
-    let wanted = hard.unwrap_or(u64::MAX);
-    if wanted > soft {
-        let raised = rustix::process::Rlimit {
-            current: Some(wanted),
-            maximum: hard,
-        };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => {
-                tracing::info!(
-                    soft_limit = soft,
-                    hard_limit = wanted,
-                    "open files: raised the soft limit to the hard limit"
-                );
-                return wanted;
-            }
-            Err(error) => {
-                tracing::warn!(soft_limit = soft, hard_limit = wanted, %error, "open files: cannot raise the soft limit");
-            }
-        }
-    } else {
-        tracing::info!(
-            soft_limit = soft,
-            hard_limit = wanted,
-            "open files: the soft limit is already the hard limit"
-        );
-    }
-    soft
-}
-
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
     // still ends in a clean stop rather than the default kill.
     let stop = stop_signal()?;
     let config = match &options.config {
-        Some(path) => HostConfig::load(path)?,
-        None => HostConfig::default(),
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
     };
     ensure_dir(&options.data_dir, "data folder")?;
     ensure_writable(&options.data_dir)?;
     ensure_dir(&options.plugins_dir, "plugins folder")?;
-    let open_file_limit = raise_open_file_limit();
-    let max_connections = http::server::connection_cap(open_file_limit);
-    tracing::info!(
-        max_connections,
-        open_file_limit,
-        "serving at most {max_connections} connections at once; beyond that the connections idle the longest are closed"
-    );
-    let store: SharedStore = Arc::new(SqliteStore::open(&options.data_dir)?);
-    let (api_token, generated) = api_token(&options, &config)?;
-
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
-    let public_url = options
-        .public_url
-        .clone()
-        .or(config.public_url.clone())
-        .unwrap_or_else(|| format!("http://{address}"));
-    let identity = identity(&store, public_url).await?;
-    // Delivery starts before the plugins so that it follows the outbox from the first
-    // event they record.
-    let delivery = Delivery::start(
-        store.clone(),
-        config.delivery.clone(),
-        config.subscriptions.clone(),
-        config.nats.clone(),
-        identity.bot_id.clone(),
-    )
-    .await
-    .context("cannot start event delivery")?;
+    let mut builder = Host::builder()
+        .data_dir(&options.data_dir)
+        .plugins_dir(&options.plugins_dir)
+        .watch_plugins(true)
+        .perf_map(options.perf_map)
+        .public_url(
+            options
+                .public_url
+                .clone()
+                .or(config.public_url())
+                .unwrap_or_else(|| format!("http://{address}")),
+        )
+        .config(config);
+    if let Some(token) = &options.api_token {
+        builder = builder.api_token(token);
+    }
+    if let Some(cache_dir) = &options.cache_dir {
+        builder = builder.cache_dir(cache_dir);
+    }
+    let host = builder.build().await?;
 
-    let cache_dir = options
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| options.data_dir.join("cache"));
-    let runtime = Arc::new(Runtime::new(Some(cache_dir), options.profiling)?);
-    let plugins = Arc::new(PluginHost::new(
-        runtime,
-        store.clone(),
-        identity,
-        options.plugins_dir.clone(),
-        &options.data_dir,
-    )?);
-    plugins.sync().await?;
-    // Hot reload: from here on, changes to the plugins folder are applied while serving.
-    let _watcher = FolderWatcher::start(plugins.clone())?;
-    let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
-
-    let snapshot = plugins.registry.snapshot();
+    let installations = host.installations();
     println!(
         "sluice {} serving {} installation(s) from {}",
         env!("CARGO_PKG_VERSION"),
-        snapshot.installations.len(),
+        installations.len(),
         options.plugins_dir.display()
     );
-    for installation in snapshot.installations.values() {
+    for installation in &installations {
         println!(
             "  {:<20} {:<20} {:<20} {}",
-            installation.name(),
-            format!(
-                "{} {}",
-                installation.plugin.definition.name, installation.plugin.definition.version
-            ),
-            installation.status.as_str(),
-            installation.webhook_url()
+            installation.name,
+            format!("{} {}", installation.integration, installation.version),
+            installation.status,
+            installation.webhook_url
         );
         for problem in &installation.problems {
             println!("      problem: {problem}");
         }
     }
-    for failure in &snapshot.failures {
+    for failure in host.load_failures() {
         println!("  {:<20} refused: {}", failure.file, failure.reason);
     }
-    // Kept until serving ends, it would keep every start-up version's code alive after
-    // hot reload replaced or removed it.
-    drop(snapshot);
-    if generated {
+    if host.api_token_generated() {
         println!(
-            "generated an API token (kept in {}): {api_token}",
-            options.data_dir.join("api-token").display()
+            "generated an API token (kept in {}): {}",
+            options.data_dir.join("api-token").display(),
+            host.api_token()
         );
     }
     println!("listening on http://{address}");
@@ -257,43 +129,16 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let ready = serde_json::json!({
         "event": "ready",
         "listen": format!("http://{address}"),
-        "installations": plugins.registry.snapshot().installations.len(),
+        "installations": host.installations().len(),
     });
     println!("{ready}");
     let _ = std::io::stdout().flush();
 
-    let app = Arc::new(App {
-        plugins,
-        store,
-        api_token,
-        delivery: delivery.clone(),
-        jobs: jobs.clone(),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = http::server::run(listener, http::router(app), max_connections, async {
-        let _ = stop_rx.await;
-    });
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        () = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
-        signal = stop => tracing::info!(%signal, "stopping: no new connections; letting running requests finish"),
-    }
-    let _ = stop_tx.send(());
-    // Live streams end and webhook attempts in flight finish while requests drain.
-    let (drained, ()) = tokio::join!(
-        tokio::time::timeout(DRAIN_TIMEOUT, server),
-        delivery.stop(DELIVERY_STOP_TIMEOUT)
-    );
-    match drained {
-        Ok(()) => {}
-        Err(_) => tracing::warn!(
-            timeout_s = DRAIN_TIMEOUT.as_secs(),
-            "requests still running after the drain timeout; exiting anyway"
-        ),
-    }
-    jobs.shutdown(DRAIN_TIMEOUT).await;
-    tracing::info!("stopped");
-    Ok(())
+    host.serve(listener, async {
+        let signal = stop.await;
+        tracing::info!(%signal, "stop signal received");
+    })
+    .await
 }
 
 /// Registers the stop signals now; the future resolves with the name of the first one
