@@ -9,6 +9,7 @@ mod bot;
 mod delivery;
 mod embedding;
 mod hostile;
+mod operating;
 mod plugin_host;
 mod serving;
 mod triggers;

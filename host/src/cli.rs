@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::runtime::Profiling;
 use crate::scaffold::{Language, new_project};
-use crate::serve::{ServeOptions, serve};
+use crate::serve::{MetricsAt, ServeOptions, serve};
 
 /// A small, fast WebAssembly plugin host for chatbot and platform integrations.
 #[derive(Debug, Parser)]
@@ -21,6 +23,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` for one JSON object
+    /// a line with the same fields.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text each (in colour on a terminal).
+    Text,
+    /// One JSON object each: `timestamp`, `level`, `target`, `message` and the fields.
+    Json,
 }
 
 /// The commands of `sluice`.
@@ -84,11 +99,32 @@ pub struct ServeArgs {
     /// Default: <data>/cache.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// The secret that authenticates compiled code in the cache (created, mode 0600, when
+    /// missing). Hosts sharing a cache folder share this key file. Default: <data>/cache-key.
+    #[arg(long)]
+    pub cache_key: Option<PathBuf>,
     /// Name plugin functions for `perf`: write /tmp/perf-<pid>.map, where `perf report`
     /// finds the name of every compiled plugin function (`wasm[N]::function[M]` and the
     /// export names), instead of showing them as unknown JIT code.
     #[arg(long, env = "SLUICE_PERF_MAP")]
     pub perf_map: bool,
+    /// Seconds to go on serving after SIGTERM or Ctrl-C with /readyz answering 503, so
+    /// that load balancers take the host out before it stops accepting connections (a
+    /// second signal ends the delay).
+    #[arg(long, env = "SLUICE_DRAIN_DELAY", default_value_t = 0.0, value_name = "SECONDS")]
+    pub drain_delay: f64,
+    /// Serve GET /metrics (and the health checks) on this address instead of the main
+    /// listener, for example 127.0.0.1:9464.
+    #[arg(
+        long,
+        env = "SLUICE_METRICS_LISTEN",
+        value_name = "ADDR",
+        conflicts_with = "no_metrics"
+    )]
+    pub metrics_listen: Option<String>,
+    /// Do not serve GET /metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -101,12 +137,23 @@ impl From<ServeArgs> for ServeOptions {
             api_token: args.api_token,
             config: args.config,
             cache_dir: args.cache,
-            perf_map: args.perf_map,
+            cache_key: args.cache_key,
+            profiling: if args.perf_map {
+                Profiling::PerfMap
+            } else {
+                Profiling::Off
+            },
+            drain_delay: Duration::try_from_secs_f64(args.drain_delay).unwrap_or_default(),
+            metrics: match (args.no_metrics, args.metrics_listen) {
+                (true, _) => MetricsAt::Off,
+                (false, Some(address)) => MetricsAt::Listen(address),
+                (false, None) => MetricsAt::Main,
+            },
         }
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // wasmtime-wasi-http warns about a plugin's failed outbound call without saying whose;
@@ -114,17 +161,21 @@ fn init_logging() {
     if !std::env::var("SLUICE_LOG").is_ok_and(|directives| directives.contains("wasmtime_wasi_http")) {
         filter = filter.add_directive("wasmtime_wasi_http=error".parse().expect("a valid directive"));
     }
-    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colours)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The event's fields at the top level beside `message`, as text shows them.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 /// Runs a parsed command line; the exit code is 0 on success.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -58,9 +58,9 @@
 //   functions plugins import;
 // - store: where everything is kept, one trait per capability and the SQLite backend;
 // - envelope: the delivered format, which the store writes and delivery sends;
-// - config, ids, time: leaves.
-// embedding is the public API on top of them all (serve, `sluice serve`, is built on it);
-// inspect and scaffold are `sluice inspect` and `sluice new`.
+// - config, ids, time, telemetry (metrics): leaves.
+// embedding is the public API on top of them all; serve wires the rooms together for
+// `sluice serve`; inspect and scaffold are `sluice inspect` and `sluice new`.
 
 pub(crate) mod bot;
 pub(crate) mod cli;
@@ -77,6 +77,7 @@ pub(crate) mod runtime;
 pub(crate) mod scaffold;
 pub(crate) mod serve;
 pub(crate) mod store;
+pub(crate) mod telemetry;
 pub(crate) mod time;
 
 /// What the `sluice` binary runs: parses the command line and runs the command (see

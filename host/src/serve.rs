@@ -1,13 +1,23 @@
 //! `sluice serve`: opens the store, loads the plugins folder, and serves HTTP until
-//! SIGTERM or Ctrl-C, then drains running requests and exits. Built on the embedding
-//! API ([`Host`]) alone.
+//! SIGTERM or Ctrl-C, then drains running requests and exits.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::{Config, Host};
+use crate::config::HostConfig;
+use crate::delivery::Delivery;
+use crate::http::health::{Health, Phase};
+use crate::http::{self, App};
+use crate::jobs::Jobs;
+use crate::plugins::{FolderWatcher, PluginHost};
+use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
+use crate::store::{SharedStore, SqliteStore};
+
+use crate::embedding::{DELIVERY_STOP_TIMEOUT, DRAIN_TIMEOUT, identity, kept_api_token};
 
 /// What `sluice serve` needs.
 #[derive(Debug, Clone)]
@@ -20,8 +30,37 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Compiled-code cache folder; `None` means `<data>/cache`.
     pub cache_dir: Option<PathBuf>,
-    /// Write a perf map of the plugins' compiled code (`/tmp/perf-<pid>.map`).
-    pub perf_map: bool,
+    /// The key that authenticates the cache's entries; `None` means `<data>/cache-key`.
+    pub cache_key: Option<PathBuf>,
+    /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
+    pub profiling: Profiling,
+    /// How long to go on serving after a stop signal, with `/readyz` answering 503, so
+    /// that load balancers stop sending traffic before connections are refused.
+    pub drain_delay: Duration,
+    /// Where `GET /metrics` is served.
+    pub metrics: MetricsAt,
+}
+
+/// Where `GET /metrics` is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAt {
+    /// On the main listener, beside everything else.
+    Main,
+    /// On an address of its own, with the health checks (and not on the main listener).
+    Listen(String),
+    Off,
+}
+
+/// The most connections the metrics listener takes at once: scrapers and probes.
+const METRICS_CONNECTIONS: usize = 64;
+
+/// The API token: the flag or environment, else the configuration file, else the one
+/// kept in the data folder, else a new one (kept there and printed once).
+fn api_token(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<(String, bool)> {
+    match options.api_token.clone().or_else(|| config.api_token.clone()) {
+        Some(token) if !token.is_empty() => Ok((token, false)),
+        _ => kept_api_token(&options.data_dir, true),
+    }
 }
 
 fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
@@ -58,100 +97,264 @@ fn ensure_writable(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft open-file limit to the hard one (each connection takes a descriptor:
+/// a limit of 1,024, common for services, is reached by about a thousand idle clients),
+/// logs both, and answers the limit in force.
+fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limits = getrlimit(Resource::Nofile);
+    let (Some(soft), hard) = (limits.current, limits.maximum) else {
+        tracing::info!("open files: no limit");
+        return u64::MAX;
+    };
+    let wanted = hard.unwrap_or(u64::MAX);
+    if wanted > soft {
+        let raised = rustix::process::Rlimit {
+            current: Some(wanted),
+            maximum: hard,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::info!(
+                    soft_limit = soft,
+                    hard_limit = wanted,
+                    "open files: raised the soft limit to the hard limit"
+                );
+                return wanted;
+            }
+            Err(error) => {
+                tracing::warn!(soft_limit = soft, hard_limit = wanted, %error, "open files: cannot raise the soft limit");
+            }
+        }
+    } else {
+        tracing::info!(
+            soft_limit = soft,
+            hard_limit = wanted,
+            "open files: the soft limit is already the hard limit"
+        );
+    }
+    soft
+}
+
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
     // still ends in a clean stop rather than the default kill.
-    let stop = stop_signal()?;
+    let mut stop = StopSignals::listen()?;
     let config = match &options.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+        Some(path) => HostConfig::load(path)?,
+        None => HostConfig::default(),
     };
     ensure_dir(&options.data_dir, "data folder")?;
     ensure_writable(&options.data_dir)?;
     ensure_dir(&options.plugins_dir, "plugins folder")?;
+    let open_file_limit = raise_open_file_limit();
+    let max_connections = http::server::connection_cap(open_file_limit);
+    tracing::info!(
+        max_connections,
+        open_file_limit,
+        "serving at most {max_connections} connections at once; beyond that the connections idle the longest are closed"
+    );
+    let store: SharedStore = Arc::new(SqliteStore::open(&options.data_dir)?);
+    let (api_token, generated) = api_token(&options, &config)?;
+
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
-    let mut builder = Host::builder()
-        .data_dir(&options.data_dir)
-        .plugins_dir(&options.plugins_dir)
-        .watch_plugins(true)
-        .perf_map(options.perf_map)
-        .public_url(
-            options
-                .public_url
-                .clone()
-                .or(config.public_url())
-                .unwrap_or_else(|| format!("http://{address}")),
-        )
-        .config(config);
-    if let Some(token) = &options.api_token {
-        builder = builder.api_token(token);
+    // Served from now on: the health checks answer while the plugins load, and every
+    // other request waits for the whole router (see http::health).
+    let health = Health::new(store.clone());
+    let (full_router, full_router_rx) = tokio::sync::watch::channel(None);
+    let (routers, routers_rx) =
+        tokio::sync::watch::channel(http::health::while_loading(health.clone(), full_router_rx));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(http::server::run(listener, routers_rx, max_connections, async {
+        let _ = stop_rx.await;
+    }));
+    let serving: http::metrics::Serving = Arc::default();
+    let mut metrics_url = None;
+    if let MetricsAt::Listen(metrics_address) = &options.metrics {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_address} for metrics"))?;
+        let at = metrics_listener.local_addr()?;
+        let (_, router) = tokio::sync::watch::channel(http::metrics::ops_router(health.clone(), serving.clone()));
+        // Never stopped: it answers until the process exits.
+        tokio::spawn(http::server::run(
+            metrics_listener,
+            router,
+            METRICS_CONNECTIONS,
+            std::future::pending(),
+        ));
+        tracing::info!(address = %at, "serving /metrics, /healthz and /readyz on http://{at}");
+        metrics_url = Some(format!("http://{at}"));
     }
-    if let Some(cache_dir) = &options.cache_dir {
-        builder = builder.cache_dir(cache_dir);
-    }
-    let host = builder.build().await?;
+    // For programs that start sluice: where the health checks answer while plugins load.
+    println!(
+        "{}",
+        serde_json::json!({ "event": "loading", "listen": format!("http://{address}") })
+    );
+    let _ = std::io::stdout().flush();
 
-    let installations = host.installations();
+    let public_url = options
+        .public_url
+        .clone()
+        .or(config.public_url.clone())
+        .unwrap_or_else(|| format!("http://{address}"));
+    let identity = identity(&store, public_url).await?;
+    // Delivery starts before the plugins so that it follows the outbox from the first
+    // event they record.
+    let delivery = Delivery::start(
+        store.clone(),
+        config.delivery.clone(),
+        config.subscriptions.clone(),
+        config.nats.clone(),
+        identity.bot_id.clone(),
+    )
+    .await
+    .context("cannot start event delivery")?;
+
+    let cache_dir = options
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("cache"));
+    let cache_key = options
+        .cache_key
+        .clone()
+        .unwrap_or_else(|| options.data_dir.join("cache-key"));
+    let cache = CodeCache::open(cache_dir, CacheKey::load_or_create(&cache_key)?)?;
+    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling)?);
+    let plugins = Arc::new(PluginHost::new(
+        runtime,
+        store.clone(),
+        identity,
+        options.plugins_dir.clone(),
+        &options.data_dir,
+    )?);
+    plugins.sync().await?;
+    // Hot reload: from here on, changes to the plugins folder are applied while serving.
+    let _watcher = FolderWatcher::start(plugins.clone())?;
+    let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
+
+    // Serving from here; the lines below tell whoever started sluice.
+    let app = Arc::new(App {
+        plugins: plugins.clone(),
+        store,
+        api_token: api_token.clone(),
+        delivery: delivery.clone(),
+        jobs: jobs.clone(),
+        health: health.clone(),
+    });
+    let _ = serving.set(app.clone());
+    let router = http::router(app, options.metrics == MetricsAt::Main);
+    let _start_up_router = routers.send_replace(router.clone());
+    full_router.send_replace(Some(router));
+    health.set_phase(Phase::Serving);
+    let snapshot = plugins.registry.snapshot();
     println!(
         "sluice {} serving {} installation(s) from {}",
         env!("CARGO_PKG_VERSION"),
-        installations.len(),
+        snapshot.installations.len(),
         options.plugins_dir.display()
     );
-    for installation in &installations {
+    for installation in snapshot.installations.values() {
         println!(
             "  {:<20} {:<20} {:<20} {}",
-            installation.name,
-            format!("{} {}", installation.integration, installation.version),
-            installation.status,
-            installation.webhook_url
+            installation.name(),
+            format!(
+                "{} {}",
+                installation.plugin.definition.name, installation.plugin.definition.version
+            ),
+            installation.status.as_str(),
+            installation.webhook_url()
         );
         for problem in &installation.problems {
             println!("      problem: {problem}");
         }
     }
-    for failure in host.load_failures() {
+    for failure in &snapshot.failures {
         println!("  {:<20} refused: {}", failure.file, failure.reason);
     }
-    if host.api_token_generated() {
+    // Kept until serving ends, it would keep every start-up version's code alive after
+    // hot reload replaced or removed it.
+    drop(snapshot);
+    if generated {
         println!(
-            "generated an API token (kept in {}): {}",
-            options.data_dir.join("api-token").display(),
-            host.api_token()
+            "generated an API token (kept in {}): {api_token}",
+            options.data_dir.join("api-token").display()
         );
     }
     println!("listening on http://{address}");
     // The same for programs that start sluice (tests, supervisors), as one JSON line.
-    let ready = serde_json::json!({
+    let mut ready = serde_json::json!({
         "event": "ready",
         "listen": format!("http://{address}"),
-        "installations": host.installations().len(),
+        "installations": plugins.registry.snapshot().installations.len(),
     });
+    if let Some(url) = metrics_url {
+        ready["metrics"] = url.into();
+    }
     println!("{ready}");
     let _ = std::io::stdout().flush();
 
-    host.serve(listener, async {
-        let signal = stop.await;
-        tracing::info!(%signal, "stop signal received");
-    })
-    .await
+    tokio::select! {
+        _ = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
+        signal = stop.next() => {
+            health.set_phase(Phase::Draining);
+            if !options.drain_delay.is_zero() {
+                tracing::info!(
+                    %signal,
+                    drain_delay_s = options.drain_delay.as_secs_f64(),
+                    "stopping: /readyz answers 503 while requests are still served, for the drain delay (a second signal ends it)"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(options.drain_delay) => {}
+                    signal = stop.next() => tracing::info!(%signal, "ending the drain delay"),
+                }
+            }
+            tracing::info!(%signal, "stopping: no new connections; letting running requests finish");
+        }
+    }
+    let _ = stop_tx.send(());
+    // Live streams end and webhook attempts in flight finish while requests drain.
+    let (drained, ()) = tokio::join!(
+        tokio::time::timeout(DRAIN_TIMEOUT, server),
+        delivery.stop(DELIVERY_STOP_TIMEOUT)
+    );
+    match drained {
+        Ok(_) => {}
+        Err(_) => tracing::warn!(
+            timeout_s = DRAIN_TIMEOUT.as_secs(),
+            "requests still running after the drain timeout; exiting anyway"
+        ),
+    }
+    jobs.shutdown(DRAIN_TIMEOUT).await;
+    tracing::info!("stopped");
+    Ok(())
 }
 
-/// Registers the stop signals now; the future resolves with the name of the first one
-/// received.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot listen for SIGINT")?;
-    Ok(async move {
+/// SIGTERM and SIGINT, listened for from start-up on.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Registers the stop signals now, so that one arriving at any time after is kept.
+    fn listen() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// The name of the next stop signal received.
+    async fn next(&mut self) -> &'static str {
         tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
-    })
+    }
 }

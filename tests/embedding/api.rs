@@ -17,6 +17,11 @@ fn code_cache() -> std::path::PathBuf {
     crate::harness::target_dir().join("test-code-cache")
 }
 
+/// The key of that cache, shared as hosts sharing a cache share it.
+fn code_cache_key() -> std::path::PathBuf {
+    crate::harness::target_dir().join("test-code-cache.key")
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -37,6 +42,7 @@ fn a_webhook_in_process_is_recorded_and_reaches_the_feed() {
         let host = Host::builder()
             .temporary()
             .cache_dir(code_cache())
+            .cache_key(code_cache_key())
             .public_url("https://app.example/integrations")
             .plugin("webhook", std::fs::read(guest("webhook")).unwrap(), None)
             .build()
@@ -104,6 +110,7 @@ fn actions_messages_and_state_in_process_keep_the_integrations_rules() {
         let host = Host::builder()
             .temporary()
             .cache_dir(code_cache())
+            .cache_key(code_cache_key())
             .plugin(
                 "chat",
                 std::fs::read(guest("chat")).unwrap(),
@@ -170,6 +177,7 @@ fn plugins_are_installed_replaced_and_removed_from_code() {
         let host = Host::builder()
             .temporary()
             .cache_dir(code_cache())
+            .cache_key(code_cache_key())
             .build()
             .await
             .unwrap();

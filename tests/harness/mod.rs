@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod fake_platform;
 pub mod nats;
+pub mod prometheus;
 pub mod receiver;
 
 /// The API token every test host is started with.
@@ -240,10 +241,10 @@ impl HostBuilder {
         self
     }
 
-    /// Keeps compiled code in the host's own data folder (`<data>/cache`). By default
-    /// every test host shares one cache folder in the target folder, so a plugin is
-    /// compiled once per test run rather than once per test (Python and JavaScript
-    /// components take seconds to compile).
+    /// Keeps compiled code in the host's own data folder (`<data>/cache`, its key in
+    /// `<data>/cache-key`). By default every test host shares one cache folder and its key
+    /// in the target folder, so a plugin is compiled once per test run rather than once
+    /// per test (Python and JavaScript components take seconds to compile).
     pub fn own_code_cache(mut self) -> Self {
         self.own_code_cache = true;
         self
@@ -267,7 +268,17 @@ impl HostBuilder {
         self
     }
 
-    pub fn start(mut self) -> Host {
+    pub fn start(self) -> Host {
+        self.start_until("ready")
+    }
+
+    /// Starts the host and returns as soon as its health checks answer, while its plugins
+    /// may still be loading; [`Host::wait_until_ready`] waits for the rest.
+    pub fn start_loading(self) -> Host {
+        self.start_until("loading")
+    }
+
+    fn start_until(mut self, event: &'static str) -> Host {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let plugins = dir.path().join("plugins");
         let data = dir.path().join("data");
@@ -289,6 +300,9 @@ impl HostBuilder {
         if !self.own_code_cache {
             args.push("--cache".into());
             args.push(target_dir().join("test-code-cache").to_string_lossy().into_owned());
+            // Shared with the cache's key, as hosts sharing a cache are.
+            args.push("--cache-key".into());
+            args.push(target_dir().join("test-code-cache.key").to_string_lossy().into_owned());
         }
         let mut host = Host {
             _dir: dir,
@@ -299,6 +313,7 @@ impl HostBuilder {
             open_files: self.open_files,
             child: None,
             base: String::new(),
+            metrics_base: None,
             output: Arc::new(Output::default()),
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -308,7 +323,7 @@ impl HostBuilder {
                 .build()
                 .unwrap(),
         };
-        host.launch();
+        host.launch_until(event);
         host
     }
 }
@@ -367,12 +382,13 @@ impl Output {
         })
     }
 
-    /// Waits for the line `sluice serve` prints on stdout once it serves,
-    /// `{"event":"ready","listen":"http://127.0.0.1:PORT","installations":N}`.
-    fn wait_for_ready(&self, timeout: Duration) -> Option<Value> {
+    /// Waits for the JSON line `sluice serve` prints on stdout for `event`: `loading` once
+    /// its health checks answer, before the plugins load, `ready` once it serves
+    /// (`{"event":"ready","listen":"http://127.0.0.1:PORT","installations":N}`).
+    fn wait_for_event(&self, event: &str, timeout: Duration) -> Option<Value> {
         self.wait_for_match(0, timeout, |line| {
-            let ready: Value = serde_json::from_str(line).ok()?;
-            (ready["event"] == "ready").then_some(ready)
+            let line: Value = serde_json::from_str(line).ok()?;
+            (line["event"] == event).then_some(line)
         })
     }
 
@@ -408,6 +424,8 @@ pub struct Host {
     child: Option<Child>,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// Where `--metrics-listen` serves, `http://127.0.0.1:<port>` (from the ready line).
+    pub metrics_base: Option<String>,
     /// Everything the host printed (stdout and stderr) since its last start.
     pub output: Arc<Output>,
     client: reqwest::blocking::Client,
@@ -426,6 +444,11 @@ impl Host {
     }
 
     fn launch(&mut self) {
+        self.launch_until("ready");
+    }
+
+    /// Starts sluice and waits for its JSON line `event` (see [`Output::wait_for_event`]).
+    fn launch_until(&mut self, event: &str) {
         self.output.clear();
         let mut command = Command::new(sluice_binary());
         command
@@ -472,10 +495,10 @@ impl Host {
                 }
             });
         }
-        // Until the ready line, or until sluice exits without it (then fail at once).
+        // Until the line, or until sluice exits without it (then fail at once).
         let deadline = Instant::now() + START_TIMEOUT;
         let ready = loop {
-            if let Some(ready) = self.output.wait_for_ready(Duration::from_millis(200)) {
+            if let Some(ready) = self.output.wait_for_event(event, Duration::from_millis(200)) {
                 break ready;
             }
             let exited = child.try_wait().ok().flatten();
@@ -491,13 +514,25 @@ impl Host {
             }
         };
         self.child = Some(child);
+        self.metrics_base = ready["metrics"].as_str().map(String::from);
         self.base = ready["listen"]
             .as_str()
             .unwrap_or_else(|| panic!("the ready line names the address it listens on: {ready}"))
             .to_string();
     }
 
-    fn signal(&self, signal: i32) {
+    /// Waits for the ready line of a host started with [`HostBuilder::start_loading`].
+    pub fn wait_until_ready(&self) {
+        let ready = self.output.wait_for_event("ready", START_TIMEOUT);
+        assert!(
+            ready.is_some(),
+            "sluice did not get ready; it printed:\n{}",
+            self.output.text()
+        );
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, ...) to the running host.
+    pub fn signal(&self, signal: i32) {
         if let Some(child) = &self.child {
             // SAFETY: kill(2) on the pid of a child this process started and still holds.
             unsafe {
@@ -514,6 +549,13 @@ impl Host {
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
+        let status = self.child.as_mut().expect("running").wait().unwrap();
+        self.child = None;
+        status
+    }
+
+    /// Waits for the host to exit (after a signal) and answers how it did.
+    pub fn wait_for_exit(&mut self) -> ExitStatus {
         let status = self.child.as_mut().expect("running").wait().unwrap();
         self.child = None;
         status

@@ -1,6 +1,8 @@
 //! The compiled-code cache: a restart with unchanged plugins compiles nothing, a changed
-//! plugin is compiled again, and a damaged cache entry is never used.
+//! plugin is compiled again, and an entry this host's key did not authenticate (damaged,
+//! tampered with, written under another key) is never used but compiled again.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use crate::harness::{Host, guest, installation_in};
@@ -122,8 +124,52 @@ fn a_replaced_plugin_s_code_is_released_not_kept() {
     host.stop();
 }
 
+/// The one entry of the host's own cache folder.
+fn the_cache_entry(host: &Host) -> std::path::PathBuf {
+    let entries: Vec<_> = std::fs::read_dir(host.data.join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "one entry per plugin and engine: {entries:?}");
+    entries[0].clone()
+}
+
+/// Starts `host` again on a cache entry that is not its own: the entry is refused (the log
+/// names it), the plugin compiled again and served, and the entry rewritten so that the
+/// next start loads it.
+fn refuses_and_rewrites(host: &mut Host, entry: &std::path::Path, planted: &[u8]) {
+    host.start_again();
+    let refusal = host
+        .output
+        .wait_for("compiled-code cache entry refused", START)
+        .expect("the refused entry is logged");
+    assert!(
+        refusal.contains(&entry.display().to_string()),
+        "the log line names the file: {refusal}"
+    );
+    assert_eq!(code_sources(host, &["webhook"]), ["compiled"]);
+    let answer = host.post(&host.webhook_url("webhook"), r#"{"tampered":false}"#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(host.events(Some("webhook:event")).len(), 1, "the plugin ran as written");
+
+    let rewritten = std::fs::read(entry).unwrap();
+    assert_ne!(rewritten, planted, "the refused entry is replaced");
+    host.restart();
+    assert_eq!(
+        code_sources(host, &["webhook"]),
+        ["cache"],
+        "the rewritten entry is used"
+    );
+    assert!(
+        host.output.lines_since(0, "cache entry refused").is_empty(),
+        "and passes the check"
+    );
+}
+
 #[test]
-fn a_damaged_cache_entry_is_compiled_again_not_used() {
+fn a_tampered_cache_entry_is_refused_compiled_again_and_rewritten() {
     let mut host = Host::builder()
         .plugin("webhook", guest("webhook"), None)
         .own_code_cache()
@@ -131,30 +177,75 @@ fn a_damaged_cache_entry_is_compiled_again_not_used() {
     assert_eq!(code_sources(&host, &["webhook"]), ["compiled"]);
     host.stop();
 
-    let cache = host.data.join("cache");
-    let entries: Vec<_> = std::fs::read_dir(&cache)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .collect();
-    assert_eq!(entries.len(), 1, "one entry per plugin and engine: {entries:?}");
-    // Flip one byte in the middle of the compiled code: the header stays valid.
-    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    // Flip one byte in the middle of the compiled code: wasmtime's header stays valid.
+    let entry = the_cache_entry(&host);
+    let mut bytes = std::fs::read(&entry).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::fs::write(&entries[0], bytes).unwrap();
+    std::fs::write(&entry, &bytes).unwrap();
+    refuses_and_rewrites(&mut host, &entry, &bytes);
+}
 
-    host.start_again();
-    host.output
-        .wait_for("compiled-code cache entry is unusable", START)
-        .expect("the damaged entry is reported");
-    assert_eq!(code_sources(&host, &["webhook"]), ["compiled"]);
-    assert_eq!(host.post(&host.webhook_url("webhook"), "{}").status, 200);
+#[test]
+fn a_valid_entry_written_under_another_key_is_refused() {
+    let mut host = Host::builder()
+        .plugin("webhook", guest("webhook"), None)
+        .own_code_cache()
+        .start();
+    let key = std::fs::read_to_string(host.data.join("cache-key")).unwrap();
+    assert_eq!(key.trim().len(), 64, "a 32-byte key, in hex: {key}");
+    assert_eq!(
+        std::fs::metadata(host.data.join("cache-key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600,
+        "the key is readable by sluice alone"
+    );
+    host.stop();
 
-    // ... and replaced by a good one.
-    host.restart();
-    assert_eq!(code_sources(&host, &["webhook"]), ["cache"]);
+    // Another host with its own key compiles the same plugin: a well-formed entry with
+    // the same name, which someone who can write the cache folder plants in this one.
+    let mut other = Host::builder()
+        .plugin("webhook", guest("webhook"), None)
+        .own_code_cache()
+        .start();
+    other.stop();
+    let entry = the_cache_entry(&host);
+    let planted = std::fs::read(the_cache_entry(&other)).unwrap();
+    assert_eq!(entry.file_name(), the_cache_entry(&other).file_name());
+    std::fs::write(&entry, &planted).unwrap();
+    refuses_and_rewrites(&mut host, &entry, &planted);
+}
+
+#[test]
+fn hosts_given_the_same_key_share_their_cache() {
+    let shared = tempfile::tempdir().unwrap();
+    let cache = shared.path().join("cache");
+    let key = shared.path().join("cache-key");
+    let sharing = || {
+        Host::builder()
+            .plugin("webhook", guest("webhook"), None)
+            .own_code_cache()
+            .arg("--cache")
+            .arg(cache.to_string_lossy())
+            .arg("--cache-key")
+            .arg(key.to_string_lossy())
+            .start()
+    };
+    let first = sharing();
+    assert_eq!(code_sources(&first, &["webhook"]), ["compiled"]);
+    let second = sharing();
+    assert_eq!(
+        code_sources(&second, &["webhook"]),
+        ["cache"],
+        "its entry passes the check"
+    );
+    assert!(
+        !second.data.join("cache-key").exists(),
+        "no key of its own is made when one is given"
+    );
 }
 
 /// The perf map's entries naming plugin code: `0x<start hex> <size hex> wasm[..]::...`.

@@ -1,6 +1,8 @@
 // Shared by the hostile test plugins (trap, spin, hog). Each crate defines
 // `misbehave()`, which its webhook handler runs on `POST /misbehave`; every other
-// request is answered 200, so tests can show the plugin works until provoked.
+// request is answered 200, so tests can show the plugin works until provoked. With
+// `misbehave-in-register = true` in its configuration, `register` misbehaves too (spin's
+// keeps the host loading until the call's deadline).
 
 wit_bindgen::generate!({ path: "../../../wit", world: "integration" });
 
@@ -24,7 +26,10 @@ impl Guest for Hostile {
             user_tags: vec![],
         }
     }
-    fn register(_: Context) -> Result<(), Error> {
+    fn register(ctx: Context) -> Result<(), Error> {
+        if ctx.configuration.contains("\"misbehave-in-register\":true") {
+            misbehave();
+        }
         Ok(())
     }
     fn unregister(_: Context) -> Result<(), Error> {

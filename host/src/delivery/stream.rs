@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::filter::TypeFilter;
 use crate::store::SharedStore;
+use crate::telemetry::metrics;
 
 /// Entries read from the store at once.
 const BATCH: usize = 256;
@@ -31,6 +32,7 @@ pub fn follow(
         published,
         stopping,
         buffer: VecDeque::new(),
+        _client: Connected::count(),
     };
     futures::stream::unfold(state, |mut state| async move {
         let item = state.next().await?;
@@ -46,6 +48,23 @@ struct Follower {
     published: watch::Receiver<i64>,
     stopping: watch::Receiver<bool>,
     buffer: VecDeque<(i64, String)>,
+    _client: Connected,
+}
+
+/// A client of the stream, counted in the metrics while it follows.
+struct Connected;
+
+impl Connected {
+    fn count() -> Connected {
+        metrics().stream_clients().inc();
+        Connected
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics().stream_clients().dec();
+    }
 }
 
 impl Follower {

@@ -25,6 +25,7 @@ use super::signing;
 use super::target::{GuardedResolver, TargetPolicy, refusal};
 use crate::config::{DeliveryConfig, RetryPolicy};
 use crate::store::{AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
+use crate::telemetry::metrics;
 use crate::time::now_ms;
 
 /// Deliveries fetched from the store at once per subscription.
@@ -493,6 +494,10 @@ impl Worker {
                 let inbox = self.inbox_tx.clone();
                 tokio::spawn(async move {
                     let attempt = sender.attempt(&target, &delivery).await;
+                    let delivered = attempt.outcome == DeliveryStatus::Delivered;
+                    let since_recorded =
+                        Duration::from_millis(u64::try_from(now_ms() - delivery.entry.time).unwrap_or(0));
+                    metrics().delivery_attempt(&target.subscription.id, delivered, since_recorded);
                     let retry = (attempt.outcome == DeliveryStatus::Pending).then(|| PendingDelivery {
                         attempts: attempt.number,
                         next_attempt_at: attempt.next_attempt_at.unwrap_or_default(),

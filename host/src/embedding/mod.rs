@@ -6,7 +6,6 @@
 mod calls;
 mod feed;
 
-use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,14 +19,15 @@ pub use feed::{Envelope, EventFeed};
 
 use crate::config::HostConfig;
 use crate::delivery::Delivery;
+use crate::http::health::{Health, Phase};
 use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::runtime::{Profiling, Runtime};
+use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
 use crate::store::{SharedStore, SqliteStore, Tags};
 
-/// How long running requests may take to finish once [`Host::serve`] is told to stop.
+/// How long running requests (and trigger events) may take to finish when the host stops.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long webhook attempts in flight may take to finish when the host stops.
 pub const DELIVERY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,6 +79,7 @@ pub struct HostBuilder {
     api_token: Option<String>,
     public_url: Option<String>,
     cache_dir: Option<PathBuf>,
+    cache_key: Option<PathBuf>,
     profiling: Profiling,
 }
 
@@ -151,6 +152,14 @@ impl HostBuilder {
         self
     }
 
+    /// Authenticates the compiled-code cache's entries with the key in `file` (created,
+    /// mode 0600, when missing) instead of `<data folder>/cache-key`: hosts that share a
+    /// cache folder share its key.
+    pub fn cache_key(mut self, file: impl Into<PathBuf>) -> HostBuilder {
+        self.cache_key = Some(file.into());
+        self
+    }
+
     /// Writes a perf map of the plugins' compiled code (`/tmp/perf-<pid>.map`), so that
     /// `perf` names the plugins' functions.
     pub fn perf_map(mut self, enabled: bool) -> HostBuilder {
@@ -204,7 +213,14 @@ impl HostBuilder {
             (None, None) => Some(data_dir.join("cache")),
             (None, Some(_)) => None,
         };
-        let runtime = Arc::new(Runtime::new(cache_dir, self.profiling)?);
+        let cache = match cache_dir {
+            Some(folder) => {
+                let key = self.cache_key.clone().unwrap_or_else(|| data_dir.join("cache-key"));
+                Some(CodeCache::open(folder, CacheKey::load_or_create(&key)?)?)
+            }
+            None => None,
+        };
+        let runtime = Arc::new(Runtime::new(cache, self.profiling)?);
         let plugins = Arc::new(PluginHost::new(
             runtime,
             store.clone(),
@@ -225,12 +241,15 @@ impl HostBuilder {
             None
         };
         let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
+        let health = Health::new(store.clone());
+        health.set_phase(Phase::Serving);
         let app = Arc::new(App {
             plugins,
             store,
             api_token,
             delivery,
             jobs,
+            health,
         });
         Ok(Host {
             inner: Arc::new(Inner {
@@ -303,6 +322,7 @@ impl Host {
             api_token: None,
             public_url: None,
             cache_dir: None,
+            cache_key: None,
             profiling: Profiling::Off,
         }
     }
@@ -313,7 +333,7 @@ impl Host {
     /// (`Router::new().nest("/integrations", host.router())`) and give the builder the
     /// matching [`HostBuilder::public_url`].
     pub fn router(&self) -> Router {
-        http::router(self.inner.app.clone()).layer(tower::layer::layer_fn(http::request_id::RequestIds::new))
+        http::router(self.inner.app.clone(), false).layer(tower::layer::layer_fn(http::request_id::RequestIds::new))
     }
 
     /// The API token the `/v1` routes require.
@@ -399,51 +419,14 @@ impl Host {
         Ok(self.inner.app.plugins.uninstall(name).await?)
     }
 
-    /// Serves [`Host::router`] on `listener` with sluice's own server (request head
-    /// timeouts, a connection cap under the open-file limit), until `stop` completes;
-    /// then drains running requests (up to [`DRAIN_TIMEOUT`]) while live streams end and
-    /// webhook attempts finish, and stops the trigger workers ([`Host::shutdown`]).
-    ///
-    /// It raises the process's soft open-file limit to the hard limit first (each
-    /// connection takes a descriptor) and logs both, and the connection cap it keeps.
-    pub async fn serve(&self, listener: tokio::net::TcpListener, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let open_file_limit = raise_open_file_limit();
-        let max_connections = http::server::connection_cap(open_file_limit);
-        tracing::info!(
-            max_connections,
-            open_file_limit,
-            "serving at most {max_connections} connections at once; beyond that the connections idle the longest are closed"
-        );
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = http::server::run(listener, http::router(self.inner.app.clone()), max_connections, async {
-            let _ = stop_rx.await;
-        });
-        let mut server = std::pin::pin!(server);
-        tokio::select! {
-            () = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
-            () = stop => tracing::info!("stopping: no new connections; letting running requests finish"),
-        }
-        let _ = stop_tx.send(());
-        let (drained, ()) = tokio::join!(
-            tokio::time::timeout(DRAIN_TIMEOUT, server),
-            self.inner.app.delivery.stop(DELIVERY_STOP_TIMEOUT)
-        );
-        if drained.is_err() {
-            tracing::warn!(
-                timeout_s = DRAIN_TIMEOUT.as_secs(),
-                "requests still running after the drain timeout; exiting anyway"
-            );
-        }
-        self.shutdown().await;
-        Ok(())
-    }
-
-    /// Stops the background work as `sluice serve` does at exit: live event streams end,
+    /// Stops the background work as `sluice serve` does at exit: `/readyz` answers 503,
+    /// live event streams end,
     /// webhook attempts in flight get [`DELIVERY_STOP_TIMEOUT`] to finish, trigger
     /// workers stop claiming events and running ones get [`DRAIN_TIMEOUT`] (those still
     /// running then run again at the next start). Call it while (or after) the
     /// application's server drains.
     pub async fn shutdown(&self) {
+        self.inner.app.health.set_phase(Phase::Draining);
         self.inner.app.delivery.stop(DELIVERY_STOP_TIMEOUT).await;
         self.inner.app.jobs.shutdown(DRAIN_TIMEOUT).await;
         tracing::info!("stopped");
@@ -458,47 +441,8 @@ fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("cannot create the {what} {}", path.display()))
 }
 
-/// Raises the soft open-file limit to the hard one (each connection takes a descriptor:
-/// a limit of 1,024, common for services, is reached by about a thousand idle clients),
-/// logs both, and answers the limit in force.
-fn raise_open_file_limit() -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limits = getrlimit(Resource::Nofile);
-    let (Some(soft), hard) = (limits.current, limits.maximum) else {
-        tracing::info!("open files: no limit");
-        return u64::MAX;
-    };
-    let wanted = hard.unwrap_or(u64::MAX);
-    if wanted > soft {
-        let raised = rustix::process::Rlimit {
-            current: Some(wanted),
-            maximum: hard,
-        };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => {
-                tracing::info!(
-                    soft_limit = soft,
-                    hard_limit = wanted,
-                    "open files: raised the soft limit to the hard limit"
-                );
-                return wanted;
-            }
-            Err(error) => {
-                tracing::warn!(soft_limit = soft, hard_limit = wanted, %error, "open files: cannot raise the soft limit");
-            }
-        }
-    } else {
-        tracing::info!(
-            soft_limit = soft,
-            hard_limit = wanted,
-            "open files: the soft limit is already the hard limit"
-        );
-    }
-    soft
-}
-
 /// The API token kept in the data folder, else a new one (kept there when `keep`).
-fn kept_api_token(data_dir: &Path, keep: bool) -> anyhow::Result<(String, bool)> {
+pub(crate) fn kept_api_token(data_dir: &Path, keep: bool) -> anyhow::Result<(String, bool)> {
     let path = data_dir.join("api-token");
     if let Ok(token) = std::fs::read_to_string(&path)
         && !token.trim().is_empty()
@@ -519,7 +463,7 @@ fn kept_api_token(data_dir: &Path, keep: bool) -> anyhow::Result<(String, bool)>
 }
 
 /// The bot's id and its user, created once and kept in the store.
-async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
+pub(crate) async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
     let bot_id = match store.meta("bot_id").await? {
         Some(id) => id,
         None => {

@@ -6,7 +6,9 @@
 //!   subscriptions, their deliveries and attempts;
 //! - [`stream`]: `GET /v1/stream`, every event as Server-Sent Events, with the API token
 //!   or a short-lived stream ticket (`POST /v1/stream/tickets`).
-//! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint.
+//! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint;
+//! - [`health`]: `GET /healthz` and `GET /readyz`, public;
+//! - [`metrics`]: `GET /metrics`, public, unless served on its own address or off.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
@@ -22,6 +24,8 @@ pub mod bodies;
 pub mod chat;
 pub mod errors;
 pub mod extract;
+pub mod health;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod server;
@@ -52,6 +56,8 @@ pub struct App {
     pub delivery: Arc<Delivery>,
     /// Triggers, their queue and workers.
     pub jobs: Arc<Jobs>,
+    /// What the health checks look at.
+    pub health: health::Health,
 }
 
 /// Shared handle to [`App`], the router's state.
@@ -60,14 +66,20 @@ pub type AppState = Arc<App>;
 /// Where the route table is answered.
 pub const ROUTE_TABLE_PATH: &str = "/v1/admin/routes";
 
-/// The whole HTTP surface. The server gives each request its id ([`request_id`]).
-pub fn router(app: AppState) -> Router {
+/// The whole HTTP surface, `/metrics` included when `with_metrics`. The server gives
+/// each request its id ([`request_id`]).
+pub fn router(app: AppState, with_metrics: bool) -> Router {
     let protected = routes::Routes::new()
         .merge(chat::routes())
         .merge(admin::routes())
         .merge(subscriptions::routes())
         .require_api_token(&app);
+    let mut public = health::routes();
+    if with_metrics {
+        public = public.merge(metrics::routes());
+    }
     routes::Routes::new()
+        .merge(public)
         .merge(webhooks::routes())
         .merge(protected)
         // The stream takes a stream ticket as well as the API token (browsers'

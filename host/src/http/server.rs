@@ -45,10 +45,17 @@ pub fn connection_cap(limit: u64) -> usize {
     usize::try_from(limit - reserve).unwrap_or(usize::MAX).max(1)
 }
 
-/// Serves `router` on `listener`, at most `max_connections` connections at once, until
-/// `stop` completes; then stops accepting and waits for the open connections to finish
-/// their requests (bound it from outside).
-pub async fn run(listener: TcpListener, router: Router, max_connections: usize, stop: impl Future<Output = ()>) {
+/// Serves the router `routers` holds on `listener`, at most `max_connections` connections
+/// at once, until `stop` completes; then stops accepting and waits for the open
+/// connections to finish their requests (bound it from outside). Each connection is
+/// served by the router held when it was accepted (the start-up router until the plugins
+/// are loaded, see [`super::health::while_loading`]).
+pub async fn run(
+    listener: TcpListener,
+    routers: tokio::sync::watch::Receiver<Router>,
+    max_connections: usize,
+    stop: impl Future<Output = ()>,
+) {
     let connections = Arc::new(Connections::new(max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEAD_READ_TIMEOUT);
@@ -78,10 +85,8 @@ pub async fn run(listener: TcpListener, router: Router, max_connections: usize, 
         if connections.over_cap() {
             connections.close_idlest();
         }
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            answers_in_batches(router.clone(), activity.clone()),
-        );
+        let router = routers.borrow().clone();
+        let connection = http.serve_connection(TokioIo::new(stream), answers_in_batches(router, activity.clone()));
         tokio::spawn(async move {
             let mut connection = std::pin::pin!(connection);
             // A client that goes away or sends garbage ends only its own connection.

@@ -1,6 +1,9 @@
 //! Webhook ingress: `ANY /webhooks/{id}` and `ANY /webhooks/{id}/{*path}` run the
 //! installation's `handler` in a fresh sandbox and answer with what it returns.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header::CONTENT_LENGTH};
@@ -11,7 +14,9 @@ use super::extract::PathParams;
 use super::request_id::RequestId;
 use super::routes::{Routes, any_raw};
 use super::{ApiError, AppState};
+use crate::plugins::Installation;
 use crate::runtime::{CallError, WebhookRequest, WebhookResponse};
+use crate::telemetry::metrics;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -34,20 +39,23 @@ pub async fn receive(
     request_id: RequestId,
     request: Request,
 ) -> Response {
-    match handle(&app, &params, request, request_id.as_str()).await {
+    let started = Instant::now();
+    let installation = match find(&app, &params.webhook_id) {
+        Ok(installation) => installation,
+        Err(error) => return error.into_response(),
+    };
+    let response = match handle(&installation, &params, request, request_id.as_str()).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
+    };
+    metrics().webhook_request(installation.name(), response.status().as_u16(), started.elapsed());
+    response
 }
 
-async fn handle(
-    app: &AppState,
-    params: &WebhookPath,
-    request: Request,
-    request_id: &str,
-) -> Result<Response, ApiError> {
-    let Some(installation) = app.plugins.registry.by_webhook(&params.webhook_id) else {
-        if let Some(failure) = app.plugins.registry.failure_by_webhook(&params.webhook_id) {
+/// The installation behind a webhook id.
+fn find(app: &AppState, webhook_id: &str) -> Result<Arc<Installation>, ApiError> {
+    let Some(installation) = app.plugins.registry.by_webhook(webhook_id) else {
+        if let Some(failure) = app.plugins.registry.failure_by_webhook(webhook_id) {
             return Err(ApiError::unavailable(format!(
                 "the installation behind this webhook cannot take requests: {} could not be loaded: {}; \
                  fix it and sluice loads it again",
@@ -58,6 +66,15 @@ async fn handle(
             "no installation has this webhook id; check the URL sluice printed at start-up",
         ));
     };
+    Ok(installation)
+}
+
+async fn handle(
+    installation: &Installation,
+    params: &WebhookPath,
+    request: Request,
+    request_id: &str,
+) -> Result<Response, ApiError> {
     if !installation.problems.is_empty() {
         return Err(ApiError::unavailable(format!(
             "installation {} cannot take requests: {}",

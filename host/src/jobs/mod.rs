@@ -25,6 +25,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::config::TriggerSettings;
 use crate::plugins::PluginHost;
 use crate::store::{SharedStore, TriggerRecord};
+use crate::telemetry::metrics;
 use crate::time::now_ms;
 use queue::{Enqueued, JobSource, NewJob, Queue};
 use schedule::Timetable;
@@ -95,6 +96,16 @@ impl Jobs {
         }));
         tokio::spawn(prune_forever(jobs.clone()));
         Ok(jobs)
+    }
+
+    /// The name of the installation a trigger's events go to (empty when none has its
+    /// id or name), as metrics label them.
+    pub(crate) fn installation_name(&self, trigger: &TriggerRecord) -> String {
+        self.plugins
+            .registry
+            .by_id_or_name(&trigger.bot_id)
+            .map(|installation| installation.name().to_string())
+            .unwrap_or_default()
     }
 
     /// The trigger `id`, if it exists.
@@ -204,6 +215,7 @@ impl Jobs {
         match self.enqueue(job).await {
             Ok(queued) => {
                 tracing::info!(trigger = %trigger_id, event = %queued.id, "scheduled run queued");
+                metrics().schedule_run(&self.installation_name(&trigger));
                 let id = trigger_id.to_string();
                 if let Err(error) = self.store.mark_triggered(&id, now).await {
                     tracing::error!(trigger = %trigger_id, error = %format!("{error:#}"), "cannot record the scheduled run");

@@ -25,6 +25,7 @@ use crate::ids::record_id;
 use crate::plugins::Installation;
 use crate::runtime::{Answer, CallError, CallReport, PluginErrorKind, TriggerInfo, WebhookRequest, WebhookResponse};
 use crate::store::{EventRecord, EventResolution, TriggerEventLink, TriggerRecord};
+use crate::telemetry::metrics;
 use crate::time::{iso8601, now_ms};
 
 /// Longest part of a plugin's response body kept in the outcome event.
@@ -82,8 +83,9 @@ pub(super) async fn dispatch(jobs: Arc<Jobs>) {
             };
             let jobs = jobs.clone();
             tokio::spawn(async move {
-                let id = job.id.clone();
+                let (id, trigger_id) = (job.id.clone(), job.trigger_id.clone());
                 let finish = run(&jobs, job).await;
+                count_run(&jobs, &trigger_id, &finish);
                 if let Err(error) = jobs.queue.finish(&id, finish).await {
                     // The job stays `running` and runs again at the next start.
                     tracing::error!(event = %id, error = %format!("{error:#}"), "cannot record the end of a trigger event in the queue");
@@ -92,6 +94,21 @@ pub(super) async fn dispatch(jobs: Arc<Jobs>) {
             });
         }
     }
+}
+
+/// Counts an attempt's end under the installation its trigger's events go to.
+fn count_run(jobs: &Jobs, trigger_id: &str, finish: &Finish) {
+    let outcome = match finish {
+        Finish::Done => "ok",
+        Finish::Retry { .. } => "failed",
+        Finish::Failed(_) => "given_up",
+        Finish::Cancelled(_) => "cancelled",
+    };
+    let installation = jobs
+        .trigger(trigger_id)
+        .map(|trigger| jobs.installation_name(&trigger))
+        .unwrap_or_default();
+    metrics().trigger_run(&installation, outcome);
 }
 
 /// Why an attempt did not succeed.

@@ -1,9 +1,9 @@
 //! The one wasmtime engine of a host: pooling allocator, epoch interruption driven by a
 //! single ticker thread, the linker with every import a plugin may use, and a cache of
-//! compiled code on disk. The bottom of the runtime: it knows nothing of plugins.
+//! compiled code on disk ([`CodeCache`]). The bottom of the runtime: it knows nothing of
+//! plugins.
 
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ProfilingStrategy};
 
 use super::bindings::Integration;
+use super::code_cache::CodeCache;
 use super::host::HostState;
 use crate::config::MAX_MEMORY_BYTES;
 
@@ -33,7 +34,7 @@ const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 pub struct Engine {
     pub(super) wasmtime: wasmtime::Engine,
     pub(super) linker: Linker<HostState>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CodeCache>,
     pub(super) ticker: EpochTicker,
 }
 
@@ -69,10 +70,10 @@ impl CodeSource {
 }
 
 impl Engine {
-    /// Builds the engine. With a `cache_dir`, compiled code is kept there, keyed by the
+    /// Builds the engine. With a `cache`, compiled code is kept there, keyed by the
     /// plugin's SHA-256 and the engine's settings, and reused on the next start; with
     /// [`Profiling::PerfMap`] the plugins' code is described for a profiler.
-    pub fn new(cache_dir: Option<PathBuf>, profiling: Profiling) -> anyhow::Result<Engine> {
+    pub fn new(cache: Option<CodeCache>, profiling: Profiling) -> anyhow::Result<Engine> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
             .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
@@ -115,14 +116,11 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Integration::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
 
-        if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the code cache {}", dir.display()))?;
-        }
         let ticker = EpochTicker::start(engine.clone());
         Ok(Engine {
             wasmtime: engine,
             linker,
-            cache_dir,
+            cache,
             ticker,
         })
     }
@@ -132,66 +130,60 @@ impl Engine {
         hex::encode(Sha256::digest(bytes))
     }
 
-    fn cache_path(&self, content_hash: &str) -> Option<PathBuf> {
+    /// The name of a plugin's cache entry: its SHA-256 and this engine's settings.
+    fn cache_entry_name(&self, content_hash: &str) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.wasmtime.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = hasher.finish();
-        self.cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{content_hash}-{engine_hash:016x}.cwasm")))
+        format!("{content_hash}-{engine_hash:016x}")
     }
 
     /// Compiles a component, or loads its compiled code from the cache. Blocking and
     /// CPU-heavy: call it from a blocking thread.
     ///
-    /// A cache entry is the SHA-256 of the compiled code followed by the code; an entry
-    /// whose digest does not match (a torn or tampered file) is compiled again and
-    /// replaced, so only code this engine wrote is ever loaded.
+    /// An entry that fails the cache's check (see [`CodeCache`]) is never deserialized:
+    /// the refusal is logged, naming the file, and the component is compiled again and
+    /// its entry rewritten.
     pub(super) fn compile(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<(Component, CodeSource)> {
-        let cached = self.cache_path(content_hash);
-        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
-            match self.load_cached(path) {
-                Ok(component) => return Ok((component, CodeSource::Cache)),
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "compiled-code cache entry is unusable; compiling again");
+        let name = self.cache_entry_name(content_hash);
+        if let Some(cache) = &self.cache {
+            let path = cache.path(&name);
+            match self.load_cached(cache, &path, &name) {
+                Ok(Some(component)) => return Ok((component, CodeSource::Cache)),
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::warn!(file = %path.display(), reason = %format!("{reason:#}"), "compiled-code cache entry refused; compiling again");
                 }
             }
         }
         let started = std::time::Instant::now();
         let component = Component::new(&self.wasmtime, bytes).map_err(|error| anyhow::anyhow!("{error:#}"))?;
         tracing::debug!(plugin_sha256 = %content_hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled");
-        if let Some(path) = cached {
-            let write = || -> anyhow::Result<()> {
-                let code = component.serialize()?;
-                let mut entry = Sha256::digest(&code).to_vec();
-                entry.extend_from_slice(&code);
-                // A name of its own: hosts sharing a cache folder may write the same entry.
-                let temporary =
-                    path.with_extension(format!("{}.{}.tmp", std::process::id(), crate::ids::secret_token(4)));
-                std::fs::write(&temporary, entry)?;
-                std::fs::rename(&temporary, &path)?;
-                Ok(())
-            };
-            if let Err(error) = write() {
-                tracing::warn!(path = %path.display(), error = %error, "cannot write the compiled-code cache");
+        if let Some(cache) = &self.cache {
+            let path = cache.path(&name);
+            let written = component
+                .serialize()
+                .map_err(|error| anyhow::anyhow!("{error:#}"))
+                .and_then(|code| Ok(cache.write(&path, &name, &code)?));
+            if let Err(error) = written {
+                tracing::warn!(file = %path.display(), error = %format!("{error:#}"), "cannot write the compiled-code cache");
             }
         }
         Ok((component, CodeSource::Compiled))
     }
 
-    /// Reads a cache entry and checks its digest before handing the code to wasmtime.
-    fn load_cached(&self, path: &std::path::Path) -> anyhow::Result<Component> {
-        let entry = std::fs::read(path)?;
-        anyhow::ensure!(entry.len() > 32, "the entry is too short");
-        let (digest, code) = entry.split_at(32);
-        anyhow::ensure!(
-            Sha256::digest(code).as_slice() == digest,
-            "its digest does not match its contents"
-        );
-        // SAFETY: the code was written by `Component::serialize` of an engine with the same
-        // settings (both are in the file name) and is byte for byte what was written (the
-        // digest above); wasmtime also checks its header and engine compatibility.
-        unsafe { Component::deserialize(&self.wasmtime, code) }.map_err(|error| anyhow::anyhow!("{error:#}"))
+    /// Reads a cache entry, checks it and only then hands the code to wasmtime.
+    fn load_cached(&self, cache: &CodeCache, path: &std::path::Path, name: &str) -> anyhow::Result<Option<Component>> {
+        let Some(code) = cache.read(path, name)? else {
+            return Ok(None);
+        };
+        // SAFETY: the entry's MAC, keyed by a secret only sluice reads, matches its name
+        // (this plugin and these engine settings) and its code: the code is what an engine
+        // with these settings serialized for this plugin (wasmtime checks its header and
+        // engine compatibility too).
+        let component = unsafe { Component::deserialize(&self.wasmtime, code) }
+            .map_err(|error| anyhow::anyhow!("wasmtime cannot load it: {error:#}"))?;
+        Ok(Some(component))
     }
 }
 

@@ -2,18 +2,20 @@
 //! plugin already loaded), checking it against the contract and reading its definition.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use wasmtime::component::Component;
 
+use super::code_cache::CodeCache;
 use super::contract::ContractMismatch;
 use super::definition::PluginDefinition;
 use super::engine::{CodeSource, Engine, Profiling};
 use super::exports::PluginExports;
 use super::plugin::CompiledPlugin;
 use super::sandbox::PluginCode;
+use crate::telemetry::metrics;
 
 /// Why a file is not a plugin this host can run.
 #[derive(Debug, thiserror::Error)]
@@ -38,11 +40,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts the engine. With a `cache_dir`, compiled code is kept there and reused on
-    /// the next start (see [`Engine::new`]).
-    pub fn new(cache_dir: Option<PathBuf>, profiling: Profiling) -> anyhow::Result<Runtime> {
+    /// Starts the engine. With a `cache`, compiled code is kept there and reused on the
+    /// next start (see [`Engine::new`]).
+    pub fn new(cache: Option<CodeCache>, profiling: Profiling) -> anyhow::Result<Runtime> {
         Ok(Runtime {
-            engine: Arc::new(Engine::new(cache_dir, profiling)?),
+            engine: Arc::new(Engine::new(cache, profiling)?),
             loaded: Mutex::default(),
         })
     }
@@ -66,16 +68,28 @@ impl Runtime {
     /// [`Runtime::load`] for bytes whose SHA-256 (hex) is already known.
     pub async fn load_hashed(&self, bytes: Arc<[u8]>, hash: String) -> Result<Arc<CompiledPlugin>, LoadError> {
         if let Some(plugin) = self.already_loaded(&hash) {
+            metrics().plugin_loaded(CodeSource::Shared.as_str(), None);
             return Ok(plugin);
         }
+        let loaded = self.compile_and_prepare(bytes, hash).await;
+        if loaded.is_err() {
+            metrics().plugin_load_failed();
+        }
+        loaded
+    }
+
+    async fn compile_and_prepare(&self, bytes: Arc<[u8]>, hash: String) -> Result<Arc<CompiledPlugin>, LoadError> {
         let engine = self.engine.clone();
         let compile_hash = hash.clone();
         let size = bytes.len();
+        let started = Instant::now();
         let (component, code_source) = tokio::task::spawn_blocking(move || engine.compile(&bytes, &compile_hash))
             .await
             .map_err(|error| LoadError::NotAComponent(format!("the compiler thread failed: {error}")))?
             .map_err(|error| LoadError::NotAComponent(format!("{error:#}")))?;
+        let compiled_in = (code_source == CodeSource::Compiled).then(|| started.elapsed());
         let plugin = self.prepare(&component, hash.clone(), size, code_source).await?;
+        metrics().plugin_loaded(code_source.as_str(), compiled_in);
         self.remember_loaded(hash, &plugin);
         Ok(plugin)
     }

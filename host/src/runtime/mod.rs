@@ -1,6 +1,6 @@
 //! Running plugins: one wasmtime engine per host ([`engine`]), each plugin compiled once
 //! and checked against the contract ([`loader`], [`contract`]; cached on disk by content
-//! hash), and a fresh, limited [`wasmtime::Store`] for every call ([`sandbox`]). Callers
+//! hash, entries authenticated: [`code_cache`]), and a fresh, limited [`wasmtime::Store`] for every call ([`sandbox`]). Callers
 //! use the typed calls of [`CompiledPlugin`] ([`calls`]); the generated bindings stay in
 //! here.
 //!
@@ -9,10 +9,11 @@
 //! [`outbound`]'s allow-list.
 //!
 //! Inside, arrows point one way: `loader` -> `plugin` -> `sandbox` -> `engine` ->
-//! `host` -> `definition`, `outbound`.
+//! `host` -> `definition`, `outbound`; `engine` -> `code_cache`.
 
 mod bindings;
 pub mod calls;
+pub mod code_cache;
 pub mod contract;
 pub mod definition;
 pub mod engine;
@@ -27,6 +28,7 @@ pub use calls::{
     Ack, ActionAnswer, Answer, CallContext, CallFor, PluginError, PluginErrorKind, TriggerInfo, WebhookRequest,
     WebhookResponse,
 };
+pub use code_cache::{CacheKey, CodeCache};
 pub use definition::PluginDefinition;
 pub use engine::Profiling;
 pub use host::Caller;

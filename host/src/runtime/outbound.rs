@@ -12,11 +12,13 @@ use http::uri::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::HostPattern;
+use crate::telemetry::metrics;
 
 /// The outbound policy of one installation, shared by all of its calls.
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
-    patterns: Arc<[HostPattern]>,
+    /// Each pattern with the entry it was parsed from.
+    patterns: Arc<[(HostPattern, Arc<str>)]>,
 }
 
 impl AllowList {
@@ -24,19 +26,22 @@ impl AllowList {
     pub fn new(entries: &[String]) -> anyhow::Result<AllowList> {
         let patterns = entries
             .iter()
-            .map(|e| HostPattern::parse(e))
+            .map(|e| Ok((HostPattern::parse(e)?, Arc::from(e.as_str()))))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(AllowList {
             patterns: patterns.into(),
         })
     }
 
-    /// Whether a request to this URI may go out.
-    pub fn allows(&self, uri: &http::Uri) -> bool {
+    /// The `allowed-hosts` entry that lets a request to this URI out, if one does.
+    pub fn entry_allowing(&self, uri: &http::Uri) -> Option<&Arc<str>> {
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let Some(host) = uri.host() else { return false };
+        let host = uri.host()?;
         let port = uri.port_u16().unwrap_or_else(|| HostPattern::default_port(&scheme));
-        self.patterns.iter().any(|p| p.matches(&scheme, host, port))
+        self.patterns
+            .iter()
+            .find(|(pattern, _)| pattern.matches(&scheme, host, port))
+            .map(|(_, entry)| entry)
     }
 }
 
@@ -48,6 +53,8 @@ pub struct OutboundPolicy {
     pub allow_list: AllowList,
     /// `plugin/installation` label for the log line of a denied request.
     pub label: Arc<str>,
+    /// The installation's name, for metrics.
+    pub installation: Arc<str>,
     /// The call's request id, for the same log line.
     pub request_id: Arc<str>,
     /// Denied requests, kept unsent until the call ends. Dropping one would close its
@@ -58,10 +65,11 @@ pub struct OutboundPolicy {
 }
 
 impl OutboundPolicy {
-    pub fn new(allow_list: AllowList, label: Arc<str>, request_id: Arc<str>) -> OutboundPolicy {
+    pub fn new(allow_list: AllowList, label: Arc<str>, installation: Arc<str>, request_id: Arc<str>) -> OutboundPolicy {
         OutboundPolicy {
             allow_list,
             label,
+            installation,
             request_id,
             held: Vec::new(),
         }
@@ -89,7 +97,8 @@ impl WasiHttpHooks for OutboundPolicy {
                 >,
             > + Send,
     > {
-        if !self.allow_list.allows(request.uri()) {
+        let Some(entry) = self.allow_list.entry_allowing(request.uri()).cloned() else {
+            metrics().outbound_request(&self.installation, "", "denied");
             tracing::warn!(
                 plugin = %self.label,
                 request_id = %self.request_id,
@@ -101,19 +110,20 @@ impl WasiHttpHooks for OutboundPolicy {
                 self.held.push(request);
             }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
-        }
+        };
         tracing::debug!(plugin = %self.label, request_id = %self.request_id, method = %request.method(), url = %request.uri(), "outbound request");
         let (label, request_id) = (self.label.clone(), self.request_id.clone());
+        let installation = self.installation.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
             let (method, url) = (request.method().clone(), request.uri().clone());
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options)
-                .await
-                .inspect_err(|error| {
-                    // wasmtime-wasi-http's own line lacks the plugin and request (the
-                    // default log filter keeps it out): this one says whose call failed.
-                    tracing::warn!(plugin = %label, %request_id, %method, %url, %error, "outbound request failed");
-                })?;
+            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            metrics().outbound_request(&installation, &entry, if sent.is_ok() { "ok" } else { "failed" });
+            let (response, io) = sent.inspect_err(|error| {
+                // wasmtime-wasi-http's own line lacks the plugin and request (the
+                // default log filter keeps it out): this one says whose call failed.
+                tracing::warn!(plugin = %label, %request_id, %method, %url, %error, "outbound request failed");
+            })?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -128,7 +138,7 @@ mod tests {
 
     fn allows(entries: &[&str], url: &str) -> bool {
         let list = AllowList::new(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        list.allows(&url.parse().unwrap())
+        list.entry_allowing(&url.parse().unwrap()).is_some()
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::host::{HostState, wit_conversation, wit_message, wit_user};
 use super::sandbox::{CallError, CallReport, PluginCode};
 use crate::config::Limits;
 use crate::store::{ConversationRecord, MessageRecord, UserRecord};
+use crate::telemetry::{CallOutcome, metrics};
 
 /// A compiled plugin. Cheap to share: calls only read it.
 pub struct CompiledPlugin {
@@ -73,7 +74,7 @@ impl CompiledPlugin {
         request: WebhookRequest,
     ) -> (Answer<WebhookResponse>, CallReport) {
         let ctx = call.context.wit(wit::Operation::WebhookReceived, None);
-        self.handler(call, ctx, request).await
+        self.handler(call, "webhook", ctx, request).await
     }
 
     /// `handler` for a trigger event (operation `trigger-event`, with the trigger's
@@ -85,12 +86,13 @@ impl CompiledPlugin {
         request: WebhookRequest,
     ) -> (Answer<WebhookResponse>, CallReport) {
         let ctx = call.context.wit(wit::Operation::TriggerEvent, Some(trigger));
-        self.handler(call, ctx, request).await
+        self.handler(call, "trigger-event", ctx, request).await
     }
 
     async fn handler(
         &self,
         call: CallFor<'_>,
+        operation: &'static str,
         ctx: wit::Context,
         request: WebhookRequest,
     ) -> (Answer<WebhookResponse>, CallReport) {
@@ -99,8 +101,7 @@ impl CompiledPlugin {
             let func = exports.handler(&mut *store, instance, Checked)?;
             Ok(func.call_async(&mut *store, (&ctx, &request)).await?.0)
         };
-        let (result, report) = self.run(call, "handler", export).await;
-        (answer(result), report)
+        self.run(call, operation, "handler", export).await
     }
 
     /// `call-action`: `input` is the action's input as JSON text.
@@ -110,8 +111,7 @@ impl CompiledPlugin {
             let func = exports.call_action(&mut *store, instance, Checked)?;
             Ok(func.call_async(&mut *store, (&ctx, name, input)).await?.0)
         };
-        let (result, report) = self.run(call, "call-action", export).await;
-        (answer(result), report)
+        self.run(call, "action", "call-action", export).await
     }
 
     /// `handle-message`: the bot's `message` in `conversation`, written by `user`, for
@@ -130,8 +130,7 @@ impl CompiledPlugin {
             let args = (&ctx, conversation.channel.as_str(), &conversation, &message, &user);
             Ok(func.call_async(&mut *store, args).await?.0)
         };
-        let (result, report) = self.run(call, "handle-message", export).await;
-        (answer(result), report)
+        self.run(call, "message", "handle-message", export).await
     }
 
     /// `register`, when an installation is created.
@@ -141,8 +140,7 @@ impl CompiledPlugin {
             let func = exports.register(&mut *store, instance, Checked)?;
             Ok(func.call_async(&mut *store, (&ctx,)).await?.0)
         };
-        let (result, report) = self.run(call, "register", export).await;
-        (answer(result), report)
+        self.run(call, "register", "register", export).await
     }
 
     /// `unregister`, when an installation is removed.
@@ -152,19 +150,43 @@ impl CompiledPlugin {
             let func = exports.unregister(&mut *store, instance, Checked)?;
             Ok(func.call_async(&mut *store, (&ctx,)).await?.0)
         };
-        let (result, report) = self.run(call, "unregister", export).await;
-        (answer(result), report)
+        self.run(call, "unregister", "unregister", export).await
     }
 
-    async fn run<T>(
+    /// Runs an export for `operation` (how metrics name what the call was for) and
+    /// counts how it ended.
+    async fn run<W, T: From<W>>(
         &self,
         call: CallFor<'_>,
+        operation: &'static str,
         export_name: &'static str,
-        export: impl AsyncFnOnce(&mut Store<HostState>, &Instance, &PluginExports) -> wasmtime::Result<T>,
-    ) -> (Result<T, CallError>, CallReport) {
+        export: impl AsyncFnOnce(
+            &mut Store<HostState>,
+            &Instance,
+            &PluginExports,
+        ) -> wasmtime::Result<Result<W, wit::Error>>,
+    ) -> (Answer<T>, CallReport) {
         let caller = Some(call.caller.clone());
-        self.engine
+        let (result, report) = self
+            .engine
             .invoke(&self.code, caller, call.request_id, call.limits, export_name, export)
-            .await
+            .await;
+        let answer = answer(result);
+        let outcome = match &answer {
+            Ok(Ok(_)) => CallOutcome::Ok,
+            Ok(Err(_)) => CallOutcome::PluginError,
+            Err(CallError::Trap(_)) => CallOutcome::Trap,
+            Err(CallError::Deadline(_)) => CallOutcome::Deadline,
+            Err(CallError::MemoryLimit { .. }) => CallOutcome::MemoryLimit,
+            Err(CallError::Busy) => CallOutcome::Busy,
+        };
+        metrics().plugin_call(
+            &call.context.integration_alias,
+            operation,
+            outcome,
+            report.elapsed,
+            report.memory_bytes,
+        );
+        (answer, report)
     }
 }

@@ -34,6 +34,8 @@ pub struct CallReport {
     /// messages), in order.
     pub created: Vec<CreatedRecord>,
     pub elapsed: Duration,
+    /// The instance's linear memory at the end of the call, every memory counted.
+    pub memory_bytes: usize,
 }
 
 /// Why a call produced no answer. The host keeps serving after every one of these.
@@ -145,6 +147,15 @@ impl Engine {
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
         let created = std::mem::take(&mut store.data_mut().created);
-        (result, CallReport { logs, created, elapsed })
+        let memory_bytes = store.data().memory.grown_bytes;
+        (
+            result,
+            CallReport {
+                logs,
+                created,
+                elapsed,
+                memory_bytes,
+            },
+        )
     }
 }

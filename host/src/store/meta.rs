@@ -34,4 +34,8 @@ pub trait MetaStore {
     fn save_installation(&self, record: &InstallationRecord) -> Pending<()>;
     /// Forgets an installation; what it produced stays.
     fn delete_installation(&self, id: &str) -> Pending<()>;
+
+    /// Whether the store can be reached as a restart would reach it, and takes writes:
+    /// `Ok` if so, else why not (for the log; `GET /readyz` says only "store unreachable").
+    fn check_reachable(&self) -> Pending<()>;
 }

@@ -46,8 +46,8 @@ impl<T: Send + 'static> Pending<T> {
         }
     }
 
-    /// Blocks the thread until the answer is there (tests that are not async). Not for async code: await instead.
-    #[cfg(test)]
+    /// Blocks the thread until the answer is there (tests that are not async, work
+    /// already on a blocking thread). Not for async code: await instead.
     pub fn wait(self) -> anyhow::Result<T> {
         match self.state {
             State::Waiting(answer) => unpack(answer.blocking_recv()),

@@ -177,6 +177,10 @@ pub trait QueueStore {
         take: usize,
     ) -> Pending<(Vec<JobSummary>, Option<i64>)>;
 
+    /// How many jobs are `queued`, `running` and `failed` (given up, kept until retried),
+    /// each status with its count, zero included: the queue's depth.
+    fn job_counts(&self) -> Pending<Vec<(String, i64)>>;
+
     /// Woken after each commit that gave the claimers something new: a job queued or
     /// retried, or one finished (which frees its session).
     fn queued_work(&self) -> Arc<Notify>;

@@ -25,6 +25,8 @@ pub struct Caller {
     pub allow_list: AllowList,
     /// [`Caller::label`], built once: every call's state and log lines carry it.
     shared_label: Arc<str>,
+    /// The installation's name, as metrics label what it does.
+    pub installation_name: Arc<str>,
 }
 
 impl Caller {
@@ -44,6 +46,7 @@ impl Caller {
             store,
             allow_list,
             shared_label,
+            installation_name: installation_name.into(),
         }
     }
 

@@ -50,9 +50,11 @@ pub struct CreatedRecord {
 /// At most this many created records are kept per call.
 const MAX_KEPT_CREATED: usize = 1000;
 
-/// The memory limit of one call.
+/// The memory limit of one call, and how much memory the call's instance took.
 pub struct MemoryLimiter {
     pub max_bytes: usize,
+    /// Linear memory grown so far, every memory of the instance counted.
+    pub grown_bytes: usize,
 }
 
 /// A plugin tried to grow its memory past its limit.
@@ -64,13 +66,14 @@ pub struct MemoryLimitExceeded {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             return Err(wasmtime::Error::new(MemoryLimitExceeded {
                 limit: self.max_bytes,
                 desired,
             }));
         }
+        self.grown_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 
@@ -109,13 +112,18 @@ impl HostState {
         };
         let request_id: Arc<str> = request_id.into();
         let allow_list = caller.as_ref().map(|c| c.allow_list.clone()).unwrap_or_default();
+        let installation = match &caller {
+            Some(caller) => caller.installation_name.clone(),
+            None => Arc::clone(&LOADING_LABEL),
+        };
         HostState {
             wasi: None,
             http: WasiHttpCtx::new(),
-            outbound: OutboundPolicy::new(allow_list, label.clone(), request_id.clone()),
+            outbound: OutboundPolicy::new(allow_list, label.clone(), installation, request_id.clone()),
             table: ResourceTable::new(),
             memory: MemoryLimiter {
                 max_bytes: max_memory_bytes,
+                grown_bytes: 0,
             },
             caller,
             request_id,

@@ -1,6 +1,7 @@
 //! Host-wide settings and installations ([`MetaStore`] for [`SqliteStore`]).
 
-use rusqlite::params;
+use anyhow::Context as _;
+use rusqlite::{Connection, params};
 
 use super::rows::{installation_row, one};
 use super::{SqliteStore, execute};
@@ -67,6 +68,31 @@ impl MetaStore for SqliteStore {
         self.write(move |c| {
             execute(c, "DELETE FROM installations WHERE id = ?1", [id])?;
             Ok(())
+        })
+    }
+
+    /// Whether the databases can be opened afresh at their paths and the writer takes
+    /// writes. The store's open connections go on working on a file that was moved,
+    /// deleted or lost with its mount, so only a new connection finds that out (as a
+    /// restart would); a writer that stopped or hangs answers late or not at all.
+    fn check_reachable(&self) -> Pending<()> {
+        let files = self.files.clone();
+        let writer = self.writer.clone();
+        Pending::off_thread(move || {
+            for path in &files {
+                let connection = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .with_context(|| format!("cannot open {}", path.display()))?;
+                connection
+                    .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+            }
+            writer
+                .write(|_| Ok(()))
+                .wait()
+                .context("the store's writer does not take writes")
         })
     }
 }

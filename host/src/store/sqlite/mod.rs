@@ -8,7 +8,7 @@
 //! (settings and installations), [`events`], [`state`], [`chat`], [`outbox`],
 //! [`delivery`], [`triggers`] and [`queue`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,6 +129,8 @@ pub struct SqliteStore {
     published: Arc<tokio::sync::watch::Sender<i64>>,
     /// `queue.db`: the trigger queue (see queue.rs).
     queue: QueueDatabase,
+    /// The database files, which a restart opens (none in memory).
+    files: Vec<PathBuf>,
 }
 
 impl SqliteStore {
@@ -140,9 +142,12 @@ impl SqliteStore {
         let writer = connect(&path).with_context(|| format!("cannot open the store at {}", path.display()))?;
         // Readers are opened once the writer has set up the schema (and WAL mode).
         let readers = |_: &Arc<Mutex<Connection>>| (0..READERS).map(|_| connect_reader(&path)).collect();
-        let queue = QueueDatabase::open(&data_dir.join("queue.db"))?;
+        let queue_path = data_dir.join("queue.db");
+        let queue = QueueDatabase::open(&queue_path)?;
         let store = Self::prepare(writer, readers, queue);
-        store.with_context(|| format!("cannot prepare the store at {}", path.display()))
+        let mut store = store.with_context(|| format!("cannot prepare the store at {}", path.display()))?;
+        store.files = vec![path, queue_path];
+        Ok(store)
     }
 
     /// A store in memory, for unit tests. Reads share the writer's connection, since
@@ -169,6 +174,7 @@ impl SqliteStore {
             readers: Readers::new(readers),
             published,
             queue,
+            files: Vec::new(),
         })
     }
 

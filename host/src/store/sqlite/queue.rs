@@ -211,6 +211,16 @@ impl QueueStore for SqliteStore {
         })
     }
 
+    fn job_counts(&self) -> Pending<Vec<(String, i64)>> {
+        self.queue.read(move |c| {
+            let mut statement = c.prepare_cached("SELECT count(*) FROM jobs WHERE status = ?1")?;
+            ["queued", "running", "failed"]
+                .into_iter()
+                .map(|status| Ok((status.to_string(), statement.query_row([status], |row| row.get(0))?)))
+                .collect()
+        })
+    }
+
     fn jobs(
         &self,
         trigger_id: &str,

@@ -12,12 +12,14 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
 
 use anyhow::anyhow;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::store::pending::{Answer, Pending};
+use crate::telemetry::metrics;
 
 struct Job {
     work: Box<dyn FnOnce(&Connection) -> Answer + Send>,
@@ -26,6 +28,7 @@ struct Job {
 }
 
 /// The handle through which every write of one database goes.
+#[derive(Clone)]
 pub(super) struct GroupWriter {
     jobs: mpsc::Sender<Job>,
     /// What the database is, for errors: `store`, `queue`.
@@ -50,7 +53,9 @@ impl GroupWriter {
                     let mut batch = vec![first];
                     batch.extend(queue.try_iter().take(max_batch - 1));
                     let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let (started, writes) = (Instant::now(), batch.len());
                     commit_batch(&connection, &announcement, batch);
+                    metrics().store_commit(name, writes, started.elapsed());
                 }
             })?;
         Ok(GroupWriter { jobs, name })

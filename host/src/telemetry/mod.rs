@@ -1,0 +1,6 @@
+//! What the host tells whoever operates it besides its log: Prometheus [`metrics`]. A
+//! leaf: every room records into it, and it uses none of them.
+
+pub mod metrics;
+
+pub use metrics::{CallOutcome, metrics};
