@@ -115,6 +115,7 @@ fn load(runtime: &Runtime, tokio: &tokio::runtime::Runtime, path: &Path, store: 
         plugin.definition.clone(),
         store.clone(),
         AllowList::default(),
+        Duration::from_secs(3600),
     ));
     let context = CallContext {
         bot_id: "bot_bench".into(),

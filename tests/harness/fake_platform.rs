@@ -1,6 +1,7 @@
 //! A fake chat platform with Slack's Web API shape, served on loopback for the tests of
 //! integrations that call out (guest-examples/chat, tests/plugins/courier). It records
-//! every request it gets, and can be told to answer slowly or to refuse.
+//! every request it gets, and can be told to answer slowly, to refuse, or to rate-limit
+//! (429 with `Retry-After`, as Slack does).
 //!
 //! Methods (all `POST /api/<method>`, answered `{"ok": true, ...}`):
 //! `chat.postMessage` (answers a fresh `ts`), `webhooks.create` (answers a fresh `id`),
@@ -38,6 +39,8 @@ struct Behaviour {
     delay: Duration,
     /// Answer `{"ok": false, "error": ...}` with this error.
     refusal: Option<String>,
+    /// Answer 429 `{"ok": false, "error": "ratelimited"}` with this `Retry-After`.
+    rate_limit: Option<u32>,
 }
 
 #[derive(Default)]
@@ -78,9 +81,9 @@ async fn answer(
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into())),
     };
-    let (delay, refusal) = {
+    let (delay, refusal, rate_limit) = {
         let behaviour = shared.behaviour.lock().unwrap();
-        (behaviour.delay, behaviour.refusal.clone())
+        (behaviour.delay, behaviour.refusal.clone(), behaviour.rate_limit)
     };
     let path = uri.path().to_string();
     shared.requests.lock().unwrap().push(recorded);
@@ -88,8 +91,16 @@ async fn answer(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    if let Some(seconds) = rate_limit {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, seconds.to_string())],
+            axum::Json(json!({ "ok": false, "error": "ratelimited" })),
+        )
+            .into_response();
+    }
     if let Some(error) = refusal {
-        return (StatusCode::OK, axum::Json(json!({ "ok": false, "error": error })));
+        return (StatusCode::OK, axum::Json(json!({ "ok": false, "error": error }))).into_response();
     }
     let n = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
     let body = match path.as_str() {
@@ -97,7 +108,7 @@ async fn answer(
         "/api/webhooks.create" => json!({ "ok": true, "id": format!("W{n:04}") }),
         _ => json!({ "ok": true }),
     };
-    (StatusCode::OK, axum::Json(body))
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 impl FakePlatform {
@@ -166,6 +177,11 @@ impl FakePlatform {
     /// Answers every later request only after `delay`.
     pub fn answer_after(&self, delay: Duration) {
         self.shared.behaviour.lock().unwrap().delay = delay;
+    }
+
+    /// Answers every later request 429 with `Retry-After: seconds` (`None`: normally).
+    pub fn rate_limit(&self, seconds: Option<u32>) {
+        self.shared.behaviour.lock().unwrap().rate_limit = seconds;
     }
 
     /// Answers every later request `{"ok": false, "error": error}` (`None`: normally).

@@ -99,6 +99,23 @@ fn inspect_names_what_differs_in_a_plugin_built_for_another_contract_version() {
 }
 
 #[test]
+fn a_plugin_built_against_the_first_release_of_the_contract_keeps_loading_and_working() {
+    let first = guest("contract_first");
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = sluice_command(dir.path(), &["inspect", first.to_str().unwrap()]);
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert!(outcome.stdout.contains("matches"), "{}", outcome.stdout);
+
+    let host = Host::builder().plugin("first", first, None).start();
+    assert_eq!(host.installation("first")["status"], "active");
+    let answer = host.post(&host.webhook_url("first"), "{}");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let events = host.events(Some("contract-first:ping"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["id"], answer.body.as_str());
+}
+
+#[test]
 fn inspect_refuses_what_is_not_a_component() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();

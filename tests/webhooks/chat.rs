@@ -413,3 +413,153 @@ fn an_unreachable_platform_fails_register_with_a_clear_status() {
     );
     assert!(problem.contains("apiUrl"), "says what to check: {problem}");
 }
+
+#[test]
+fn a_retried_event_is_recorded_once() {
+    let platform = FakePlatform::start();
+    let host = chat_host(&platform);
+    let url = host.webhook_url("chat");
+    let mut message = message_event("C1", "U1", "only once", "1.7");
+    message["event_id"] = json!("Ev0MESSAGE1");
+    let mut reaction = json!({
+        "type": "event_callback",
+        "event_id": "Ev0REACTION1",
+        "event": { "type": "reaction_added", "user": "U1", "reaction": "eyes", "item": { "type": "message", "channel": "C1", "ts": "1.7" } }
+    });
+    // The platform sends each event again when it did not see a 2xx in time.
+    for _attempt in 0..3 {
+        let answer = post_signed_chat(&host, &url, &message, unix_now());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let answer = post_signed_chat(&host, &url, &reaction, unix_now());
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let messages = host.api_get("/v1/chat/messages").json();
+    assert_eq!(messages["messages"].as_array().unwrap().len(), 1, "{messages}");
+    assert_eq!(host.events(Some("chat:reactionAdded")).len(), 1);
+
+    reaction["event_id"] = json!("Ev0REACTION2");
+    let answer = post_signed_chat(&host, &url, &reaction, unix_now());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        host.events(Some("chat:reactionAdded")).len(),
+        2,
+        "another event id is another event"
+    );
+}
+
+#[test]
+fn a_shared_file_becomes_a_file_message_and_a_thread_broadcast_a_message() {
+    let platform = FakePlatform::start();
+    let host = chat_host(&platform);
+    let url = host.webhook_url("chat");
+    let file_share = json!({
+        "type": "event_callback",
+        "event_id": "Ev0FILE",
+        "event": {
+            "type": "message", "subtype": "file_share", "channel": "C3", "user": "U3",
+            "text": "the report", "ts": "1700000001.000100",
+            "files": [{
+                "id": "F0123", "name": "report.pdf", "title": "Q3 report", "mimetype": "application/pdf",
+                "url_private": "https://files.slack.com/files-pri/T1-F0123/report.pdf",
+                "permalink": "https://acme.slack.com/files/U3/F0123/report.pdf"
+            }],
+            "upload": false, "display_as_bot": false
+        }
+    });
+    let answer = post_signed_chat(&host, &url, &file_share, unix_now());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let messages = host
+        .api_get("/v1/chat/messages?tags.messageId=1700000001.000100")
+        .json();
+    let file = &messages["messages"][0];
+    assert_eq!(file["type"], "file", "{messages}");
+    assert_eq!(
+        file["payload"],
+        json!({
+            "fileUrl": "https://files.slack.com/files-pri/T1-F0123/report.pdf",
+            "name": "report.pdf",
+            "mimeType": "application/pdf",
+            "title": "Q3 report",
+            "text": "the report"
+        })
+    );
+
+    let broadcast = json!({
+        "type": "event_callback",
+        "event_id": "Ev0BROADCAST",
+        "event": {
+            "type": "message", "subtype": "thread_broadcast", "channel": "C3", "user": "U3",
+            "text": "also in the channel", "ts": "1700000002.000200", "thread_ts": "1700000001.000100"
+        }
+    });
+    let answer = post_signed_chat(&host, &url, &broadcast, unix_now());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let messages = host
+        .api_get("/v1/chat/messages?tags.messageId=1700000002.000200")
+        .json();
+    let reply = &messages["messages"][0];
+    assert_eq!(reply["type"], "text", "{messages}");
+    assert_eq!(reply["payload"], json!({ "text": "also in the channel" }));
+    assert_eq!(reply["tags"]["threadId"], "1700000001.000100");
+
+    let mut edit = broadcast.clone();
+    edit["event"]["subtype"] = json!("message_changed");
+    let answer = post_signed_chat(&host, &url, &edit, unix_now());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        host.api_get("/v1/chat/messages").json()["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "an edit is not a new message"
+    );
+}
+
+#[test]
+fn the_bot_can_send_a_file() {
+    let platform = FakePlatform::start();
+    let host = chat_host(&platform);
+    let conversation = conversation(&host, "C58");
+    let answer = send(
+        &host,
+        &conversation,
+        "file",
+        json!({ "fileUrl": "https://example.com/a.pdf", "name": "a.pdf" }),
+        json!({}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        platform.calls("chat.postMessage")[0].body,
+        json!({ "channel": "C58", "text": "a.pdf", "attachments": [{ "title": "a.pdf", "title_link": "https://example.com/a.pdf" }] })
+    );
+}
+
+#[test]
+fn a_platform_429_reaches_the_bot_with_its_retry_after() {
+    let platform = FakePlatform::start();
+    let host = chat_host(&platform);
+    let conversation = conversation(&host, "C59");
+    platform.rate_limit(Some(17));
+    let message = send(&host, &conversation, "text", json!({ "text": "hello?" }), json!({}));
+    assert_eq!(message.status, 429, "{}", message.body);
+    assert_eq!(message.header("retry-after"), Some("17"), "{}", message.body);
+    assert_eq!(message.json()["type"], "RateLimited");
+    assert!(message.body.contains("rate limiting"), "{}", message.body);
+    let action = host.api_post(
+        "/v1/chat/actions",
+        &json!({ "type": "chat:sendMessage", "input": { "channelId": "C59", "text": "ping" } }),
+    );
+    assert_eq!(action.status, 429, "{}", action.body);
+    assert_eq!(action.header("retry-after"), Some("17"));
+
+    platform.rate_limit(None);
+    platform.refuse_with(Some("channel_not_found"));
+    let refused = send(&host, &conversation, "text", json!({ "text": "hello?" }), json!({}));
+    assert_eq!(
+        refused.status, 502,
+        "other refusals stay upstream errors: {}",
+        refused.body
+    );
+    assert_eq!(refused.header("retry-after"), None);
+}

@@ -1,7 +1,9 @@
 //! The Shopify example (guest-examples/shop) through the real binary: signed
 //! `orders/create` calls become `shop:newOrderCreated` events with the guide's schema
-//! and the full body; other topics are acknowledged without an event; unsigned or
-//! badly signed calls are refused with 401 and record nothing.
+//! and the full body; a delivery Shopify retries (the same `X-Shopify-Webhook-Id`) is
+//! recorded once; orders lacking optional fields are recorded; other topics are
+//! acknowledged without an event; unsigned or badly signed calls are refused with 401
+//! and record nothing.
 
 use crate::harness::{Answer, Host, guest};
 use base64::Engine as _;
@@ -47,6 +49,11 @@ fn order() -> Value {
 }
 
 fn deliver(host: &Host, topic: &str, body: &str, signature: Option<&str>) -> Answer {
+    deliver_as(host, None, topic, body, signature)
+}
+
+/// A delivery with Shopify's id for it, which a retry repeats.
+fn deliver_as(host: &Host, webhook_id: Option<&str>, topic: &str, body: &str, signature: Option<&str>) -> Answer {
     let mut request = host
         .client()
         .post(host.webhook_url("shop"))
@@ -56,6 +63,9 @@ fn deliver(host: &Host, topic: &str, body: &str, signature: Option<&str>) -> Ans
         .body(body.to_string());
     if let Some(signature) = signature {
         request = request.header("x-shopify-hmac-sha256", signature);
+    }
+    if let Some(webhook_id) = webhook_id {
+        request = request.header("x-shopify-webhook-id", webhook_id);
     }
     host.send(request)
 }
@@ -111,14 +121,83 @@ fn unsigned_or_badly_signed_calls_are_refused_and_record_nothing() {
 }
 
 #[test]
-fn an_order_without_its_required_fields_is_a_400_naming_the_field() {
+fn a_retried_delivery_is_recorded_once_and_answered_like_the_first() {
+    let host = host();
+    let body = order().to_string();
+    let signature = sign(SECRET, &body);
+    let id = "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043";
+    let first = deliver_as(&host, Some(id), "orders/create", &body, Some(&signature));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let retry = deliver_as(&host, Some(id), "orders/create", &body, Some(&signature));
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(
+        retry.json()["eventId"],
+        first.json()["eventId"],
+        "the retry gets the first event"
+    );
+    let events = host.events(Some("shop:newOrderCreated"));
+    assert_eq!(events.len(), 1, "one order, one event: {events:?}");
+
+    let other = deliver_as(
+        &host,
+        Some("another-delivery"),
+        "orders/create",
+        &body,
+        Some(&signature),
+    );
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_ne!(other.json()["eventId"], first.json()["eventId"]);
+    assert_eq!(
+        host.events(Some("shop:newOrderCreated")).len(),
+        2,
+        "another delivery id is another event"
+    );
+}
+
+#[test]
+fn an_order_lacking_optional_fields_is_recorded_with_what_it_has() {
+    let host = host();
+    let mut sparse = order();
+    let fields = sparse.as_object_mut().unwrap();
+    for key in [
+        "confirmation_number",
+        "currency",
+        "customer_locale",
+        "order_status_url",
+        "created_at",
+    ] {
+        fields.remove(key);
+    }
+    fields.insert("current_total_tax".into(), Value::Null);
+    let body = sparse.to_string();
+    let answer = deliver(&host, "orders/create", &body, Some(&sign(SECRET, &body)));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let events = host.events(Some("shop:newOrderCreated"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let payload = &events[0]["payload"];
+    assert_eq!(payload["order_id"], 820982911946154508u64);
+    assert_eq!(payload["current_total_price"], "115.00");
+    assert!(payload.get("confirmation_number").is_none(), "{payload}");
+    assert!(
+        payload.get("current_total_tax").is_none(),
+        "a null is left out: {payload}"
+    );
+    assert_eq!(payload["fullBody"], sparse);
+}
+
+#[test]
+fn an_order_without_an_id_is_a_400_naming_it() {
     let host = host();
     let mut incomplete = order();
-    incomplete.as_object_mut().unwrap().remove("confirmation_number");
-    let body = incomplete.to_string();
-    let answer = deliver(&host, "orders/create", &body, Some(&sign(SECRET, &body)));
-    assert_eq!(answer.status, 400, "{}", answer.body);
-    assert!(answer.body.contains("confirmation_number"), "{}", answer.body);
+    incomplete.as_object_mut().unwrap().remove("id");
+    let no_id = incomplete.to_string();
+    for body in [no_id.as_str(), "[1, 2]", "{\"id\": "] {
+        let answer = deliver(&host, "orders/create", body, Some(&sign(SECRET, body)));
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        assert!(answer.body.contains("order"), "{}", answer.body);
+    }
+    let answer = deliver(&host, "orders/create", &no_id, Some(&sign(SECRET, &no_id)));
+    assert!(answer.body.contains("no id"), "{}", answer.body);
     assert!(host.events(None).is_empty());
 }
 

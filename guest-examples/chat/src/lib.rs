@@ -6,11 +6,21 @@
 //! - `handler` checks the request signature (constant time, and refuses timestamps more
 //!   than 5 minutes old, so requests cannot be replayed), answers `url_verification`
 //!   with its challenge, turns a user's message into a conversation (tag `channelId`),
-//!   a user (tag `userId`) and a message (tag `messageId`), and a reaction into a
-//!   `chat:reactionAdded` event. Messages from bots are ignored.
-//! - channel `channel` delivers the bot's `text` and `image` messages with
+//!   a user (tag `userId`) and a message (tag `messageId`), a shared file into a `file`
+//!   message (its name, type and URL), a thread reply sent to the channel too
+//!   (`thread_broadcast`) into a message like any other, and a reaction into a
+//!   `chat:reactionAdded` event. Messages from bots, edits and the other subtypes are
+//!   ignored. The platform sends an event again, with the same `event_id`, when it did
+//!   not see a 2xx in time; what an event records is recorded once per `event_id`
+//!   (`create-message-once`, `create-event-once`).
+//! - channel `channel` delivers the bot's `text`, `image` and `file` messages with
 //!   `chat.postMessage` and acks them with the platform's `messageId`.
 //! - action `sendMessage` posts a message and costs 1.
+//! - when the platform answers 429, the wait it asks for (`Retry-After`) is passed on to
+//!   the host, so the bot's call is answered 429 with that `Retry-After`.
+//!
+//! The webhook body is read into a few typed fields, skipping everything else, so a large
+//! body costs about its own size in the plugin's memory.
 //!
 //! Configuration: `apiUrl` (default `https://slack.com/api`), `signingSecret`,
 //! `botToken`. The platform's origin must be in the installation's `allowed-hosts`.
@@ -18,6 +28,8 @@
 mod platform;
 mod signature;
 
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 wit_bindgen::generate!({
@@ -63,6 +75,19 @@ const IMAGE_SCHEMA: &str = r#"{
     "caption": { "type": "string" }
   },
   "required": ["imageUrl"],
+  "additionalProperties": false
+}"#;
+
+const FILE_SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": {
+    "fileUrl": { "type": "string", "minLength": 1 },
+    "name": { "type": "string" },
+    "mimeType": { "type": "string" },
+    "title": { "type": "string" },
+    "text": { "type": "string" }
+  },
+  "required": ["fileUrl"],
   "additionalProperties": false
 }"#;
 
@@ -169,50 +194,137 @@ fn post_message(platform: &Platform, body: Value) -> Result<String, Error> {
         .ok_or_else(|| error(ErrorKind::Upstream, "the platform's chat.postMessage answer has no ts"))
 }
 
-/// A user's message: its conversation, user and message, tagged with the platform's ids.
-fn record_message(event: &Value) -> Result<(), Error> {
-    let (Some(channel_id), Some(user_id), Some(ts)) =
-        (event["channel"].as_str(), event["user"].as_str(), event["ts"].as_str())
-    else {
+/// What the platform posts to the webhook URL: only the fields the plugin uses are read.
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    challenge: Option<Value>,
+    /// The platform's id of this delivery, the same when it is sent again.
+    event_id: Option<String>,
+    event: Option<Event>,
+}
+
+#[derive(Deserialize, Default)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    subtype: Option<String>,
+    bot_id: Option<IgnoredAny>,
+    channel: Option<String>,
+    user: Option<String>,
+    text: Option<String>,
+    ts: Option<String>,
+    thread_ts: Option<String>,
+    #[serde(default)]
+    files: Vec<SharedFile>,
+    reaction: Option<String>,
+    item: Option<ReactionItem>,
+}
+
+#[derive(Deserialize)]
+struct SharedFile {
+    name: Option<String>,
+    title: Option<String>,
+    mimetype: Option<String>,
+    url_private: Option<String>,
+    permalink: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReactionItem {
+    channel: Option<String>,
+    ts: Option<String>,
+}
+
+/// Records an incoming message, once per `dedupe` key when the delivery has one.
+fn create_message(
+    dedupe: Option<&str>,
+    conversation_id: &str,
+    user_id: &str,
+    message_type: &str,
+    payload: &Value,
+    tags: &[(String, String)],
+) -> Result<(), Error> {
+    let payload = payload.to_string();
+    match dedupe {
+        Some(key) => client::create_message_once(key, conversation_id, user_id, message_type, &payload, tags)?,
+        None => client::create_message(conversation_id, user_id, message_type, &payload, tags)?,
+    };
+    Ok(())
+}
+
+/// A user's message: its conversation, user and message, tagged with the platform's ids;
+/// a shared file is a `file` message (one per file, with the text on the first).
+/// `Ok(false)` when there was nothing to record (a message without text or files).
+fn record_message(event: &Event, event_id: Option<&str>) -> Result<bool, Error> {
+    let (Some(channel_id), Some(user_id), Some(ts)) = (&event.channel, &event.user, &event.ts) else {
         return Err(error(
             ErrorKind::InvalidInput,
             "a message event needs channel, user and ts",
         ));
     };
-    let conversation = client::get_or_create_conversation(CHANNEL, &[("channelId".into(), channel_id.into())])?;
-    let user = client::get_or_create_user(&[("userId".into(), user_id.into())])?;
-    let mut tags = vec![("messageId".to_string(), ts.to_string())];
-    if let Some(thread) = event["thread_ts"].as_str().filter(|t| *t != ts) {
-        tags.push(("threadId".into(), thread.into()));
+    let text = event.text.as_deref().unwrap_or_default();
+    if text.is_empty() && event.files.is_empty() {
+        return Ok(false);
     }
-    let payload = json!({ "text": event["text"].as_str().unwrap_or_default() });
-    client::create_message(&conversation.id, &user.id, "text", &payload.to_string(), &tags)?;
-    Ok(())
+    let conversation = client::get_or_create_conversation(CHANNEL, &[("channelId".into(), channel_id.clone())])?;
+    let user = client::get_or_create_user(&[("userId".into(), user_id.clone())])?;
+    let mut tags = vec![("messageId".to_string(), ts.clone())];
+    if let Some(thread) = event.thread_ts.as_ref().filter(|t| *t != ts) {
+        tags.push(("threadId".into(), thread.clone()));
+    }
+    if event.files.is_empty() {
+        let payload = json!({ "text": text });
+        create_message(event_id, &conversation.id, &user.id, "text", &payload, &tags)?;
+        return Ok(true);
+    }
+    for (index, file) in event.files.iter().enumerate() {
+        let Some(url) = file.url_private.as_ref().or(file.permalink.as_ref()) else {
+            continue;
+        };
+        let mut payload = json!({ "fileUrl": url });
+        for (key, value) in [
+            ("name", &file.name),
+            ("mimeType", &file.mimetype),
+            ("title", &file.title),
+        ] {
+            if let Some(value) = value {
+                payload[key] = Value::String(value.clone());
+            }
+        }
+        if index == 0 && !text.is_empty() {
+            payload["text"] = Value::String(text.into());
+        }
+        let key = event_id.map(|id| format!("{id}/file/{index}"));
+        create_message(key.as_deref(), &conversation.id, &user.id, "file", &payload, &tags)?;
+    }
+    Ok(true)
 }
 
 /// A reaction: a `reactionAdded` event linked to its conversation and user.
-fn record_reaction(event: &Value) -> Result<(), Error> {
+fn record_reaction(event: &Event, event_id: Option<&str>) -> Result<(), Error> {
+    let item = event.item.as_ref();
     let (Some(reaction), Some(user_id), Some(channel_id), Some(ts)) = (
-        event["reaction"].as_str(),
-        event["user"].as_str(),
-        event["item"]["channel"].as_str(),
-        event["item"]["ts"].as_str(),
+        &event.reaction,
+        &event.user,
+        item.and_then(|i| i.channel.as_ref()),
+        item.and_then(|i| i.ts.as_ref()),
     ) else {
         return Err(error(
             ErrorKind::InvalidInput,
             "a reaction event needs reaction, user and item",
         ));
     };
-    let conversation = client::get_or_create_conversation(CHANNEL, &[("channelId".into(), channel_id.into())])?;
-    let user = client::get_or_create_user(&[("userId".into(), user_id.into())])?;
-    let payload = json!({ "reaction": reaction, "channelId": channel_id, "userId": user_id, "messageId": ts });
-    client::create_event(
-        "reactionAdded",
-        &payload.to_string(),
-        Some(&conversation.id),
-        Some(&user.id),
-        None,
-    )?;
+    let conversation = client::get_or_create_conversation(CHANNEL, &[("channelId".into(), channel_id.clone())])?;
+    let user = client::get_or_create_user(&[("userId".into(), user_id.clone())])?;
+    let payload =
+        json!({ "reaction": reaction, "channelId": channel_id, "userId": user_id, "messageId": ts }).to_string();
+    let (conversation, user) = (Some(conversation.id.as_str()), Some(user.id.as_str()));
+    match event_id {
+        Some(key) => client::create_event_once(key, "reactionAdded", &payload, conversation, user, None)?,
+        None => client::create_event("reactionAdded", &payload, conversation, user, None)?,
+    };
     Ok(())
 }
 
@@ -249,6 +361,10 @@ impl Guest for Chat {
                     MessageDefinition {
                         name: "image".into(),
                         schema: IMAGE_SCHEMA.into(),
+                    },
+                    MessageDefinition {
+                        name: "file".into(),
+                        schema: FILE_SCHEMA.into(),
                     },
                 ],
                 conversation_tags: vec!["channelId".into()],
@@ -319,25 +435,44 @@ impl Guest for Chat {
             logger::log(Level::Warn, &format!("refused a webhook call: {}", refusal.message()));
             return Ok(answer(401, json!({ "error": refusal.message() })));
         }
-        let Ok(payload) = serde_json::from_slice::<Value>(&request.body) else {
-            return Ok(answer(400, json!({ "error": "the body is not JSON" })));
+        let callback = match serde_json::from_slice::<Callback>(&request.body) {
+            Ok(callback) => callback,
+            Err(problem) => {
+                return Ok(answer(
+                    400,
+                    json!({ "error": format!("the body is not an event callback: {problem}") }),
+                ));
+            }
         };
-        match payload["type"].as_str() {
+        match callback.kind.as_deref() {
             Some("url_verification") => {
-                return Ok(answer(200, json!({ "challenge": payload["challenge"] })));
+                return Ok(answer(200, json!({ "challenge": callback.challenge })));
             }
             Some("event_callback") => {}
-            _ => return Ok(answer(200, json!({ "ok": true, "ignored": payload["type"] }))),
+            other => return Ok(answer(200, json!({ "ok": true, "ignored": other }))),
         }
-        let event = &payload["event"];
-        let outcome = match event["type"].as_str() {
-            // Bots' messages (ours included) and edits, joins and other subtypes are not
-            // someone talking to the bot.
-            Some("message") if event.get("bot_id").is_some() || event.get("subtype").is_some() => {
+        let event = callback.event.unwrap_or_default();
+        let event_id = callback.event_id.as_deref().filter(|id| !id.is_empty());
+        let outcome = match event.kind.as_deref() {
+            // Bots' messages (ours included) are not someone talking to the bot, and edits,
+            // joins and the other subtypes are not new messages; a file share and a thread
+            // reply sent to the channel too are.
+            Some("message")
+                if event.bot_id.is_some()
+                    || !matches!(event.subtype.as_deref(), None | Some("file_share" | "thread_broadcast")) =>
+            {
                 return Ok(answer(200, json!({ "ok": true, "ignored": "not a user's message" })));
             }
-            Some("message") => record_message(event),
-            Some("reaction_added") => record_reaction(event),
+            Some("message") => match record_message(&event, event_id) {
+                Ok(false) => {
+                    return Ok(answer(
+                        200,
+                        json!({ "ok": true, "ignored": "a message without text or files" }),
+                    ));
+                }
+                other => other.map(|_| ()),
+            },
+            Some("reaction_added") => record_reaction(&event, event_id),
             other => return Ok(answer(200, json!({ "ok": true, "ignored": other }))),
         };
         match outcome {
@@ -396,6 +531,17 @@ impl Guest for Chat {
                 "text": payload["caption"].as_str().filter(|c| !c.is_empty()).unwrap_or("Image"),
                 "attachments": [{ "image_url": payload["imageUrl"] }],
             }),
+            "file" => {
+                let name = ["title", "name"]
+                    .iter()
+                    .find_map(|key| payload[*key].as_str().filter(|v| !v.is_empty()))
+                    .unwrap_or("File");
+                json!({
+                    "channel": channel_id,
+                    "text": payload["text"].as_str().filter(|t| !t.is_empty()).unwrap_or(name),
+                    "attachments": [{ "title": name, "title_link": payload["fileUrl"] }],
+                })
+            }
             other => {
                 return Err(error(
                     ErrorKind::InvalidInput,

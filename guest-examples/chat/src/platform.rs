@@ -6,7 +6,11 @@ use serde_json::Value;
 use wstd::http::{Body, Client, ErrorCode, Request};
 
 use crate::Error;
+use crate::sluice::integration::client;
 use crate::sluice::integration::types::ErrorKind;
+
+/// The wait passed on when the platform answers 429 without saying how long.
+const DEFAULT_RETRY_AFTER_SECONDS: u32 = 30;
 
 /// Where the platform is and how to authenticate to it.
 pub struct Platform {
@@ -43,10 +47,15 @@ impl Platform {
                 .body(Body::from(body.to_string()))?;
             let mut response = Client::new().send(request).await?;
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u32>().ok());
             let bytes = response.body_mut().contents().await?.to_vec();
-            wstd::http::Result::Ok((status, bytes))
+            wstd::http::Result::Ok((status, retry_after, bytes))
         });
-        let (status, bytes) = sent.map_err(|failure| match failure.downcast_ref::<ErrorCode>() {
+        let (status, retry_after, bytes) = sent.map_err(|failure| match failure.downcast_ref::<ErrorCode>() {
             Some(ErrorCode::HttpRequestDenied) => error(
                 ErrorKind::Forbidden,
                 format!(
@@ -68,6 +77,15 @@ impl Platform {
                 ),
             ),
         })?;
+        if status == 429 {
+            // The platform asks to wait: the host passes the wait on to the bot.
+            let seconds = retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECONDS);
+            client::retry_after(seconds);
+            return Err(error(
+                ErrorKind::Upstream,
+                format!("the platform is rate limiting {method}; try again in {seconds} s"),
+            ));
+        }
         if !(200..300).contains(&status) {
             return Err(error(
                 ErrorKind::Upstream,

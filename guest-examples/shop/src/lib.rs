@@ -8,12 +8,25 @@
 //! `if (topic = 'orders/create')` assigns instead of comparing, so it fires on every
 //! topic), only `orders/create` fires the event; other topics are acknowledged with 200.
 //!
+//! Shopify sends a delivery again, with the same `X-Shopify-Webhook-Id`, when it did not
+//! see a 2xx in time; the event is recorded under that id with `create-event-once`, so a
+//! retried order is recorded once and answered like the first delivery.
+//!
+//! Real orders lack fields now and then (`confirmation_number` is newer than many shops'
+//! API versions): only the order's `id` is needed; every other field is copied when
+//! present, and the event's schema marks it optional. The order is read field by field
+//! at its top level and kept as the raw text it came in, never as a tree of values, so
+//! whatever body the default limits admit fits the plugin's memory.
+//!
 //! Configuration: `shopName` (shown in every event) and `webhookSecret`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use sha2::Sha256;
 
 wit_bindgen::generate!({
@@ -31,6 +44,7 @@ use sluice::integration::types::{
 
 const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
 const TOPIC_HEADER: &str = "x-shopify-topic";
+const WEBHOOK_ID_HEADER: &str = "x-shopify-webhook-id";
 const ORDER_CREATED_TOPIC: &str = "orders/create";
 
 const CONFIGURATION_SCHEMA: &str = r#"{
@@ -62,11 +76,13 @@ const NEW_ORDER_CREATED_SCHEMA: &str = r#"{
     "order_status_url": { "type": "string" },
     "fullBody": { "type": "object" }
   },
-  "required": ["order_id", "shopName", "confirmation_number", "created_at", "fullBody"]
+  "required": ["order_id", "shopName", "fullBody"]
 }"#;
 
 /// Optional string fields copied from the order when Shopify sends them as strings.
-const OPTIONAL_FIELDS: [&str; 7] = [
+const OPTIONAL_FIELDS: [&str; 9] = [
+    "confirmation_number",
+    "created_at",
     "currency",
     "current_subtotal_price",
     "current_total_discounts",
@@ -123,26 +139,33 @@ fn signature_matches(secret: &str, body: &[u8], signature: &str) -> bool {
     mac.verify_slice(&given).is_ok()
 }
 
-/// The event payload for an order, or the name of a required field it lacks.
-fn new_order_payload(settings: &Settings, order: &Map<String, Value>) -> Result<Value, String> {
-    let order_id = order
+/// The event payload for an order (its raw text), as JSON text, or what is wrong with the
+/// order. Only the top level is read into memory, each value as its raw text, and the
+/// whole order is copied in as it came: a body of many small records costs its size
+/// twice, not a tree of values.
+fn new_order_payload(settings: &Settings, order: &str) -> Result<String, String> {
+    let fields: BTreeMap<String, &RawValue> =
+        serde_json::from_str(order).map_err(|e| format!("the body must be a JSON order object: {e}"))?;
+    let order_id = fields
         .get("id")
-        .filter(|id| id.is_number())
-        .cloned()
-        .ok_or("id (a number)")?;
-    let required_text = |key: &'static str| order.get(key).and_then(Value::as_str).map(String::from).ok_or(key);
-    let mut payload = json!({
-        "order_id": order_id,
-        "shopName": settings.shop_name,
-        "confirmation_number": required_text("confirmation_number")?,
-        "created_at": required_text("created_at")?,
-        "fullBody": Value::Object(order.clone()),
-    });
+        .filter(|id| serde_json::from_str::<serde_json::Number>(id.get()).is_ok())
+        .ok_or("the order has no id (a number)")?;
+    let mut head = json!({ "shopName": settings.shop_name });
     for key in OPTIONAL_FIELDS {
-        if let Some(text) = order.get(key).and_then(Value::as_str) {
-            payload[key] = Value::String(text.to_string());
+        if let Some(Ok(text)) = fields.get(key).map(|raw| serde_json::from_str::<String>(raw.get())) {
+            head[key] = Value::String(text);
         }
     }
+    let head = head.to_string();
+    // `{"shopName":...,"order_id":<id>,"fullBody":<the order>}`; the id stays the exact
+    // number Shopify sent, which a float could not hold.
+    let mut payload = String::with_capacity(head.len() + order.len() + order_id.get().len() + 32);
+    payload.push_str(&head[..head.len() - 1]);
+    payload.push_str(",\"order_id\":");
+    payload.push_str(order_id.get());
+    payload.push_str(",\"fullBody\":");
+    payload.push_str(order);
+    payload.push('}');
     Ok(payload)
 }
 
@@ -199,18 +222,23 @@ impl Guest for Shop {
             logger::log(Level::Debug, &format!("ignored topic {topic:?}"));
             return Ok(answer(200, json!({ "ok": true, "ignored": topic })));
         }
-        let order = match serde_json::from_slice::<Value>(&request.body) {
-            Ok(Value::Object(order)) => order,
-            _ => return Ok(answer(400, json!({ "error": "the body must be a JSON order object" }))),
+        let Ok(order) = std::str::from_utf8(&request.body) else {
+            return Ok(answer(
+                400,
+                json!({ "error": "the body must be a JSON order object in UTF-8" }),
+            ));
         };
-        let payload = match new_order_payload(&settings, &order) {
+        let payload = match new_order_payload(&settings, order) {
             Ok(payload) => payload,
-            Err(missing) => {
-                logger::log(Level::Warn, &format!("an orders/create body without {missing}"));
-                return Ok(answer(400, json!({ "error": format!("the order has no {missing}") })));
+            Err(problem) => {
+                logger::log(Level::Warn, &format!("refused an orders/create body: {problem}"));
+                return Ok(answer(400, json!({ "error": problem })));
             }
         };
-        let event = client::create_event("newOrderCreated", &payload.to_string(), None, None, None)?;
+        let event = match header(&request, WEBHOOK_ID_HEADER).filter(|id| !id.is_empty()) {
+            Some(delivery) => client::create_event_once(delivery, "newOrderCreated", &payload, None, None, None)?,
+            None => client::create_event("newOrderCreated", &payload, None, None, None)?,
+        };
         Ok(answer(200, json!({ "ok": true, "eventId": event.id })))
     }
 

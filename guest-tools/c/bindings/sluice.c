@@ -35,6 +35,15 @@ extern void __wasm_import_client_create_message(uint8_t *, size_t, uint8_t *, si
 __attribute__((__import_module__("sluice:integration/client@0.1.0"), __import_name__("get-message")))
 extern void __wasm_import_client_get_message(uint8_t *, size_t, uint8_t *);
 
+__attribute__((__import_module__("sluice:integration/client@0.1.0"), __import_name__("create-event-once")))
+extern void __wasm_import_client_create_event_once(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("sluice:integration/client@0.1.0"), __import_name__("create-message-once")))
+extern void __wasm_import_client_create_message_once(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("sluice:integration/client@0.1.0"), __import_name__("retry-after")))
+extern void __wasm_import_client_retry_after(int32_t);
+
 // Imported Functions from `sluice:integration/logger@0.1.0`
 
 __attribute__((__import_module__("sluice:integration/logger@0.1.0"), __import_name__("log")))
@@ -1276,6 +1285,176 @@ bool client_get_message(sluice_string_t *id, client_message_t *ret, client_error
     *err = result.val.err;
     return 0;
   }
+}
+
+bool client_create_event_once(sluice_string_t *dedupe_key, sluice_string_t *type, client_json_t *payload, sluice_string_t *maybe_conversation_id, sluice_string_t *maybe_user_id, sluice_string_t *maybe_message_id, client_event_t *ret, client_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(18*sizeof(void*))];
+  sluice_option_string_t conversation_id;
+  conversation_id.is_some = maybe_conversation_id != NULL;if (maybe_conversation_id) {
+    conversation_id.val = *maybe_conversation_id;
+  }
+  sluice_option_string_t user_id;
+  user_id.is_some = maybe_user_id != NULL;if (maybe_user_id) {
+    user_id.val = *maybe_user_id;
+  }
+  sluice_option_string_t message_id;
+  message_id.is_some = maybe_message_id != NULL;if (maybe_message_id) {
+    message_id.val = *maybe_message_id;
+  }
+  int32_t option;
+  uint8_t * option2;
+  size_t option3;
+  if ((conversation_id).is_some) {
+    const sluice_string_t *payload1 = &(conversation_id).val;
+    option = 1;
+    option2 = (uint8_t *) (*payload1).ptr;
+    option3 = (*payload1).len;
+  } else {
+    option = 0;
+    option2 = 0;
+    option3 = 0;
+  }
+  int32_t option6;
+  uint8_t * option7;
+  size_t option8;
+  if ((user_id).is_some) {
+    const sluice_string_t *payload5 = &(user_id).val;
+    option6 = 1;
+    option7 = (uint8_t *) (*payload5).ptr;
+    option8 = (*payload5).len;
+  } else {
+    option6 = 0;
+    option7 = 0;
+    option8 = 0;
+  }
+  int32_t option11;
+  uint8_t * option12;
+  size_t option13;
+  if ((message_id).is_some) {
+    const sluice_string_t *payload10 = &(message_id).val;
+    option11 = 1;
+    option12 = (uint8_t *) (*payload10).ptr;
+    option13 = (*payload10).len;
+  } else {
+    option11 = 0;
+    option12 = 0;
+    option13 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_client_create_event_once((uint8_t *) (*dedupe_key).ptr, (*dedupe_key).len, (uint8_t *) (*type).ptr, (*type).len, (uint8_t *) (*payload).ptr, (*payload).len, option, option2, option3, option6, option7, option8, option11, option12, option13, ptr);
+  client_result_event_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      sluice_option_string_t option14;
+      switch ((int32_t) *((uint8_t*) (ptr + (7*sizeof(void*))))) {
+        case 0: {
+          option14.is_some = false;
+          break;
+        }
+        case 1: {
+          option14.is_some = true;
+          option14.val = (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8*sizeof(void*))))), (*((size_t*) (ptr + (9*sizeof(void*))))) };
+          break;
+        }
+      }
+      sluice_option_string_t option15;
+      switch ((int32_t) *((uint8_t*) (ptr + (10*sizeof(void*))))) {
+        case 0: {
+          option15.is_some = false;
+          break;
+        }
+        case 1: {
+          option15.is_some = true;
+          option15.val = (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (11*sizeof(void*))))), (*((size_t*) (ptr + (12*sizeof(void*))))) };
+          break;
+        }
+      }
+      sluice_option_string_t option16;
+      switch ((int32_t) *((uint8_t*) (ptr + (13*sizeof(void*))))) {
+        case 0: {
+          option16.is_some = false;
+          break;
+        }
+        case 1: {
+          option16.is_some = true;
+          option16.val = (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (14*sizeof(void*))))), (*((size_t*) (ptr + (15*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.ok = (types_event_t) {
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) },
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (3*sizeof(void*))))), (*((size_t*) (ptr + (4*sizeof(void*))))) },
+        (types_json_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (5*sizeof(void*))))), (*((size_t*) (ptr + (6*sizeof(void*))))) },
+        (sluice_option_string_t) option14,
+        (sluice_option_string_t) option15,
+        (sluice_option_string_t) option16,
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (16*sizeof(void*))))), (*((size_t*) (ptr + (17*sizeof(void*))))) },
+      };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (types_error_t) {
+        (types_error_kind_t) (int32_t) *((uint8_t*) (ptr + sizeof(void*))),
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) },
+      };
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool client_create_message_once(sluice_string_t *dedupe_key, sluice_string_t *conversation_id, sluice_string_t *user_id, sluice_string_t *type, client_json_t *payload, client_tags_t *tags, client_message_t *ret, client_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(18*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_client_create_message_once((uint8_t *) (*dedupe_key).ptr, (*dedupe_key).len, (uint8_t *) (*conversation_id).ptr, (*conversation_id).len, (uint8_t *) (*user_id).ptr, (*user_id).len, (uint8_t *) (*type).ptr, (*type).len, (uint8_t *) (*payload).ptr, (*payload).len, (uint8_t *) (*tags).ptr, (*tags).len, ptr);
+  client_result_message_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (types_message_t) {
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) },
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (3*sizeof(void*))))), (*((size_t*) (ptr + (4*sizeof(void*))))) },
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (5*sizeof(void*))))), (*((size_t*) (ptr + (6*sizeof(void*))))) },
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (7*sizeof(void*))))), (*((size_t*) (ptr + (8*sizeof(void*))))) },
+        (types_json_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (9*sizeof(void*))))), (*((size_t*) (ptr + (10*sizeof(void*))))) },
+        (types_direction_t) (int32_t) *((uint8_t*) (ptr + (11*sizeof(void*)))),
+        (types_tags_t) (types_tags_t) { (sluice_tuple2_string_string_t*)(*((uint8_t **) (ptr + (12*sizeof(void*))))), (*((size_t*) (ptr + (13*sizeof(void*))))) },
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (14*sizeof(void*))))), (*((size_t*) (ptr + (15*sizeof(void*))))) },
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (16*sizeof(void*))))), (*((size_t*) (ptr + (17*sizeof(void*))))) },
+      };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (types_error_t) {
+        (types_error_kind_t) (int32_t) *((uint8_t*) (ptr + sizeof(void*))),
+        (sluice_string_t) (sluice_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) },
+      };
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+void client_retry_after(uint32_t seconds) {
+  __wasm_import_client_retry_after((int32_t) (seconds));
 }
 
 void logger_log(logger_level_t level, sluice_string_t *message) {

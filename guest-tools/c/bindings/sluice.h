@@ -542,6 +542,22 @@ extern bool client_get_user(sluice_string_t *id, client_user_t *ret, client_erro
 extern bool client_create_message(sluice_string_t *conversation_id, sluice_string_t *user_id, sluice_string_t *type, client_json_t *payload, client_tags_t *tags, client_message_t *ret, client_error_t *err);
 // Reads one of this installation's messages by id.
 extern bool client_get_message(sluice_string_t *id, client_message_t *ret, client_error_t *err);
+// Added after the first release of 0.1.0; a plugin that does not use them loads on
+// any host of this version, and `sluice inspect` names what a host lacks.
+// `create-event`, recorded once per `dedupe-key`: give the platform's delivery id
+// (for example Shopify's `X-Shopify-Webhook-Id`). When this installation already
+// recorded an event under the key (within its `dedupe-retention-hours`), nothing new
+// is recorded and the first event is returned, so a retried delivery is answered
+// like the original. The key is 1 to 256 bytes.
+extern bool client_create_event_once(sluice_string_t *dedupe_key, sluice_string_t *type, client_json_t *payload, sluice_string_t *maybe_conversation_id, sluice_string_t *maybe_user_id, sluice_string_t *maybe_message_id, client_event_t *ret, client_error_t *err);
+// `create-message`, recorded once per `dedupe-key`, as `create-event-once` does for
+// events (for example with Slack's `event_id`).
+extern bool client_create_message_once(sluice_string_t *dedupe_key, sluice_string_t *conversation_id, sluice_string_t *user_id, sluice_string_t *type, client_json_t *payload, client_tags_t *tags, client_message_t *ret, client_error_t *err);
+// Tells the host that the platform refused a call for now and asked to be called
+// again after `seconds` (its `Retry-After`). When the plugin then fails the bot's
+// action or message with an `upstream` error, the bot API answers 429 with that
+// `Retry-After`, so the bot can wait instead of retrying at once.
+extern void client_retry_after(uint32_t seconds);
 
 // Imported Functions from `sluice:integration/logger@0.1.0`
 // Writes one line to the host's log.

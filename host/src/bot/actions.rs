@@ -49,8 +49,8 @@ pub async fn call_action(
     ready(&installation)?;
 
     let what = format!("run action {action}");
-    let (answer, _report) = installation.call_action(request_id, action, &input.to_string()).await;
-    let result = BotError::from_answer(&installation, &what, answer)?;
+    let (answer, report) = installation.call_action(request_id, action, &input.to_string()).await;
+    let result = BotError::from_answer(&installation, &what, answer, &report)?;
 
     let broken = |problem: String| {
         BotError::plugin_failed(format!(

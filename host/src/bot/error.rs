@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::plugins::Installation;
-use crate::runtime::{Answer, CallError, PluginError, PluginErrorKind};
+use crate::runtime::{Answer, CallError, CallReport, PluginError, PluginErrorKind};
 
 /// What kind of failure a [`BotError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub enum BotErrorKind {
     PluginFailed,
     /// The plugin reports that the platform behind it failed.
     Upstream,
+    /// The plugin reports that the platform behind it asked to wait (its 429).
+    RateLimited,
     /// The plugin ran past its deadline.
     Timeout,
     /// The host failed; the log has the details.
@@ -44,6 +46,7 @@ impl BotErrorKind {
             BotErrorKind::Forbidden => 403,
             BotErrorKind::NotFound => 404,
             BotErrorKind::RelationConflict => 409,
+            BotErrorKind::RateLimited => 429,
             BotErrorKind::PluginFailed | BotErrorKind::Internal => 500,
             BotErrorKind::Upstream => 502,
             BotErrorKind::Unavailable => 503,
@@ -64,6 +67,7 @@ impl BotErrorKind {
             BotErrorKind::Unavailable => "Unavailable",
             BotErrorKind::PluginFailed | BotErrorKind::Upstream => "Runtime",
             BotErrorKind::Timeout => "OperationTimeout",
+            BotErrorKind::RateLimited => "RateLimited",
             BotErrorKind::Internal => "Internal",
         }
     }
@@ -78,6 +82,8 @@ pub struct BotError {
     /// What failed inside the host ([`BotErrorKind::Internal`]): for the caller to log
     /// under the id of the request it answers.
     pub cause: Option<Arc<anyhow::Error>>,
+    /// Seconds to wait before trying again, as the platform asked ([`BotErrorKind::RateLimited`]).
+    pub retry_after: Option<u32>,
 }
 
 impl BotError {
@@ -86,6 +92,7 @@ impl BotError {
             kind,
             message: message.into(),
             cause: None,
+            retry_after: None,
         }
     }
 
@@ -118,19 +125,29 @@ impl BotError {
         }
     }
 
-    /// The plugin answered `what` with an `error`.
-    pub fn from_plugin(installation: &Installation, what: &str, error: PluginError) -> BotError {
+    /// The plugin answered `what` with an `error`; an `upstream` error after the plugin
+    /// passed on the platform's wait (`retry-after`) is [`BotErrorKind::RateLimited`].
+    pub fn from_plugin(
+        installation: &Installation,
+        what: &str,
+        error: PluginError,
+        retry_after: Option<u32>,
+    ) -> BotError {
         let kind = match error.kind {
             PluginErrorKind::InvalidInput => BotErrorKind::InvalidInput,
             PluginErrorKind::NotFound => BotErrorKind::NotFound,
             PluginErrorKind::Forbidden => BotErrorKind::Forbidden,
+            PluginErrorKind::Upstream if retry_after.is_some() => BotErrorKind::RateLimited,
             PluginErrorKind::Upstream => BotErrorKind::Upstream,
             PluginErrorKind::Internal => BotErrorKind::PluginFailed,
         };
-        BotError::new(
-            kind,
-            format!("{} failed to {what}: {}", describe(installation), error.message),
-        )
+        BotError {
+            retry_after: retry_after.filter(|_| kind == BotErrorKind::RateLimited),
+            ..BotError::new(
+                kind,
+                format!("{} failed to {what}: {}", describe(installation), error.message),
+            )
+        }
     }
 
     /// The call into the plugin produced no answer.
@@ -143,11 +160,17 @@ impl BotError {
         BotError::new(kind, format!("{} could not {what}: {failure}", describe(installation)))
     }
 
-    /// The plugin's answer to `what`, or the error the bot gets when there is none.
-    pub fn from_answer<T>(installation: &Installation, what: &str, answer: Answer<T>) -> Result<T, BotError> {
+    /// The plugin's answer to `what` (with the call's report), or the error the bot gets
+    /// when there is none.
+    pub fn from_answer<T>(
+        installation: &Installation,
+        what: &str,
+        answer: Answer<T>,
+        report: &CallReport,
+    ) -> Result<T, BotError> {
         match answer {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(BotError::from_plugin(installation, what, error)),
+            Ok(Err(error)) => Err(BotError::from_plugin(installation, what, error, report.retry_after)),
             Err(failure) => Err(BotError::from_call(installation, what, failure)),
         }
     }

@@ -168,10 +168,10 @@ pub async fn send_message(
         "deliver the {} message in channel {}",
         record.message_type, conversation.channel
     );
-    let (answer, _report) = installation
+    let (answer, report) = installation
         .handle_message(request_id, &conversation, &record, &user)
         .await;
-    let ack = BotError::from_answer(&installation, &what, answer)?;
+    let ack = BotError::from_answer(&installation, &what, answer, &report)?;
     for (key, value) in ack.tags {
         if !channel.message_tags.iter().any(|d| d == &key) {
             return Err(BotError::plugin_failed(format!(

@@ -93,7 +93,10 @@ impl TryFrom<LimitsFile> for Limits {
 /// max-memory-bytes = 67108864
 /// timeout-ms = 10000
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+///
+/// and, at the top, `dedupe-retention-hours = 72`: how long a dedupe key a plugin gives
+/// (the platform's delivery id) keeps a retried delivery from being recorded again.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Sidecar {
     /// The installation's configuration, handed to the plugin as JSON.
@@ -106,6 +109,25 @@ pub struct Sidecar {
     /// as a wildcard for the port or a leading `*.` for subdomains).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// How long a dedupe key holds, in hours: platforms retry for hours (Shopify for 4,
+    /// Stripe for 3 days), so the default is 72.
+    #[serde(default = "default_dedupe_retention_hours")]
+    pub dedupe_retention_hours: u32,
+}
+
+fn default_dedupe_retention_hours() -> u32 {
+    72
+}
+
+impl Default for Sidecar {
+    fn default() -> Self {
+        Sidecar {
+            configuration: toml::Table::new(),
+            limits: Limits::default(),
+            allowed_hosts: Vec::new(),
+            dedupe_retention_hours: default_dedupe_retention_hours(),
+        }
+    }
 }
 
 impl Sidecar {
@@ -138,6 +160,11 @@ impl Sidecar {
             HostPattern::parse(host).with_context(|| format!("allowed-hosts entry {host:?} is not valid"))?;
         }
         Ok(sidecar)
+    }
+
+    /// How long a dedupe key holds.
+    pub fn dedupe_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.dedupe_retention_hours) * 3600)
     }
 
     /// The configuration as JSON, the form plugins and schemas see.

@@ -20,6 +20,8 @@ pub struct ApiError {
     /// Botpress error type (`InvalidPayload`, `ResourceNotFound`, ...).
     pub kind: &'static str,
     pub message: String,
+    /// Seconds the caller should wait before trying again (`Retry-After`), when known.
+    pub retry_after: Option<u32>,
     /// The cause is already in the log, under the request id.
     logged: bool,
 }
@@ -30,8 +32,15 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            retry_after: None,
             logged: false,
         }
+    }
+
+    /// The same error, telling the caller to wait `seconds` before trying again.
+    pub fn with_retry_after(mut self, seconds: Option<u32>) -> ApiError {
+        self.retry_after = seconds;
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -101,6 +110,11 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "id": id.as_str(), "code": status, "type": kind, "message": self.message });
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body is read and thrown away only within bounds (see
             // `bodies`), and not at all from a client still waiting for `100 Continue`:

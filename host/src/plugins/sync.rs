@@ -332,6 +332,7 @@ impl PluginHost {
             plugin.definition.clone(),
             self.store.clone(),
             AllowList::new(&sidecar.allowed_hosts)?,
+            sidecar.dedupe_retention(),
         ));
         let context = Installation::call_context(&record, &self.identity, &configuration);
         Ok(Installation {

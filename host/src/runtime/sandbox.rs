@@ -33,6 +33,8 @@ pub struct CallReport {
     /// Records the plugin created through `client` (events, conversations, users,
     /// messages), in order.
     pub created: Vec<CreatedRecord>,
+    /// The wait the platform asked for, as the plugin passed it on (`retry-after`).
+    pub retry_after: Option<u32>,
     pub elapsed: Duration,
     /// The instance's linear memory at the end of the call, every memory counted.
     pub memory_bytes: usize,
@@ -147,12 +149,14 @@ impl Engine {
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
         let created = std::mem::take(&mut store.data_mut().created);
+        let retry_after = store.data().retry_after;
         let memory_bytes = store.data().memory.grown_bytes;
         (
             result,
             CallReport {
                 logs,
                 created,
+                retry_after,
                 elapsed,
                 memory_bytes,
             },

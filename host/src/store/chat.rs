@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Page, PageRequest, Pending, TagChanges, Tags};
+use super::{DedupeKey, Page, PageRequest, Pending, TagChanges, Tags};
 
 /// A conversation in one channel of an integration.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,11 @@ pub trait ChatStore {
 
     /// Records a message (publishing `chat:message:new`) and counts it on its conversation.
     fn insert_message(&self, message: &MessageRecord) -> Pending<()>;
+    /// Records `message` like [`ChatStore::insert_message`] unless the installation already
+    /// recorded a message under `key` since `key.not_before`: then nothing is written and
+    /// that first message is the answer. `true` when `message` was recorded. A key whose
+    /// message is gone records anew.
+    fn insert_message_once(&self, message: &MessageRecord, key: &DedupeKey) -> Pending<(MessageRecord, bool)>;
     fn message(&self, id: &str) -> Pending<Option<MessageRecord>>;
     /// Changes a message's tags (a `None` value removes the tag) and, when given, its
     /// payload. `None` when there is no such message.

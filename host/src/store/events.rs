@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Page, PageRequest, Pending};
+use super::{DedupeKey, Page, PageRequest, Pending};
 
 /// A recorded event.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,11 @@ pub struct EventQuery {
 pub trait EventStore {
     /// Records an event and publishes it to the outbox, in one transaction.
     fn insert_event(&self, event: &EventRecord) -> Pending<()>;
+    /// Records `event` like [`EventStore::insert_event`] unless the installation already
+    /// recorded an event under `key` since `key.not_before`: then nothing is written and
+    /// that first event is the answer. `true` when `event` was recorded. A key whose event
+    /// is gone records anew.
+    fn insert_event_once(&self, event: &EventRecord, key: &DedupeKey) -> Pending<(EventRecord, bool)>;
     fn event(&self, id: &str) -> Pending<Option<EventRecord>>;
     fn events(&self, query: &EventQuery) -> Pending<Page<EventRecord>>;
 }

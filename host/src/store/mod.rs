@@ -14,6 +14,7 @@
 //! enforce; the runtime and the HTTP layer validate before they write.
 
 pub mod chat;
+pub mod dedupe;
 pub mod delivery;
 pub mod events;
 pub mod meta;
@@ -28,6 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use chat::*;
+pub use dedupe::*;
 pub use delivery::*;
 pub use events::*;
 pub use meta::*;

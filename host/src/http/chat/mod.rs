@@ -77,6 +77,6 @@ impl From<BotError> for ApiError {
             return ApiError::internal_cause(format!("{cause:#}"));
         }
         let status = StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError::new(status, error.kind.api_type(), error.message)
+        ApiError::new(status, error.kind.api_type(), error.message).with_retry_after(error.retry_after)
     }
 }

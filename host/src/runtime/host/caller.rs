@@ -4,13 +4,18 @@
 //! are "not found", never read or written.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::convert::{error, invalid, not_found, parse_json, storage, wit_event};
+use super::convert::{
+    declared_tags, error, invalid, not_found, parse_json, parse_object, storage, wit_event, wit_message,
+};
 use crate::ids::record_id;
 use crate::runtime::bindings::types::{self as wit, ErrorKind};
 use crate::runtime::definition::{PluginDefinition, scope_from_wit};
 use crate::runtime::outbound::AllowList;
-use crate::store::{ConversationRecord, EventRecord, MessageRecord, SharedStore, StateKey, StateScope, UserRecord};
+use crate::store::{
+    ConversationRecord, DedupeKey, EventRecord, MessageRecord, SharedStore, StateKey, StateScope, UserRecord,
+};
 use crate::time::now_ms;
 
 /// The installation a call runs for: what the imports need to scope and check.
@@ -23,6 +28,8 @@ pub struct Caller {
     pub store: SharedStore,
     /// The outside origins the plugin may call.
     pub allow_list: AllowList,
+    /// How long a dedupe key the plugin gives holds (`dedupe-retention-hours`).
+    pub dedupe_retention: Duration,
     /// [`Caller::label`], built once: every call's state and log lines carry it.
     shared_label: Arc<str>,
     /// The installation's name, as metrics label what it does.
@@ -31,13 +38,14 @@ pub struct Caller {
 
 impl Caller {
     /// The scope of calls for installation `installation_id`, named `installation_name`
-    /// in log lines.
+    /// in log lines; dedupe keys hold for `dedupe_retention`.
     pub fn new(
         installation_id: String,
         installation_name: String,
         definition: Arc<PluginDefinition>,
         store: SharedStore,
         allow_list: AllowList,
+        dedupe_retention: Duration,
     ) -> Caller {
         let shared_label = format!("{}/{}", definition.name, installation_name).into();
         Caller {
@@ -45,6 +53,7 @@ impl Caller {
             definition,
             store,
             allow_list,
+            dedupe_retention,
             shared_label,
             installation_name: installation_name.into(),
         }
@@ -142,7 +151,9 @@ impl Caller {
         conversation_id: Option<String>,
         user_id: Option<String>,
         message_id: Option<String>,
-    ) -> Result<wit::Event, wit::Error> {
+        dedupe_key: Option<String>,
+    ) -> Result<(wit::Event, bool), wit::Error> {
+        let dedupe_key = dedupe_key.map(|key| self.dedupe_key(key)).transpose()?;
         let caller = self;
         let definition = &caller.definition;
         let prefix = format!("{}:", definition.name);
@@ -187,15 +198,105 @@ impl Caller {
             failure_reason: None,
             created_at: now_ms(),
         };
+        let (record, created) = match &dedupe_key {
+            None => self.store.insert_event(&record).await.map(|()| (record, true)),
+            Some(key) => self.store.insert_event_once(&record, key).await,
+        }
+        .map_err(|e| storage(&self.label(), "storing the event", e))?;
         let event = wit_event(&record);
-        self.store
-            .insert_event(&record)
-            .await
-            .map_err(|e| storage(&self.label(), "storing the event", e))?;
-        tracing::debug!(plugin = %self.label(), event_id = %event.id, event_type = %event.type_, "event recorded");
-        Ok(event)
+        if created {
+            tracing::debug!(plugin = %self.label(), event_id = %event.id, event_type = %event.type_, "event recorded");
+        } else {
+            tracing::info!(plugin = %self.label(), event_id = %event.id, dedupe_key = ?dedupe_key.map(|k| k.key),
+                "a retried delivery: the event was recorded before under this dedupe key");
+        }
+        Ok((event, created))
+    }
+
+    /// Records an incoming message, checked against the channel's declared types and tags;
+    /// once per dedupe key when there is one.
+    pub(super) async fn create_message(
+        &self,
+        conversation_id: String,
+        user_id: String,
+        message_type: String,
+        payload: String,
+        tags: Vec<(String, String)>,
+        dedupe_key: Option<String>,
+    ) -> Result<(wit::Message, bool), wit::Error> {
+        let dedupe_key = dedupe_key.map(|key| self.dedupe_key(key)).transpose()?;
+        let conversation = self.own_conversation(&conversation_id).await?;
+        self.own_user(&user_id).await?;
+        let Some(channel) = self.definition.channels.get(&conversation.channel) else {
+            return Err(invalid(format!(
+                "conversation {conversation_id} is in channel {:?}, which integration {} does not declare",
+                conversation.channel, self.definition.name
+            )));
+        };
+        let Some(schema) = channel.messages.get(&message_type) else {
+            let mut known: Vec<&str> = channel.messages.keys().map(String::as_str).collect();
+            known.sort();
+            return Err(invalid(format!(
+                "message type {message_type:?} is not declared for channel {} (declared: {})",
+                conversation.channel,
+                known.join(", ")
+            )));
+        };
+        let payload = parse_object(&format!("the payload of the {message_type} message"), &payload)?;
+        schema.check(&payload).map_err(|problems| {
+            invalid(format!(
+                "the {message_type} message does not match its schema: {problems}"
+            ))
+        })?;
+        let tags = declared_tags(
+            &format!("messages of channel {}", conversation.channel),
+            tags,
+            &channel.message_tags,
+        )?;
+        let now = now_ms();
+        let message = MessageRecord {
+            id: record_id("msg"),
+            installation_id: self.installation_id.clone(),
+            conversation_id,
+            user_id,
+            message_type,
+            payload,
+            direction: "incoming".into(),
+            tags,
+            created_at: now,
+            updated_at: now,
+        };
+        let (message, created) = match &dedupe_key {
+            None => self.store.insert_message(&message).await.map(|()| (message, true)),
+            Some(key) => self.store.insert_message_once(&message, key).await,
+        }
+        .map_err(|e| storage(&self.label(), "storing the message", e))?;
+        if !created {
+            tracing::info!(plugin = %self.label(), message_id = %message.id, dedupe_key = ?dedupe_key.map(|k| k.key),
+                "a retried delivery: the message was recorded before under this dedupe key");
+        }
+        Ok((wit_message(&message), created))
+    }
+
+    /// A dedupe key the plugin gave, checked, with the time before which keys expired.
+    fn dedupe_key(&self, key: String) -> Result<DedupeKey, wit::Error> {
+        if key.is_empty() || key.len() > MAX_DEDUPE_KEY_BYTES {
+            return Err(invalid(format!(
+                "a dedupe key is 1 to {MAX_DEDUPE_KEY_BYTES} bytes; this one has {}",
+                key.len()
+            )));
+        }
+        let retention = i64::try_from(self.dedupe_retention.as_millis()).unwrap_or(i64::MAX);
+        Ok(DedupeKey {
+            installation_id: self.installation_id.clone(),
+            key,
+            not_before: now_ms().saturating_sub(retention),
+        })
     }
 }
+
+/// The longest dedupe key: platforms' delivery ids are far shorter.
+const MAX_DEDUPE_KEY_BYTES: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -238,7 +339,16 @@ mod tests {
 
     async fn world() -> World {
         let store: SharedStore = Arc::new(SqliteStore::in_memory().unwrap());
-        let caller = |id: &str| Caller::new(id.into(), id.into(), definition(), store.clone(), AllowList::default());
+        let caller = |id: &str| {
+            Caller::new(
+                id.into(),
+                id.into(),
+                definition(),
+                store.clone(),
+                AllowList::default(),
+                Duration::from_secs(3600),
+            )
+        };
         let tags: Tags = [("channelId".to_string(), "C1".to_string())].into();
         let (conversation, _) = store
             .get_or_create_conversation("inst_theirs", "chat", "channel", &tags)
@@ -364,7 +474,14 @@ mod tests {
         let world = world().await;
         let mine = &world.mine;
         let create = |event_type: &str, payload: &str, conversation: Option<&String>| {
-            mine.create_event(event_type.into(), payload.into(), conversation.cloned(), None, None)
+            mine.create_event(
+                event_type.into(),
+                payload.into(),
+                conversation.cloned(),
+                None,
+                None,
+                None,
+            )
         };
         assert_eq!(kind(create("unknown", "{}", None).await), ErrorKind::InvalidInput);
         assert_eq!(
@@ -384,10 +501,60 @@ mod tests {
             stored.items
         );
 
-        let event = create("chat:seen", r#"{"n":1}"#, None).await.unwrap();
+        let (event, created) = create("chat:seen", r#"{"n":1}"#, None).await.unwrap();
+        assert!(created);
         assert_eq!(event.type_, "chat:seen");
         let stored = mine.store.event(&event.id).await.unwrap().unwrap();
         assert_eq!(stored.installation_id.as_deref(), Some("inst_mine"));
         assert_eq!(stored.payload, json!({"n": 1}));
+    }
+
+    #[tokio::test]
+    async fn a_dedupe_key_records_once_per_installation_until_it_expires() {
+        let world = world().await;
+        async fn once(caller: &Caller, n: u32, key: &str) -> Result<(wit::Event, bool), wit::Error> {
+            caller
+                .create_event(
+                    "seen".into(),
+                    format!(r#"{{"n":{n}}}"#),
+                    None,
+                    None,
+                    None,
+                    Some(key.into()),
+                )
+                .await
+        }
+        let (first, created) = once(&world.mine, 1, "delivery-1").await.unwrap();
+        assert!(created);
+        let (again, created) = once(&world.mine, 2, "delivery-1").await.unwrap();
+        assert!(!created, "the same key records nothing new");
+        assert_eq!(again.id, first.id, "and answers the first event");
+        assert_eq!(again.payload, first.payload);
+        let (theirs, created) = once(&world.theirs, 3, "delivery-1").await.unwrap();
+        assert!(created, "keys are per installation");
+        assert_ne!(theirs.id, first.id);
+        assert_eq!(kind(once(&world.mine, 4, "").await), ErrorKind::InvalidInput);
+        assert_eq!(
+            kind(once(&world.mine, 4, &"k".repeat(257)).await),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            world.mine.store.events(&Default::default()).await.unwrap().items.len(),
+            2
+        );
+
+        // Keys hold for the installation's retention only.
+        let forgetful = Caller::new(
+            "inst_mine".into(),
+            "inst_mine".into(),
+            definition(),
+            world.mine.store.clone(),
+            AllowList::default(),
+            Duration::ZERO,
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let (later, created) = once(&forgetful, 5, "delivery-1").await.unwrap();
+        assert!(created, "an expired key records anew");
+        assert_ne!(later.id, first.id);
     }
 }

@@ -3,12 +3,31 @@
 
 use super::convert::{declared_tags, invalid, parse_object, storage, wit_conversation, wit_message, wit_user};
 use super::{HostState, wit};
-use crate::ids::record_id;
 use crate::runtime::bindings::client;
-use crate::store::MessageRecord;
-use crate::time::now_ms;
 
 impl wit::Host for HostState {}
+
+impl HostState {
+    /// Notes a newly recorded event in the call's report; answers what the plugin sees.
+    fn note_event(&mut self, outcome: Result<(wit::Event, bool), wit::Error>) -> Result<wit::Event, wit::Error> {
+        outcome.map(|(event, created)| {
+            if created {
+                self.created("event", &event.id);
+            }
+            event
+        })
+    }
+
+    /// Notes a newly recorded message in the call's report; answers what the plugin sees.
+    fn note_message(&mut self, outcome: Result<(wit::Message, bool), wit::Error>) -> Result<wit::Message, wit::Error> {
+        outcome.map(|(message, created)| {
+            if created {
+                self.created("message", &message.id);
+            }
+            message
+        })
+    }
+}
 
 impl client::Host for HostState {
     async fn create_event(
@@ -24,12 +43,35 @@ impl client::Host for HostState {
             Err(error) => return Ok(Err(error)),
         };
         let outcome = caller
-            .create_event(event_type, payload, conversation_id, user_id, message_id)
+            .create_event(event_type, payload, conversation_id, user_id, message_id, None)
             .await;
-        if let Ok(event) = &outcome {
-            self.created("event", &event.id);
-        }
-        Ok(outcome)
+        Ok(self.note_event(outcome))
+    }
+
+    async fn create_event_once(
+        &mut self,
+        dedupe_key: String,
+        event_type: String,
+        payload: String,
+        conversation_id: Option<String>,
+        user_id: Option<String>,
+        message_id: Option<String>,
+    ) -> wasmtime::Result<Result<wit::Event, wit::Error>> {
+        let caller = match self.caller() {
+            Ok(caller) => caller,
+            Err(error) => return Ok(Err(error)),
+        };
+        let outcome = caller
+            .create_event(
+                event_type,
+                payload,
+                conversation_id,
+                user_id,
+                message_id,
+                Some(dedupe_key),
+            )
+            .await;
+        Ok(self.note_event(outcome))
     }
 
     async fn get_state(
@@ -203,61 +245,34 @@ impl client::Host for HostState {
             Ok(caller) => caller,
             Err(error) => return Ok(Err(error)),
         };
-        let outcome = async {
-            let conversation = caller.own_conversation(&conversation_id).await?;
-            caller.own_user(&user_id).await?;
-            let Some(channel) = caller.definition.channels.get(&conversation.channel) else {
-                return Err(invalid(format!(
-                    "conversation {conversation_id} is in channel {:?}, which integration {} does not declare",
-                    conversation.channel, caller.definition.name
-                )));
-            };
-            let Some(schema) = channel.messages.get(&message_type) else {
-                let mut known: Vec<&str> = channel.messages.keys().map(String::as_str).collect();
-                known.sort();
-                return Err(invalid(format!(
-                    "message type {message_type:?} is not declared for channel {} (declared: {})",
-                    conversation.channel,
-                    known.join(", ")
-                )));
-            };
-            let payload = parse_object(&format!("the payload of the {message_type} message"), &payload)?;
-            schema.check(&payload).map_err(|problems| {
-                invalid(format!(
-                    "the {message_type} message does not match its schema: {problems}"
-                ))
-            })?;
-            let tags = declared_tags(
-                &format!("messages of channel {}", conversation.channel),
-                tags,
-                &channel.message_tags,
-            )?;
-            let now = now_ms();
-            let message = MessageRecord {
-                id: record_id("msg"),
-                installation_id: caller.installation_id.clone(),
-                conversation_id,
-                user_id,
-                message_type,
-                payload,
-                direction: "incoming".into(),
-                tags,
-                created_at: now,
-                updated_at: now,
-            };
-            let answer = wit_message(&message);
-            caller
-                .store
-                .insert_message(&message)
-                .await
-                .map_err(|e| storage(&caller.label(), "storing the message", e))?;
-            Ok(answer)
+        let outcome = caller
+            .create_message(conversation_id, user_id, message_type, payload, tags, None)
+            .await;
+        Ok(self.note_message(outcome))
+    }
+
+    async fn create_message_once(
+        &mut self,
+        dedupe_key: String,
+        conversation_id: String,
+        user_id: String,
+        message_type: String,
+        payload: String,
+        tags: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<wit::Message, wit::Error>> {
+        let caller = match self.caller() {
+            Ok(caller) => caller,
+            Err(error) => return Ok(Err(error)),
         };
-        let outcome = outcome.await;
-        if let Ok(message) = &outcome {
-            self.created("message", &message.id);
-        }
-        Ok(outcome)
+        let outcome = caller
+            .create_message(conversation_id, user_id, message_type, payload, tags, Some(dedupe_key))
+            .await;
+        Ok(self.note_message(outcome))
+    }
+
+    async fn retry_after(&mut self, seconds: u32) -> wasmtime::Result<()> {
+        self.retry_after = Some(seconds);
+        Ok(())
     }
 
     async fn get_message(&mut self, id: String) -> wasmtime::Result<Result<wit::Message, wit::Error>> {

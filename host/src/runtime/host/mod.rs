@@ -102,6 +102,8 @@ pub struct HostState {
     pub(crate) logs: Vec<LogLine>,
     /// What the plugin created, for the call's report.
     pub(crate) created: Vec<CreatedRecord>,
+    /// The wait the platform asked for, as the plugin reported it (`retry-after`).
+    pub(crate) retry_after: Option<u32>,
 }
 
 impl HostState {
@@ -130,6 +132,7 @@ impl HostState {
             label,
             logs: Vec::new(),
             created: Vec::new(),
+            retry_after: None,
         }
     }
 

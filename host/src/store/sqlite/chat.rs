@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::Value;
 
+use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{
     CONVERSATION_COLUMNS, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, insert_tags, message_row, one, page,
@@ -14,7 +15,7 @@ use super::{SqliteStore, execute};
 use crate::envelope::Data;
 use crate::ids::record_id;
 use crate::store::{
-    ChatStore, ConversationRecord, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserRecord,
+    ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserRecord,
 };
 use crate::time::now_ms;
 
@@ -60,6 +61,40 @@ pub(super) fn insert_conversation(
         &Data::Conversation((&conversation).into()).to_json(),
     )?;
     Ok(conversation)
+}
+
+/// Inserts a message with its tags, counts it on its conversation and publishes it as
+/// `chat:message:new`, inside the caller's transaction.
+fn insert_message_row(tx: &Connection, message: &MessageRecord) -> anyhow::Result<()> {
+    execute(tx,
+        "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            message.id,
+            message.installation_id,
+            message.conversation_id,
+            message.user_id,
+            message.message_type,
+            message.payload.to_string(),
+            message.direction,
+            serde_json::to_string(&message.tags)?,
+            message.created_at,
+            message.updated_at
+        ],
+    )?;
+    insert_tags(tx, "message", &message.id, &message.tags)?;
+    execute(
+        tx,
+        "UPDATE conversations SET message_count = message_count + 1, updated_at = ?2 WHERE id = ?1",
+        params![message.conversation_id, message.created_at],
+    )?;
+    publish(
+        tx,
+        "chat:message:new",
+        Some(&message.installation_id),
+        message.created_at,
+        &Data::Message(message.into()).to_json(),
+    )
 }
 
 impl ChatStore for SqliteStore {
@@ -249,37 +284,21 @@ impl ChatStore for SqliteStore {
 
     fn insert_message(&self, message: &MessageRecord) -> Pending<()> {
         let message = message.clone();
+        self.write(move |tx| insert_message_row(tx, &message))
+    }
+
+    fn insert_message_once(&self, message: &MessageRecord, key: &DedupeKey) -> Pending<(MessageRecord, bool)> {
+        let (message, key) = (message.clone(), key.clone());
         self.write(move |tx| {
-            let message = &message;
-            execute(tx,
-                "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    message.id,
-                    message.installation_id,
-                    message.conversation_id,
-                    message.user_id,
-                    message.message_type,
-                    message.payload.to_string(),
-                    message.direction,
-                    serde_json::to_string(&message.tags)?,
-                    message.created_at,
-                    message.updated_at
-                ],
-            )?;
-            insert_tags(tx, "message", &message.id, &message.tags)?;
-            execute(tx,
-                "UPDATE conversations SET message_count = message_count + 1, updated_at = ?2 WHERE id = ?1",
-                params![message.conversation_id, message.created_at],
-            )?;
-            publish(
-                tx,
-                "chat:message:new",
-                Some(&message.installation_id),
-                message.created_at,
-                &Data::Message(message.into()).to_json(),
-            )?;
-            Ok(())
+            if let Some(id) = recorded_under(tx, Kind::Message, &key)? {
+                let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1");
+                if let Some(first) = one(tx, &sql, id.as_str(), message_row)? {
+                    return Ok((first, false));
+                }
+            }
+            insert_message_row(tx, &message)?;
+            remember(tx, Kind::Message, &key, &message.id, message.created_at)?;
+            Ok((message, true))
         })
     }
 

@@ -3,11 +3,12 @@
 
 use rusqlite::{Connection, params};
 
+use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{EVENT_COLUMNS, event_row, one, page};
 use super::{SqliteStore, execute};
 use crate::envelope::Data;
-use crate::store::{EventQuery, EventRecord, EventStore, Page, Pending};
+use crate::store::{DedupeKey, EventQuery, EventRecord, EventStore, Page, Pending};
 
 /// An event with its row's payload and its outbox entry already serialised: made before
 /// the write where it can be, so that the writer thread, which every write waits for,
@@ -60,6 +61,22 @@ impl EventStore for SqliteStore {
     fn insert_event(&self, event: &EventRecord) -> Pending<()> {
         let row = EventRow::new(event.clone());
         self.write(move |c| insert_event_row(c, &row))
+    }
+
+    fn insert_event_once(&self, event: &EventRecord, key: &DedupeKey) -> Pending<(EventRecord, bool)> {
+        let row = EventRow::new(event.clone());
+        let key = key.clone();
+        self.write(move |c| {
+            if let Some(id) = recorded_under(c, Kind::Event, &key)? {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1");
+                if let Some(first) = one(c, &sql, id.as_str(), event_row)? {
+                    return Ok((first, false));
+                }
+            }
+            insert_event_row(c, &row)?;
+            remember(c, Kind::Event, &key, &row.event.id, row.event.created_at)?;
+            Ok((row.event, true))
+        })
     }
 
     fn event(&self, id: &str) -> Pending<Option<EventRecord>> {

@@ -5,7 +5,7 @@
 //! hands writes to the group-committing writer ([`writer`]; one per database). The rest
 //! is by responsibility: the schema and its migrations ([`schema`]), row mapping and
 //! paging shared by the parts ([`rows`]), then one file per capability: [`installations`]
-//! (settings and installations), [`events`], [`state`], [`chat`], [`outbox`],
+//! (settings and installations), [`events`], [`state`], [`chat`], [`dedupe`], [`outbox`],
 //! [`delivery`], [`triggers`] and [`queue`].
 
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use rusqlite::Connection;
 use super::Pending;
 
 mod chat;
+mod dedupe;
 mod delivery;
 mod events;
 mod installations;

@@ -126,6 +126,8 @@ CREATE TABLE outbox (
     super::triggers::MIGRATION,
     // Delivery rounds kept with each delivery, recoveries, disabled subscriptions' place.
     super::delivery::ROUNDS_MIGRATION,
+    // Dedupe keys: retried deliveries recorded once.
+    super::dedupe::MIGRATION,
 ];
 
 /// Applies the `migrations` that `connection`'s database (`what`: the store, the queue)
