@@ -11,6 +11,7 @@ mod embedding;
 mod hostile;
 mod operating;
 mod plugin_host;
+mod replicas;
 mod serving;
 mod triggers;
 mod webhooks;

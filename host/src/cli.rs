@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// Host configuration file (TOML).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Keep everything in this PostgreSQL database (postgres://user:password@host/db),
+    /// which several sluice replicas may share. Default: the configuration file's
+    /// `[store] url`, else the embedded SQLite store in the data folder.
+    #[arg(long, env = "SLUICE_STORE_URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// Folder for compiled plugin code, reused across restarts (and hosts sharing it).
     /// Default: <data>/cache.
     #[arg(long)]
@@ -136,6 +141,7 @@ impl From<ServeArgs> for ServeOptions {
             public_url: args.public_url,
             api_token: args.api_token,
             config: args.config,
+            store_url: args.store.filter(|url| !url.is_empty()),
             cache_dir: args.cache,
             cache_key: args.cache_key,
             profiling: if args.perf_map {

@@ -15,9 +15,10 @@ use crate::http::{self, App};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, PluginHost};
 use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
-use crate::store::{SharedStore, SqliteStore};
+use crate::store::{self, PostgresStore, SharedStore, SqliteStore};
 
 use crate::embedding::{DELIVERY_STOP_TIMEOUT, DRAIN_TIMEOUT, identity, kept_api_token};
+use crate::ids::record_id;
 
 /// What `sluice serve` needs.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     pub api_token: Option<String>,
     pub config: Option<PathBuf>,
+    /// A PostgreSQL URL to keep everything in; `None` means the configuration file's, else
+    /// the embedded SQLite store.
+    pub store_url: Option<String>,
     /// Compiled-code cache folder; `None` means `<data>/cache`.
     pub cache_dir: Option<PathBuf>,
     /// The key that authenticates the cache's entries; `None` means `<data>/cache-key`.
@@ -136,6 +140,34 @@ fn raise_open_file_limit() -> u64 {
     soft
 }
 
+/// Opens the store the options and configuration name: PostgreSQL when a URL is given,
+/// else the embedded SQLite store in the data folder.
+async fn open_store(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<SharedStore> {
+    let url = options.store_url.clone().or_else(|| config.store.url.clone());
+    let Some(url) = url.filter(|url| !url.is_empty()) else {
+        return Ok(Arc::new(SqliteStore::open(&options.data_dir)?));
+    };
+    let pool_size = config.store.pool_size.unwrap_or(store::postgres::DEFAULT_POOL_SIZE);
+    let replica_id = replica_id(&options.data_dir)?;
+    let store = PostgresStore::connect(&url, pool_size, replica_id.clone()).await?;
+    tracing::info!(store = %store::postgres::redacted(&url), replica = %replica_id, "keeping everything in PostgreSQL");
+    Ok(Arc::new(store))
+}
+
+/// This replica's stable name, kept in `<data>/replica-id`: the trigger events it claims
+/// carry it, so that after a restart it gives back the claims it left.
+fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = record_id("rep");
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
@@ -155,7 +187,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         open_file_limit,
         "serving at most {max_connections} connections at once; beyond that the connections idle the longest are closed"
     );
-    let store: SharedStore = Arc::new(SqliteStore::open(&options.data_dir)?);
+    let store = open_store(&options, &config).await?;
     let (api_token, generated) = api_token(&options, &config)?;
 
     let listener = tokio::net::TcpListener::bind(&options.listen)

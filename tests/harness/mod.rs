@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod fake_platform;
 pub mod nats;
+pub mod postgres;
 pub mod prometheus;
 pub mod receiver;
 
@@ -222,9 +223,34 @@ pub struct HostBuilder {
     config: Option<String>,
     own_code_cache: bool,
     open_files: Option<(u64, u64)>,
+    store: StoreChoice,
+}
+
+/// Which store a test host keeps its records in.
+enum StoreChoice {
+    /// SQLite, or a fresh PostgreSQL database when the run says so
+    /// ([`postgres::enabled`]).
+    AsTheRunSays,
+    /// The embedded SQLite store whatever the run says: for tests of the SQLite files.
+    Sqlite,
+    /// This PostgreSQL database.
+    Postgres(String),
 }
 
 impl HostBuilder {
+    /// Keeps the host's records in the PostgreSQL database at `url` (`--store`).
+    pub fn postgres(mut self, url: &str) -> Self {
+        self.store = StoreChoice::Postgres(url.into());
+        self
+    }
+
+    /// Keeps the host's records in the embedded SQLite store even in the PostgreSQL run:
+    /// for the few tests that look into the SQLite files themselves.
+    pub fn sqlite_only(mut self) -> Self {
+        self.store = StoreChoice::Sqlite;
+        self
+    }
+
     /// Installs `wasm` as `<name>.wasm`, with `<name>.toml` holding `sidecar` if given.
     pub fn plugin(mut self, name: &str, wasm: impl Into<PathBuf>, sidecar: Option<&str>) -> Self {
         self.plugins.push(PluginFile {
@@ -295,6 +321,15 @@ impl HostBuilder {
             std::fs::write(&path, config).unwrap();
             self.args.push("--config".into());
             self.args.push(path.to_string_lossy().into_owned());
+        }
+        let store_url = match self.store {
+            StoreChoice::Postgres(url) => Some(url),
+            StoreChoice::AsTheRunSays if postgres::enabled() => Some(postgres::fresh_database()),
+            StoreChoice::AsTheRunSays | StoreChoice::Sqlite => None,
+        };
+        if let Some(url) = store_url {
+            self.args.push("--store".into());
+            self.args.push(url);
         }
         let mut args = self.args;
         if !self.own_code_cache {
@@ -440,6 +475,7 @@ impl Host {
             config: None,
             own_code_cache: false,
             open_files: None,
+            store: StoreChoice::AsTheRunSays,
         }
     }
 
@@ -894,7 +930,7 @@ fn sources_hash(paths: &[PathBuf]) -> String {
 }
 
 /// Holds an exclusive lock on `path` (flock) until dropped, so parallel test processes
-/// build a guest once.
+/// build a guest (or start the test database) once.
 struct FileLock(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
 
 impl FileLock {

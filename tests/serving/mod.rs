@@ -6,3 +6,4 @@ mod connections;
 mod requests;
 mod routes;
 mod startup;
+mod store;

@@ -2,14 +2,13 @@
 //! paging with opaque tokens, and tags (kept as JSON on the row and, for lookups, one
 //! row per tag in `<kind>_tags`).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
+use crate::store::page_token;
 use crate::store::{
-    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, StoreError,
-    Tags, UserRecord,
+    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, Tags,
+    UserRecord,
 };
 
 /// A JSON column; text that is not JSON (written by hand, say) reads as a string.
@@ -19,22 +18,6 @@ pub(super) fn parse_json(text: String) -> Value {
 
 fn parse_tags(text: String) -> Tags {
     serde_json::from_str(&text).unwrap_or_default()
-}
-
-/// Page tokens are the last `seq` of a page, encoded so that clients treat them as opaque.
-fn encode_token(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(seq.to_string())
-}
-
-fn decode_token(token: &Option<String>) -> anyhow::Result<Option<i64>> {
-    let Some(token) = token else { return Ok(None) };
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(|| StoreError::BadPageToken(token.clone()).into())
 }
 
 /// Builds a newest-first page query: `base` must select `seq` first and end in a WHERE
@@ -47,7 +30,7 @@ pub(super) fn page<T>(
     page: &PageRequest,
     map: impl Fn(&Row) -> rusqlite::Result<T>,
 ) -> anyhow::Result<Page<T>> {
-    if let Some(before) = decode_token(&page.token)? {
+    if let Some(before) = page_token::decode(&page.token)? {
         conditions.push("seq < ?".into());
         values.push(before.into());
     }
@@ -64,7 +47,7 @@ pub(super) fn page<T>(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_token = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|(seq, _)| encode_token(*seq))
+        rows.last().map(|(seq, _)| page_token::encode(*seq))
     } else {
         None
     };
