@@ -60,7 +60,8 @@
 // - envelope: the delivered format, which the store writes and delivery sends;
 // - config, ids, time, telemetry (metrics): leaves.
 // embedding is the public API on top of them all; serve wires the rooms together for
-// `sluice serve`; inspect and scaffold are `sluice inspect` and `sluice new`.
+// `sluice serve`; inspect, scaffold and precompile are `sluice inspect`, `sluice new` and
+// `sluice compile`.
 
 pub(crate) mod bot;
 pub(crate) mod cli;
@@ -73,6 +74,7 @@ pub(crate) mod ids;
 pub(crate) mod inspect;
 pub(crate) mod jobs;
 pub(crate) mod plugins;
+pub(crate) mod precompile;
 pub(crate) mod runtime;
 pub(crate) mod scaffold;
 pub(crate) mod serve;
@@ -90,7 +92,7 @@ pub fn main() -> std::process::ExitCode {
 
 pub use embedding::{
     ActionResult, Config, DELIVERY_STOP_TIMEOUT, DRAIN_TIMEOUT, Envelope, Error, EventFeed, EventList, EventQuery,
-    Host, HostBuilder, InstallationInfo, LoadFailure, Message, StateScope,
+    Host, HostBuilder, InstallationInfo, LoadFailure, Message, StateScope, Tiering,
 };
 
 /// The runtime's parts the sandbox benchmark (`host/benches/sandbox.rs`) drives directly,
@@ -100,7 +102,7 @@ pub use embedding::{
 pub mod bench {
     pub use crate::config::Limits;
     pub use crate::runtime::{
-        AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, WebhookRequest,
+        AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, Tiering, WebhookRequest,
     };
     pub use crate::store::{SharedStore, SqliteStore};
 }

@@ -14,7 +14,8 @@ use crate::http::health::{Health, Phase};
 use crate::http::{self, App};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, PluginHost};
-use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
+use crate::precompile::CacheLocation;
+use crate::runtime::{Profiling, Runtime, Tiering};
 use crate::store::{self, PostgresStore, SharedStore, SqliteStore};
 
 use crate::embedding::{DELIVERY_STOP_TIMEOUT, DRAIN_TIMEOUT, identity, kept_api_token};
@@ -38,6 +39,8 @@ pub struct ServeOptions {
     pub cache_key: Option<PathBuf>,
     /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
     pub profiling: Profiling,
+    /// Whether large plugins serve on baseline code first (see [`Tiering`]).
+    pub tiering: Tiering,
     /// How long to go on serving after a stop signal, with `/readyz` answering 503, so
     /// that load balancers stop sending traffic before connections are refused.
     pub drain_delay: Duration,
@@ -247,16 +250,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     .await
     .context("cannot start event delivery")?;
 
-    let cache_dir = options
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| options.data_dir.join("cache"));
-    let cache_key = options
-        .cache_key
-        .clone()
-        .unwrap_or_else(|| options.data_dir.join("cache-key"));
-    let cache = CodeCache::open(cache_dir, CacheKey::load_or_create(&cache_key)?)?;
-    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling)?);
+    let cache = CacheLocation {
+        data_dir: options.data_dir.clone(),
+        cache_dir: options.cache_dir.clone(),
+        cache_key: options.cache_key.clone(),
+    }
+    .open()?;
+    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling, options.tiering)?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),

@@ -333,11 +333,19 @@ impl HostBuilder {
         }
         let mut args = self.args;
         if !self.own_code_cache {
+            let (cache, key) = shared_code_cache();
+            let large: Vec<PathBuf> = self
+                .plugins
+                .iter()
+                .map(|plugin| plugin.wasm.clone())
+                .filter(|wasm| std::fs::metadata(wasm).is_ok_and(|m| m.len() >= LARGE_PLUGIN_BYTES))
+                .collect();
+            precompile(&large, &cache, &key);
             args.push("--cache".into());
-            args.push(target_dir().join("test-code-cache").to_string_lossy().into_owned());
+            args.push(cache.to_string_lossy().into_owned());
             // Shared with the cache's key, as hosts sharing a cache are.
             args.push("--cache-key".into());
-            args.push(target_dir().join("test-code-cache.key").to_string_lossy().into_owned());
+            args.push(key.to_string_lossy().into_owned());
         }
         let mut host = Host {
             _dir: dir,
@@ -361,6 +369,38 @@ impl HostBuilder {
         host.launch_until(event);
         host
     }
+}
+
+/// Plugins this large (Python, JavaScript) serve on baseline code first when their
+/// optimised code is not in the cache (sluice's `BASELINE_MIN_BYTES`).
+const LARGE_PLUGIN_BYTES: u64 = 1 << 20;
+
+/// The compiled-code cache every test host shares (unless it keeps its own), and its key.
+fn shared_code_cache() -> (PathBuf, PathBuf) {
+    (
+        target_dir().join("test-code-cache"),
+        target_dir().join("test-code-cache.key"),
+    )
+}
+
+/// Puts the optimised code of `plugins` into the shared cache with `sluice compile`, once
+/// per test run (later calls find it there): tests then run on the code a warm host runs,
+/// and no host spends its test compiling optimised code in the background.
+fn precompile(plugins: &[PathBuf], cache: &Path, key: &Path) {
+    if plugins.is_empty() {
+        return;
+    }
+    let _one_at_a_time = FileLock::acquire(&target_dir().join("test-code-cache.lock"));
+    let mut command = Command::new(sluice_binary());
+    command
+        .arg("compile")
+        .arg("--cache")
+        .arg(cache)
+        .arg("--cache-key")
+        .arg(key)
+        .args(plugins)
+        .env("SLUICE_LOG", "warn");
+    run(&mut command, "sluice compile");
 }
 
 /// What the host printed (stdout and stderr), line by line. Tests of what the host logs

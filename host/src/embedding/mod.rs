@@ -24,7 +24,9 @@ use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
+use crate::precompile::CacheLocation;
+pub use crate::runtime::Tiering;
+use crate::runtime::{Profiling, Runtime};
 use crate::store::{SharedStore, SqliteStore, Tags};
 
 /// How long running requests (and trigger events) may take to finish when the host stops.
@@ -81,6 +83,7 @@ pub struct HostBuilder {
     cache_dir: Option<PathBuf>,
     cache_key: Option<PathBuf>,
     profiling: Profiling,
+    tiering: Tiering,
 }
 
 impl HostBuilder {
@@ -167,6 +170,13 @@ impl HostBuilder {
         self
     }
 
+    /// Whether large plugins serve on baseline code first while their optimised code is
+    /// compiled in the background; [`Tiering::Auto`] by default, as `sluice serve`.
+    pub fn tiering(mut self, tiering: Tiering) -> HostBuilder {
+        self.tiering = tiering;
+        self
+    }
+
     /// Opens the store, loads the plugins (and runs `register` for new installations),
     /// and starts the background work: trigger workers and schedules, event delivery,
     /// and folder watching when asked for. Must be awaited on a multi-threaded tokio
@@ -208,19 +218,19 @@ impl HostBuilder {
         )
         .await
         .context("cannot start event delivery")?;
-        let cache_dir = match (&self.cache_dir, &temporary) {
-            (Some(folder), _) => Some(folder.clone()),
-            (None, None) => Some(data_dir.join("cache")),
+        // A temporary host compiles afresh unless given a cache folder to share.
+        let cache = match (&self.cache_dir, &temporary) {
             (None, Some(_)) => None,
+            _ => Some(
+                CacheLocation {
+                    data_dir: data_dir.clone(),
+                    cache_dir: self.cache_dir.clone(),
+                    cache_key: self.cache_key.clone(),
+                }
+                .open()?,
+            ),
         };
-        let cache = match cache_dir {
-            Some(folder) => {
-                let key = self.cache_key.clone().unwrap_or_else(|| data_dir.join("cache-key"));
-                Some(CodeCache::open(folder, CacheKey::load_or_create(&key)?)?)
-            }
-            None => None,
-        };
-        let runtime = Arc::new(Runtime::new(cache, self.profiling)?);
+        let runtime = Arc::new(Runtime::new(cache, self.profiling, self.tiering)?);
         let plugins = Arc::new(PluginHost::new(
             runtime,
             store.clone(),
@@ -324,6 +334,7 @@ impl Host {
             cache_dir: None,
             cache_key: None,
             profiling: Profiling::Off,
+            tiering: Tiering::Auto,
         }
     }
 
