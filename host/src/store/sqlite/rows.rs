@@ -8,31 +8,74 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
 use crate::store::{
-    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, StoreError,
-    Tags, UserRecord,
+    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, Sort,
+    SortDirection, SortField, StoreError, Tags, UserRecord,
 };
 
-/// A JSON column; text that is not JSON (written by hand, say) reads as a string.
-pub(super) fn parse_json(text: String) -> Value {
-    serde_json::from_str(&text).unwrap_or(Value::String(text))
+/// A JSON column. Text that does not parse (written by hand, say) is an error, logged
+/// and answered, never a value of another shape than the one stored.
+pub(super) fn parse_json(text: String) -> rusqlite::Result<Value> {
+    serde_json::from_str(&text).map_err(|error| {
+        tracing::error!(%error, "a stored JSON value does not parse; it is not read back as anything else");
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+    })
 }
 
 fn parse_tags(text: String) -> Tags {
     serde_json::from_str(&text).unwrap_or_default()
 }
 
-/// Page tokens are the last `seq` of a page, encoded so that clients treat them as opaque.
-fn encode_token(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(seq.to_string())
+/// Where a page ended: its last row's `seq`, and its `updated_at` when the list is
+/// ordered by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    seq: i64,
+    updated_at: Option<i64>,
 }
 
-fn decode_token(token: &Option<String>) -> anyhow::Result<Option<i64>> {
+/// The tag of a sort in its page tokens; the default order (newest first) has none, so
+/// its tokens stay what they were: a token from one order is refused by another.
+fn sort_tag(sort: Sort) -> &'static str {
+    match (sort.field, sort.direction) {
+        (SortField::CreatedAt, SortDirection::Desc) => "",
+        (SortField::CreatedAt, SortDirection::Asc) => "ca:",
+        (SortField::UpdatedAt, SortDirection::Desc) => "ud:",
+        (SortField::UpdatedAt, SortDirection::Asc) => "ua:",
+    }
+}
+
+/// Page tokens say where the last page ended, encoded so that clients treat them as
+/// opaque.
+fn encode_token(sort: Sort, at: Position) -> String {
+    let text = match at.updated_at {
+        Some(updated_at) => format!("{}{updated_at}.{}", sort_tag(sort), at.seq),
+        None => format!("{}{}", sort_tag(sort), at.seq),
+    };
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode_token(sort: Sort, token: &Option<String>) -> anyhow::Result<Option<Position>> {
     let Some(token) = token else { return Ok(None) };
-    URL_SAFE_NO_PAD
+    let text = URL_SAFE_NO_PAD
         .decode(token)
         .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.parse::<i64>().ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let position = text.as_deref().and_then(|text| {
+        let rest = text.strip_prefix(sort_tag(sort))?;
+        if sort.field == SortField::UpdatedAt {
+            let (updated_at, seq) = rest.split_once('.')?;
+            Some(Position {
+                seq: seq.parse().ok()?,
+                updated_at: Some(updated_at.parse().ok()?),
+            })
+        } else {
+            Some(Position {
+                seq: rest.parse().ok()?,
+                updated_at: None,
+            })
+        }
+    });
+    position
         .map(Some)
         .ok_or_else(|| StoreError::BadPageToken(token.clone()).into())
 }
@@ -42,14 +85,39 @@ fn decode_token(token: &Option<String>) -> anyhow::Result<Option<i64>> {
 pub(super) fn page<T>(
     connection: &Connection,
     base: &str,
-    mut conditions: Vec<String>,
-    mut values: Vec<rusqlite::types::Value>,
+    conditions: Vec<String>,
+    values: Vec<rusqlite::types::Value>,
     page: &PageRequest,
     map: impl Fn(&Row) -> rusqlite::Result<T>,
 ) -> anyhow::Result<Page<T>> {
-    if let Some(before) = decode_token(&page.token)? {
-        conditions.push("seq < ?".into());
-        values.push(before.into());
+    sorted_page(connection, base, conditions, values, page, Sort::default(), map)
+}
+
+/// [`page`] in the order `sort` asks for; ordering by update needs an `updated_at`
+/// column. Ties (records made or updated in the same millisecond) go by `seq`.
+pub(super) fn sorted_page<T>(
+    connection: &Connection,
+    base: &str,
+    mut conditions: Vec<String>,
+    mut values: Vec<rusqlite::types::Value>,
+    page: &PageRequest,
+    sort: Sort,
+    map: impl Fn(&Row) -> rusqlite::Result<T>,
+) -> anyhow::Result<Page<T>> {
+    let (compare, direction) = match sort.direction {
+        SortDirection::Desc => ("<", "DESC"),
+        SortDirection::Asc => (">", "ASC"),
+    };
+    let by_update = sort.field == SortField::UpdatedAt;
+    if let Some(after) = decode_token(sort, &page.token)? {
+        match after.updated_at {
+            Some(updated_at) => {
+                conditions.push(format!("(updated_at, seq) {compare} (?, ?)"));
+                values.push(updated_at.into());
+            }
+            None => conditions.push(format!("seq {compare} ?")),
+        }
+        values.push(after.seq.into());
     }
     let limit = page.limit();
     let mut sql = base.to_string();
@@ -57,14 +125,25 @@ pub(super) fn page<T>(
         sql.push_str(" AND ");
         sql.push_str(condition);
     }
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
+    let order = if by_update {
+        format!("updated_at {direction}, seq {direction}")
+    } else {
+        format!("seq {direction}")
+    };
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {}", limit + 1));
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = statement
-        .query_map(params_from_iter(values), |row| Ok((row.get::<_, i64>(0)?, map(row)?)))?
+        .query_map(params_from_iter(values), |row| {
+            let position = Position {
+                seq: row.get(0)?,
+                updated_at: if by_update { Some(row.get("updated_at")?) } else { None },
+            };
+            Ok((position, map(row)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_token = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|(seq, _)| encode_token(*seq))
+        rows.last().map(|(at, _)| encode_token(sort, *at))
     } else {
         None
     };
@@ -108,7 +187,7 @@ pub(super) fn event_row(row: &Row) -> rusqlite::Result<EventRecord> {
         id: row.get(1)?,
         installation_id: row.get(2)?,
         event_type: row.get(3)?,
-        payload: parse_json(row.get(4)?),
+        payload: parse_json(row.get(4)?)?,
         conversation_id: row.get(5)?,
         user_id: row.get(6)?,
         message_id: row.get(7)?,
@@ -158,7 +237,7 @@ pub(super) fn message_row(row: &Row) -> rusqlite::Result<MessageRecord> {
         conversation_id: row.get(3)?,
         user_id: row.get(4)?,
         message_type: row.get(5)?,
-        payload: parse_json(row.get(6)?),
+        payload: parse_json(row.get(6)?)?,
         direction: row.get(7)?,
         tags: parse_tags(row.get(8)?),
         created_at: row.get(9)?,
