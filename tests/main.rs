@@ -10,6 +10,7 @@ mod delivery;
 mod hostile;
 mod operating;
 mod plugin_host;
+mod replicas;
 mod serving;
 mod triggers;
 mod webhooks;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::bench::{
     AllowList, CallContext, CallFor, Caller, CompiledPlugin, Limits, Profiling, Runtime, SharedStore, SqliteStore,
-    WebhookRequest,
+    Tiering, WebhookRequest,
 };
 
 /// The cargo target folder (`<target>/release/deps/sandbox-*` is this binary).
@@ -154,7 +154,7 @@ fn sandbox(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let runtime = Runtime::new(None, Profiling::Off).expect("the engine");
+    let runtime = Runtime::new(None, Profiling::Off, Tiering::Off).expect("the engine");
     let store: SharedStore = Arc::new(SqliteStore::in_memory().expect("an in-memory store"));
     let mut group = c.benchmark_group("sandbox");
     group

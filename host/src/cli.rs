@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::runtime::Profiling;
+use crate::precompile::{CacheLocation, compile};
+use crate::runtime::{Profiling, Tiering};
 use crate::scaffold::{Language, new_project};
 use crate::serve::{MetricsAt, ServeOptions, serve};
 
@@ -47,6 +48,38 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Create a plugin project that builds into a working component.
     New(NewArgs),
+    /// Compile plugins' optimised code into the compiled-code cache ahead of `sluice
+    /// serve`, so that they serve at full speed from their first request.
+    Compile(CompileArgs),
+}
+
+/// `sluice compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The plugin components (.wasm).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The data folder of the `sluice serve` the code is for (its cache and cache key).
+    #[arg(long, default_value = "sluice-data")]
+    pub data: PathBuf,
+    /// The cache folder, when `sluice serve` is given one. Default: <data>/cache.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// The cache key, when `sluice serve` is given one. Default: <data>/cache-key.
+    #[arg(long)]
+    pub cache_key: Option<PathBuf>,
+}
+
+/// `sluice serve --tiering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TieringArg {
+    /// Large plugins (Python, JavaScript) serve on quickly compiled baseline code first,
+    /// replaced by optimised code compiled in the background.
+    Auto,
+    /// Every plugin is compiled optimised before it serves.
+    Off,
+    /// Baseline code only, never optimised, no cache (for measurements).
+    BaselineOnly,
 }
 
 /// `sluice inspect`.
@@ -95,6 +128,11 @@ pub struct ServeArgs {
     /// Host configuration file (TOML).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Keep everything in this PostgreSQL database (postgres://user:password@host/db),
+    /// which several sluice replicas may share. Default: the configuration file's
+    /// `[store] url`, else the embedded SQLite store in the data folder.
+    #[arg(long, env = "SLUICE_STORE_URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// Folder for compiled plugin code, reused across restarts (and hosts sharing it).
     /// Default: <data>/cache.
     #[arg(long)]
@@ -108,6 +146,9 @@ pub struct ServeArgs {
     /// export names), instead of showing them as unknown JIT code.
     #[arg(long, env = "SLUICE_PERF_MAP")]
     pub perf_map: bool,
+    /// How plugins without optimised code in the cache are compiled before they serve.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tiering: TieringArg,
     /// Seconds to go on serving after SIGTERM or Ctrl-C with /readyz answering 503, so
     /// that load balancers take the host out before it stops accepting connections (a
     /// second signal ends the delay).
@@ -136,12 +177,18 @@ impl From<ServeArgs> for ServeOptions {
             public_url: args.public_url,
             api_token: args.api_token,
             config: args.config,
+            store_url: args.store.filter(|url| !url.is_empty()),
             cache_dir: args.cache,
             cache_key: args.cache_key,
             profiling: if args.perf_map {
                 Profiling::PerfMap
             } else {
                 Profiling::Off
+            },
+            tiering: match args.tiering {
+                TieringArg::Auto => Tiering::Auto,
+                TieringArg::Off => Tiering::Off,
+                TieringArg::BaselineOnly => Tiering::BaselineOnly,
             },
             drain_delay: Duration::try_from_secs_f64(args.drain_delay).unwrap_or_default(),
             metrics: match (args.no_metrics, args.metrics_listen) {
@@ -188,6 +235,14 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => serve(ServeOptions::from(args)).await,
             Command::Inspect(args) => crate::inspect::inspect(&args.file, args.json).await,
             Command::New(args) => new_project(&args.name, args.lang, args.dir),
+            Command::Compile(args) => {
+                let location = CacheLocation {
+                    data_dir: args.data,
+                    cache_dir: args.cache,
+                    cache_key: args.cache_key,
+                };
+                compile(&args.files, &location).await
+            }
         }
     });
     match outcome {

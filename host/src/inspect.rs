@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::runtime::contract::{ContractMismatch, PACKAGE, VERSION};
-use crate::runtime::{CompiledPlugin, LoadError, PluginDefinition, Profiling, Runtime};
+use crate::runtime::{CompiledPlugin, LoadError, PluginDefinition, Profiling, Runtime, Tiering};
 
 /// Why a file is not a plugin this host can run.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +124,7 @@ pub async fn load(file: &Path) -> Result<Inspected, InspectError> {
         error,
     })?;
     let producers = Producers::read(&bytes);
-    let runtime = Runtime::new(None, Profiling::Off).map_err(|error| InspectError::NotAComponent {
+    let runtime = Runtime::new(None, Profiling::Off, Tiering::Off).map_err(|error| InspectError::NotAComponent {
         file: label.clone(),
         reason: format!("{error:#}"),
     })?;

@@ -19,8 +19,8 @@
 // - store: where everything is kept, one trait per capability and the SQLite backend;
 // - envelope: the delivered format, which the store writes and delivery sends;
 // - config, ids, time, telemetry (metrics), json_depth (the one JSON depth rule): leaves.
-// serve wires them together for `sluice serve`; inspect and scaffold are `sluice inspect`
-// and `sluice new`.
+// serve wires them together for `sluice serve`; inspect, scaffold and precompile are
+// `sluice inspect`, `sluice new` and `sluice compile`.
 
 pub(crate) mod bot;
 pub mod cli;
@@ -33,6 +33,7 @@ pub(crate) mod inspect;
 pub(crate) mod jobs;
 pub(crate) mod json_depth;
 pub(crate) mod plugins;
+pub(crate) mod precompile;
 pub(crate) mod runtime;
 pub(crate) mod scaffold;
 pub(crate) mod serve;
@@ -47,7 +48,7 @@ pub(crate) mod time;
 pub mod bench {
     pub use crate::config::Limits;
     pub use crate::runtime::{
-        AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, WebhookRequest,
+        AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, Tiering, WebhookRequest,
     };
     pub use crate::store::{SharedStore, SqliteStore};
 }

@@ -15,8 +15,9 @@ use crate::http::{self, App};
 use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
 use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::runtime::{CacheKey, CodeCache, Profiling, Runtime};
-use crate::store::{SharedStore, SqliteStore, Tags};
+use crate::precompile::CacheLocation;
+use crate::runtime::{Profiling, Runtime, Tiering};
+use crate::store::{self, PostgresStore, SharedStore, SqliteStore, Tags};
 
 /// How long running requests may take to finish after a stop signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -32,12 +33,17 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     pub api_token: Option<String>,
     pub config: Option<PathBuf>,
+    /// A PostgreSQL URL to keep everything in; `None` means the configuration file's, else
+    /// the embedded SQLite store.
+    pub store_url: Option<String>,
     /// Compiled-code cache folder; `None` means `<data>/cache`.
     pub cache_dir: Option<PathBuf>,
     /// The key that authenticates the cache's entries; `None` means `<data>/cache-key`.
     pub cache_key: Option<PathBuf>,
     /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
     pub profiling: Profiling,
+    /// Whether large plugins serve on baseline code first (see [`Tiering`]).
+    pub tiering: Tiering,
     /// How long to go on serving after a stop signal, with `/readyz` answering 503, so
     /// that load balancers stop sending traffic before connections are refused.
     pub drain_delay: Duration,
@@ -178,6 +184,34 @@ fn raise_open_file_limit() -> u64 {
     soft
 }
 
+/// Opens the store the options and configuration name: PostgreSQL when a URL is given,
+/// else the embedded SQLite store in the data folder.
+async fn open_store(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<SharedStore> {
+    let url = options.store_url.clone().or_else(|| config.store.url.clone());
+    let Some(url) = url.filter(|url| !url.is_empty()) else {
+        return Ok(Arc::new(SqliteStore::open(&options.data_dir)?));
+    };
+    let pool_size = config.store.pool_size.unwrap_or(store::postgres::DEFAULT_POOL_SIZE);
+    let replica_id = replica_id(&options.data_dir)?;
+    let store = PostgresStore::connect(&url, pool_size, replica_id.clone()).await?;
+    tracing::info!(store = %store::postgres::redacted(&url), replica = %replica_id, "keeping everything in PostgreSQL");
+    Ok(Arc::new(store))
+}
+
+/// This replica's stable name, kept in `<data>/replica-id`: the trigger events it claims
+/// carry it, so that after a restart it gives back the claims it left.
+fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = record_id("rep");
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
@@ -197,7 +231,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         open_file_limit,
         "serving at most {max_connections} connections at once; beyond that the connections idle the longest are closed"
     );
-    let store: SharedStore = Arc::new(SqliteStore::open(&options.data_dir)?);
+    let store = open_store(&options, &config).await?;
     let (api_token, generated) = api_token(&options, &config)?;
 
     let listener = tokio::net::TcpListener::bind(&options.listen)
@@ -257,16 +291,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     .await
     .context("cannot start event delivery")?;
 
-    let cache_dir = options
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| options.data_dir.join("cache"));
-    let cache_key = options
-        .cache_key
-        .clone()
-        .unwrap_or_else(|| options.data_dir.join("cache-key"));
-    let cache = CodeCache::open(cache_dir, CacheKey::load_or_create(&cache_key)?)?;
-    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling)?);
+    let cache = CacheLocation {
+        data_dir: options.data_dir.clone(),
+        cache_dir: options.cache_dir.clone(),
+        cache_key: options.cache_key.clone(),
+    }
+    .open()?;
+    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling, options.tiering)?);
     let plugins = Arc::new(PluginHost::new(
         runtime,
         store.clone(),

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod fake_platform;
 pub mod nats;
+pub mod postgres;
 pub mod prometheus;
 pub mod receiver;
 
@@ -222,9 +223,34 @@ pub struct HostBuilder {
     config: Option<String>,
     own_code_cache: bool,
     open_files: Option<(u64, u64)>,
+    store: StoreChoice,
+}
+
+/// Which store a test host keeps its records in.
+enum StoreChoice {
+    /// SQLite, or a fresh PostgreSQL database when the run says so
+    /// ([`postgres::enabled`]).
+    AsTheRunSays,
+    /// The embedded SQLite store whatever the run says: for tests of the SQLite files.
+    Sqlite,
+    /// This PostgreSQL database.
+    Postgres(String),
 }
 
 impl HostBuilder {
+    /// Keeps the host's records in the PostgreSQL database at `url` (`--store`).
+    pub fn postgres(mut self, url: &str) -> Self {
+        self.store = StoreChoice::Postgres(url.into());
+        self
+    }
+
+    /// Keeps the host's records in the embedded SQLite store even in the PostgreSQL run:
+    /// for the few tests that look into the SQLite files themselves.
+    pub fn sqlite_only(mut self) -> Self {
+        self.store = StoreChoice::Sqlite;
+        self
+    }
+
     /// Installs `wasm` as `<name>.wasm`, with `<name>.toml` holding `sidecar` if given.
     pub fn plugin(mut self, name: &str, wasm: impl Into<PathBuf>, sidecar: Option<&str>) -> Self {
         self.plugins.push(PluginFile {
@@ -296,13 +322,30 @@ impl HostBuilder {
             self.args.push("--config".into());
             self.args.push(path.to_string_lossy().into_owned());
         }
+        let store_url = match self.store {
+            StoreChoice::Postgres(url) => Some(url),
+            StoreChoice::AsTheRunSays if postgres::enabled() => Some(postgres::fresh_database()),
+            StoreChoice::AsTheRunSays | StoreChoice::Sqlite => None,
+        };
+        if let Some(url) = store_url {
+            self.args.push("--store".into());
+            self.args.push(url);
+        }
         let mut args = self.args;
         if !self.own_code_cache {
+            let (cache, key) = shared_code_cache();
+            let large: Vec<PathBuf> = self
+                .plugins
+                .iter()
+                .map(|plugin| plugin.wasm.clone())
+                .filter(|wasm| std::fs::metadata(wasm).is_ok_and(|m| m.len() >= LARGE_PLUGIN_BYTES))
+                .collect();
+            precompile(&large, &cache, &key);
             args.push("--cache".into());
-            args.push(target_dir().join("test-code-cache").to_string_lossy().into_owned());
+            args.push(cache.to_string_lossy().into_owned());
             // Shared with the cache's key, as hosts sharing a cache are.
             args.push("--cache-key".into());
-            args.push(target_dir().join("test-code-cache.key").to_string_lossy().into_owned());
+            args.push(key.to_string_lossy().into_owned());
         }
         let mut host = Host {
             _dir: dir,
@@ -326,6 +369,38 @@ impl HostBuilder {
         host.launch_until(event);
         host
     }
+}
+
+/// Plugins this large (Python, JavaScript) serve on baseline code first when their
+/// optimised code is not in the cache (sluice's `BASELINE_MIN_BYTES`).
+const LARGE_PLUGIN_BYTES: u64 = 1 << 20;
+
+/// The compiled-code cache every test host shares (unless it keeps its own), and its key.
+fn shared_code_cache() -> (PathBuf, PathBuf) {
+    (
+        target_dir().join("test-code-cache"),
+        target_dir().join("test-code-cache.key"),
+    )
+}
+
+/// Puts the optimised code of `plugins` into the shared cache with `sluice compile`, once
+/// per test run (later calls find it there): tests then run on the code a warm host runs,
+/// and no host spends its test compiling optimised code in the background.
+fn precompile(plugins: &[PathBuf], cache: &Path, key: &Path) {
+    if plugins.is_empty() {
+        return;
+    }
+    let _one_at_a_time = FileLock::acquire(&target_dir().join("test-code-cache.lock"));
+    let mut command = Command::new(sluice_binary());
+    command
+        .arg("compile")
+        .arg("--cache")
+        .arg(cache)
+        .arg("--cache-key")
+        .arg(key)
+        .args(plugins)
+        .env("SLUICE_LOG", "warn");
+    run(&mut command, "sluice compile");
 }
 
 /// What the host printed (stdout and stderr), line by line. Tests of what the host logs
@@ -440,6 +515,7 @@ impl Host {
             config: None,
             own_code_cache: false,
             open_files: None,
+            store: StoreChoice::AsTheRunSays,
         }
     }
 
@@ -894,7 +970,7 @@ fn sources_hash(paths: &[PathBuf]) -> String {
 }
 
 /// Holds an exclusive lock on `path` (flock) until dropped, so parallel test processes
-/// build a guest once.
+/// build a guest (or start the test database) once.
 struct FileLock(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
 
 impl FileLock {

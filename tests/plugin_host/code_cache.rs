@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use crate::harness::{Host, guest, installation_in};
+use crate::harness::{Host, eventually, guest, installation_in, sluice_command, webhook_build};
 
 const START: Duration = Duration::from_secs(120);
 
@@ -37,6 +37,13 @@ const NAMES: [&str; 3] = ["webhook", "probe", "trap"];
 fn a_restart_with_unchanged_plugins_compiles_nothing() {
     let mut host = three_plugins();
     assert_eq!(code_sources(&host, &NAMES), ["compiled"; 3], "first start compiles");
+    for name in NAMES {
+        assert_eq!(
+            host.installation(name)["plugin"]["tier"],
+            "optimised",
+            "a small plugin is compiled optimised at once"
+        );
+    }
 
     host.restart();
     assert_eq!(
@@ -246,6 +253,85 @@ fn hosts_given_the_same_key_share_their_cache() {
         !second.data.join("cache-key").exists(),
         "no key of its own is made when one is given"
     );
+}
+
+fn tier(host: &Host, name: &str) -> String {
+    host.installation(name)["plugin"]["tier"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_interpreted_plugin_serves_at_once_on_baseline_code_then_on_optimised_code() {
+    let mut host = Host::builder()
+        .plugin("webhook", webhook_build("python"), None)
+        .own_code_cache()
+        .start();
+    assert_eq!(code_sources(&host, &["webhook"]), ["compiled"]);
+    assert_eq!(
+        tier(&host, "webhook"),
+        "baseline",
+        "with a cold cache it starts on baseline code"
+    );
+    let url = host.webhook_url("webhook");
+    let first = host.post(&url, r#"{"call":1}"#);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        tier(&host, "webhook"),
+        "baseline",
+        "the first request was answered before the optimised code was ready"
+    );
+
+    eventually("the optimised code replaces the baseline code", START * 3, || {
+        (tier(&host, "webhook") == "optimised").then_some(())
+    });
+    host.output
+        .wait_for("optimised code ready", START)
+        .expect("the swap is logged");
+    let second = host.post(&url, r#"{"call":2}"#);
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(host.events(Some("webhook:event")).len(), 2, "both calls ran the plugin");
+
+    // The optimised code went to the cache: the next start serves it from the start.
+    host.restart();
+    assert_eq!(code_sources(&host, &["webhook"]), ["cache"]);
+    assert_eq!(tier(&host, "webhook"), "optimised");
+    assert_eq!(host.post(&host.webhook_url("webhook"), r#"{"call":3}"#).status, 200);
+}
+
+#[test]
+fn sluice_compile_fills_the_cache_a_host_then_loads() {
+    let mut host = Host::builder()
+        .plugin("webhook", guest("webhook"), None)
+        .own_code_cache()
+        .start();
+    host.stop();
+    std::fs::remove_dir_all(host.data.join("cache")).unwrap();
+
+    let data = host.data.to_string_lossy().into_owned();
+    let plugin = host.plugins.join("webhook.wasm").to_string_lossy().into_owned();
+    let compiled = sluice_command(&host.plugins, &["compile", "--data", &data, &plugin]);
+    assert!(compiled.success, "{compiled:?}");
+    assert!(
+        compiled.stdout.contains("compiled into the cache"),
+        "{}",
+        compiled.stdout
+    );
+    host.start_again();
+    assert_eq!(
+        code_sources(&host, &["webhook"]),
+        ["cache"],
+        "the host loads what sluice compile wrote, under the same key"
+    );
+
+    let again = sluice_command(&host.plugins, &["compile", "--data", &data, &plugin]);
+    assert!(again.stdout.contains("already in the cache"), "{again:?}");
+    let not_a_plugin = host.data.join("not-a-plugin.wasm");
+    std::fs::write(&not_a_plugin, "not wasm").unwrap();
+    let refused = sluice_command(
+        &host.plugins,
+        &["compile", "--data", &data, &not_a_plugin.to_string_lossy()],
+    );
+    assert!(!refused.success, "{refused:?}");
+    assert!(refused.stderr.contains("not-a-plugin.wasm"), "{refused:?}");
 }
 
 /// The perf map's entries naming plugin code: `0x<start hex> <size hex> wasm[..]::...`.

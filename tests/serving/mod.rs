@@ -7,3 +7,4 @@ mod json_depth;
 mod requests;
 mod routes;
 mod startup;
+mod store;

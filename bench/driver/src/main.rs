@@ -127,7 +127,7 @@ fn main() -> anyhow::Result<()> {
             let report = &mut reports[index];
             let measured = match (&row.kind, &running[index]) {
                 (RowKind::Http { .. }, Some(server)) => measure_http(&load, server, &options, report),
-                (RowKind::Script { path }, _) => script::run(path, &options).map(|result| {
+                (RowKind::Script { path, args }, _) => script::run(path, args, &options).map(|result| {
                     report.rss_idle_kib.extend(result.rss_idle_kib);
                     report.rss_load_kib.extend(result.rss_load_kib);
                     Measurement {

@@ -34,8 +34,8 @@ pub enum RowKind {
     Http {
         start: fn(&Options) -> anyhow::Result<Running>,
     },
-    /// An executable that measures one round itself.
-    Script { path: PathBuf },
+    /// An executable that measures one round itself, with its arguments.
+    Script { path: PathBuf, args: Vec<String> },
     /// Not measured in this run, and why.
     Skipped { reason: String },
 }
@@ -88,6 +88,7 @@ pub fn rows(options: &Options) -> Vec<Row> {
         label: "sluice, queued trigger ingest (events/s accepted durably, workers = 0)".into(),
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/trigger-ingest"),
+            args: Vec::new(),
         },
     });
     // The limit of (e): the same load and receiver, the fan-out done natively in memory.
@@ -97,6 +98,7 @@ pub fn rows(options: &Options) -> Vec<Row> {
             .into(),
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/delivery-fanout-native"),
+            args: Vec::new(),
         },
     });
     rows.push(Row {
@@ -104,8 +106,52 @@ pub fn rows(options: &Options) -> Vec<Row> {
         label: "sluice, delivery fan-out to 4 webhook subscriptions (deliveries/s; not pinned)".into(),
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/delivery-fanout"),
+            args: Vec::new(),
         },
     });
+    // The store's cost: the same paths on SQLite and on PostgreSQL, and on two replicas
+    // sharing the database (bench/run starts PostgreSQL for the run when it is there).
+    let store_row = |key: &'static str, label: &str, args: &[&str]| Row {
+        key,
+        label: label.into(),
+        kind: if args[1] == "postgres" && std::env::var_os("BENCH_PG_URL").is_none() {
+            RowKind::Skipped {
+                reason: "PostgreSQL 15 is not installed (scripts/setup --tests installs it)".into(),
+            }
+        } else {
+            RowKind::Script {
+                path: options.bench_dir.join("rows/store-path"),
+                args: args.iter().map(|arg| arg.to_string()).collect(),
+            }
+        },
+    };
+    rows.extend([
+        store_row(
+            "f",
+            "sluice, webhook recording an event, SQLite (requests/s)",
+            &["webhook", "sqlite"],
+        ),
+        store_row(
+            "f-pg",
+            "sluice, webhook recording an event, PostgreSQL (requests/s; PostgreSQL not pinned)",
+            &["webhook", "postgres"],
+        ),
+        store_row(
+            "f-pg2",
+            "two sluice replicas on one PostgreSQL, one wrk each, rates added (requests/s; both pinned to the server CPU)",
+            &["webhook", "postgres", "2"],
+        ),
+        store_row(
+            "d-pg",
+            "sluice, queued trigger ingest, PostgreSQL (events/s; PostgreSQL not pinned)",
+            &["trigger", "postgres"],
+        ),
+        store_row(
+            "d-pg2",
+            "two sluice replicas on one PostgreSQL, queued trigger ingest, rates added (events/s)",
+            &["trigger", "postgres", "2"],
+        ),
+    ]);
     rows
 }
 

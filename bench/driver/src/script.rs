@@ -1,7 +1,7 @@
 //! Script rows: an executable that measures one round of something wrk cannot drive
 //! (queued ingest, delivery fan-out) and reports it in one line.
 //!
-//! The driver runs it once per round, with these environment variables:
+//! The driver runs it once per round, with its arguments and these environment variables:
 //! `BENCH_DURATION_S` (measured seconds), `BENCH_WARMUP_S` (warm-up seconds before),
 //! `BENCH_CONNECTIONS`, `BENCH_SERVER_CPU` and `BENCH_LOAD_CPU` (pin with
 //! `taskset -c`), `BENCH_SLUICE` (the release `sluice` binary), `BENCH_NATIVE` (the
@@ -45,8 +45,9 @@ impl std::fmt::Display for InvalidRound {
 
 impl std::error::Error for InvalidRound {}
 
-pub fn run(path: &Path, options: &Options) -> anyhow::Result<ScriptResult> {
+pub fn run(path: &Path, args: &[String], options: &Options) -> anyhow::Result<ScriptResult> {
     let output = Command::new(path)
+        .args(args)
         .env("BENCH_DURATION_S", options.duration.to_string())
         .env("BENCH_WARMUP_S", options.warmup.to_string())
         .env("BENCH_CONNECTIONS", options.connections.to_string())

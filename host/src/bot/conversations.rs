@@ -101,12 +101,12 @@ fn lookup_tags(tags: &Tags, discriminate: Option<&[String]>) -> Result<Tags, Bot
     Ok(lookup)
 }
 
-/// Finds the installation's conversation in `channel` carrying `tags`, or creates it.
-/// `true` when it was created.
-pub async fn get_or_create_conversation(
+/// The installation that owns the request's channel, and the tags given, which must be
+/// ones the channel declares.
+fn conversation_owner_and_tags(
     plugins: &PluginHost,
-    request: ConversationRequest,
-) -> Result<(ConversationRecord, bool), BotError> {
+    request: &ConversationRequest,
+) -> Result<(Arc<Installation>, Tags), BotError> {
     let installation = channel_owner(plugins, request.integration.as_deref(), &request.channel)?;
     let declared = &installation.plugin.definition.channels[&request.channel];
     let tags = present_tags(&request.tags);
@@ -115,6 +115,31 @@ pub async fn get_or_create_conversation(
         tags.keys(),
         &declared.conversation_tags,
     )?;
+    Ok((installation, tags))
+}
+
+/// The installation the requested user belongs to (`None`: a user of the bot), and the
+/// tags given, which must be ones its integration declares.
+fn user_owner_and_tags(plugins: &PluginHost, request: &UserRequest) -> Result<(Option<String>, Tags), BotError> {
+    let tags = present_tags(&request.tags);
+    let installation_id = match &request.integration {
+        Some(name) => {
+            let installation = find_installation(&plugins.registry.snapshot(), name)?;
+            check_tags("users", tags.keys(), &installation.plugin.definition.user_tags)?;
+            Some(installation.id().to_string())
+        }
+        None => None,
+    };
+    Ok((installation_id, tags))
+}
+
+/// Finds the installation's conversation in `channel` carrying `tags`, or creates it.
+/// `true` when it was created.
+pub async fn get_or_create_conversation(
+    plugins: &PluginHost,
+    request: ConversationRequest,
+) -> Result<(ConversationRecord, bool), BotError> {
+    let (installation, tags) = conversation_owner_and_tags(plugins, &request)?;
     let lookup = lookup_tags(&tags, request.discriminate_by_tags.as_deref())?;
     let installation_id = installation.id().to_string();
     let integration = installation.plugin.definition.name.clone();
@@ -142,15 +167,7 @@ pub async fn get_or_create_conversation(
 
 /// Finds the user carrying `tags`, or creates it. `true` when it was created.
 pub async fn get_or_create_user(plugins: &PluginHost, request: UserRequest) -> Result<(UserRecord, bool), BotError> {
-    let tags = present_tags(&request.tags);
-    let installation_id = match &request.integration {
-        Some(name) => {
-            let installation = find_installation(&plugins.registry.snapshot(), name)?;
-            check_tags("users", tags.keys(), &installation.plugin.definition.user_tags)?;
-            Some(installation.id().to_string())
-        }
-        None => None,
-    };
+    let (installation_id, tags) = user_owner_and_tags(plugins, &request)?;
     let lookup = lookup_tags(&tags, request.discriminate_by_tags.as_deref())?;
     if lookup != tags {
         let query = EntityQuery {
@@ -191,14 +208,7 @@ pub async fn create_conversation(
     plugins: &PluginHost,
     request: ConversationRequest,
 ) -> Result<ConversationRecord, BotError> {
-    let installation = channel_owner(plugins, request.integration.as_deref(), &request.channel)?;
-    let declared = &installation.plugin.definition.channels[&request.channel];
-    let tags = present_tags(&request.tags);
-    check_tags(
-        &format!("conversations of channel {}", request.channel),
-        tags.keys(),
-        &declared.conversation_tags,
-    )?;
+    let (installation, tags) = conversation_owner_and_tags(plugins, &request)?;
     let integration = installation.plugin.definition.name.clone();
     Ok(plugins
         .store
@@ -260,15 +270,7 @@ pub async fn update_conversation(
 /// `createUser`: a new user whatever users carry the same tags; with an integration, a
 /// user of its installation (tags it declares), else a user of the bot.
 pub async fn create_user(plugins: &PluginHost, request: UserRequest) -> Result<UserRecord, BotError> {
-    let tags = present_tags(&request.tags);
-    let installation_id = match &request.integration {
-        Some(name) => {
-            let installation = find_installation(&plugins.registry.snapshot(), name)?;
-            check_tags("users", tags.keys(), &installation.plugin.definition.user_tags)?;
-            Some(installation.id().to_string())
-        }
-        None => None,
-    };
+    let (installation_id, tags) = user_owner_and_tags(plugins, &request)?;
     Ok(plugins
         .store
         .create_user(

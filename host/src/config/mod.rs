@@ -4,10 +4,12 @@
 
 pub mod delivery;
 pub mod sidecar;
+pub mod store;
 pub mod triggers;
 
 pub use delivery::{DeliveryConfig, NatsConfig, RetryPolicy, SubscriptionConfig};
 pub use sidecar::{HostPattern, Limits, MAX_MEMORY_BYTES, Sidecar};
+pub use store::StoreConfig;
 pub use triggers::TriggerSettings;
 
 use std::path::Path;
@@ -35,6 +37,9 @@ pub struct HostConfig {
     /// Trigger workers, retries and limits (the `[triggers]` table).
     #[serde(default)]
     pub triggers: TriggerSettings,
+    /// Where everything is kept (`[store]`): SQLite in the data folder, or PostgreSQL.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 impl HostConfig {

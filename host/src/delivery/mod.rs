@@ -36,6 +36,7 @@ pub use fanout::FANOUT_CURSOR;
 pub use subscriptions::{Resume, Resumed, SubscriptionError, SubscriptionInput};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ pub struct Delivery {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     recorder: Mutex<Option<tokio::task::JoinHandle<()>>>,
     nats: Option<(NatsConfig, Arc<Mutex<NatsStatus>>)>,
+    /// Whether this replica leads delivery (see [`Delivery::start_leading`]).
+    leading: AtomicBool,
+    /// What runs while it leads.
+    leader_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Delivery {
@@ -109,7 +114,7 @@ impl Delivery {
             runtime,
             store: store.clone(),
             config,
-            bot_id: bot_id.clone(),
+            bot_id,
             sender,
             workers: Mutex::new(HashMap::new()),
             routes: ArcSwap::from_pointee(Vec::new()),
@@ -117,37 +122,136 @@ impl Delivery {
             stopping,
             tasks: Mutex::new(Vec::new()),
             recorder: Mutex::new(Some(recorder)),
-            nats: nats_status.clone(),
+            nats: nats_status,
+            leading: AtomicBool::new(false),
+            leader_tasks: Mutex::new(Vec::new()),
         });
-        for subscription in store.subscriptions().await? {
-            delivery.run_worker(subscription);
+        // One replica of those sharing the store sends: the one leading delivery. The
+        // embedded store's one replica leads from the start, before plugins record.
+        let mut leading = store.leadership("delivery");
+        if *leading.borrow_and_update() {
+            delivery.start_leading().await?;
         }
-        delivery.rebuild_routes();
+        let follower = delivery
+            .runtime
+            .handle()
+            .spawn(delivery.clone().follow_leadership(leading));
+        delivery.lock_tasks().push(follower);
+        Ok(delivery)
+    }
 
-        let fan_out = delivery.runtime.handle().spawn(delivery.clone().fan_out());
-        delivery.lock_tasks().push(fan_out);
-        if delivery.config.retention_s > 0 {
+    /// Starts what only the leading replica runs: the fan-out, a webhook worker per
+    /// subscription, pruning and the NATS sink.
+    async fn start_leading(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.leading.store(true, Ordering::SeqCst);
+        for subscription in self.store.subscriptions().await? {
+            self.run_worker(subscription);
+        }
+        self.rebuild_routes();
+        let mut tasks = vec![self.runtime.handle().spawn(self.clone().fan_out())];
+        if self.config.retention_s > 0 {
             let mut readers = vec![FANOUT_CURSOR];
-            if delivery.nats.is_some() {
+            if self.nats.is_some() {
                 readers.push(nats::CURSOR);
             }
-            let retention = Duration::from_secs(delivery.config.retention_s);
-            let pruner = delivery
-                .runtime
-                .handle()
-                .spawn(prune_history(store.clone(), retention, readers));
-            delivery.lock_tasks().push(pruner);
+            let retention = Duration::from_secs(self.config.retention_s);
+            tasks.push(
+                self.runtime
+                    .handle()
+                    .spawn(prune_history(self.store.clone(), retention, readers)),
+            );
         }
-        if let Some((config, status)) = nats_status {
-            let mut sink = NatsSink::new(store.clone(), config, bot_id);
-            sink.status = status;
-            let task = delivery
-                .runtime
-                .handle()
-                .spawn(sink.run(store.outbox_published(), delivery.stopping.subscribe()));
-            delivery.lock_tasks().push(task);
+        if let Some((config, status)) = &self.nats {
+            let mut sink = NatsSink::new(self.store.clone(), config.clone(), self.bot_id.clone());
+            sink.status = status.clone();
+            tasks.push(
+                self.runtime
+                    .handle()
+                    .spawn(sink.run(self.store.outbox_published(), self.stopping.subscribe())),
+            );
         }
-        Ok(delivery)
+        self.leading_tasks().extend(tasks);
+        Ok(())
+    }
+
+    /// Stops what only the leading replica runs; attempts in flight finish and are
+    /// recorded (a delivery may then be sent again by the new leader: at least once).
+    fn stop_leading(&self) {
+        self.leading.store(false, Ordering::SeqCst);
+        for task in self.leading_tasks().drain(..) {
+            task.abort();
+        }
+        for (_, worker) in self.lock_workers().drain() {
+            worker.task.abort();
+        }
+        self.rebuild_routes();
+    }
+
+    /// Follows this replica's leadership of delivery, and, while leading, changes other
+    /// replicas made to subscriptions.
+    async fn follow_leadership(self: Arc<Self>, mut leading: watch::Receiver<bool>) {
+        let mut changes = self.store.changes();
+        loop {
+            tokio::select! {
+                changed = leading.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let lead = *leading.borrow_and_update();
+                    if lead && !self.leading.load(Ordering::SeqCst) {
+                        if let Err(error) = self.start_leading().await {
+                            tracing::error!(error = %format!("{error:#}"), "cannot start delivering; retrying");
+                            self.stop_leading();
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            leading.mark_changed();
+                        }
+                    } else if !lead && self.leading.load(Ordering::SeqCst) {
+                        self.stop_leading();
+                    }
+                }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The store tells of no changes (one replica): only leadership.
+                        changes = watch::channel(0).1;
+                        continue;
+                    }
+                    if self.leading.load(Ordering::SeqCst)
+                        && let Err(error) = self.reload_subscriptions().await
+                    {
+                        tracing::error!(error = %format!("{error:#}"), "cannot reload the subscriptions");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings the workers in line with the subscriptions in the store (changed by
+    /// another replica).
+    async fn reload_subscriptions(&self) -> anyhow::Result<()> {
+        let subscriptions = self.store.subscriptions().await?;
+        let kept: std::collections::HashSet<String> = subscriptions.iter().map(|s| s.id.clone()).collect();
+        self.lock_workers().retain(|id, worker| {
+            let keep = kept.contains(id);
+            if !keep {
+                worker.task.abort();
+            }
+            keep
+        });
+        for subscription in subscriptions {
+            let unchanged = self
+                .lock_workers()
+                .get(&subscription.id)
+                .is_some_and(|worker| **worker.settings.borrow() == subscription);
+            if !unchanged {
+                self.run_worker(subscription);
+            }
+        }
+        self.rebuild_routes();
+        Ok(())
+    }
+
+    fn leading_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.leader_tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
@@ -160,6 +264,10 @@ impl Delivery {
 
     /// Starts the worker of a subscription, or hands it new settings.
     pub(super) fn run_worker(&self, subscription: SubscriptionRecord) {
+        if !self.leading.load(Ordering::SeqCst) {
+            // The leading replica sends; it reloads subscriptions when they change.
+            return;
+        }
         let mut workers = self.lock_workers();
         if let Some(worker) = workers.get(&subscription.id) {
             worker.settings.send_replace(Arc::new(subscription));
@@ -238,6 +346,9 @@ impl Delivery {
             tracing::warn!("webhook attempts still running at stop; they are sent again at the next start");
         }
         for task in self.lock_tasks().drain(..) {
+            task.abort();
+        }
+        for task in self.leading_tasks().drain(..) {
             task.abort();
         }
         for worker in self.lock_workers().values() {

@@ -27,6 +27,7 @@ pub fn installation_json(installation: &Installation) -> Value {
             "title": definition.title,
             "sha256": installation.plugin.hash,
             "code": installation.plugin.code_source.as_str(),
+            "tier": installation.plugin.tier().as_str(),
         },
         "webhookId": installation.record.webhook_id,
         "webhookUrl": installation.webhook_url(),

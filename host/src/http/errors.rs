@@ -90,6 +90,9 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> ApiError {
+        if crate::store::StoreError::is_unavailable(&error) {
+            return ApiError::unavailable(format!("{error:#}"));
+        }
         if let Some(store_error) = error.downcast_ref::<crate::store::StoreError>() {
             return ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", store_error.to_string());
         }

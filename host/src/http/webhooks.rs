@@ -122,7 +122,14 @@ async fn handle(
         body: Vec::from(body),
     };
 
-    let (result, _report) = installation.handle_webhook(request_id, http_request).await;
+    let ((result, _report), store_lost) =
+        crate::store::noting_store_losses(installation.handle_webhook(request_id, http_request)).await;
+    if store_lost {
+        return Err(ApiError::unavailable(format!(
+            "installation {} could not record this webhook: the store cannot be reached; send it again shortly",
+            installation.name()
+        )));
+    }
     match result {
         Ok(Ok(answer)) => Ok(plugin_response(answer, installation.name())),
         Ok(Err(error)) => Err(ApiError::new(

@@ -95,6 +95,7 @@ impl Jobs {
             async move { jobs.run_on_schedule(&trigger_id, slot).await }
         }));
         tokio::spawn(prune_forever(jobs.clone()));
+        tokio::spawn(follow_changes(jobs.clone()));
         Ok(jobs)
     }
 
@@ -108,9 +109,47 @@ impl Jobs {
             .unwrap_or_default()
     }
 
-    /// The trigger `id`, if it exists.
+    /// The trigger `id`, if it exists, as this replica knows it.
     pub fn trigger(&self, id: &str) -> Option<Arc<TriggerRecord>> {
         self.triggers.load().get(id).cloned()
+    }
+
+    /// The trigger `id`, if it exists: as this replica knows it, else from the store (a
+    /// trigger another replica created a moment ago), which is then kept.
+    pub async fn find_trigger(&self, id: &str) -> anyhow::Result<Option<Arc<TriggerRecord>>> {
+        if let Some(trigger) = self.trigger(id) {
+            return Ok(Some(trigger));
+        }
+        let Some(found) = self.store.trigger(id).await? else {
+            return Ok(None);
+        };
+        let found = Arc::new(found);
+        let mut triggers = HashMap::clone(&self.triggers.load());
+        triggers.insert(found.id.clone(), found.clone());
+        self.triggers.store(Arc::new(triggers));
+        Ok(Some(found))
+    }
+
+    /// Reads every trigger again (another replica changed them): the in-memory copies
+    /// and their schedules.
+    async fn reload_triggers(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.editing.lock().await;
+        let triggers = self.store.all_triggers().await?;
+        let known: HashMap<String, Arc<TriggerRecord>> =
+            triggers.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect();
+        for id in self.triggers.load().keys() {
+            if !known.contains_key(id) {
+                self.timetable.set(id, None);
+            }
+        }
+        for trigger in known.values() {
+            self.timetable.set(
+                &trigger.id,
+                trigger.schedule.as_deref().map(|e| (e, trigger.timezone.as_deref())),
+            );
+        }
+        self.triggers.store(Arc::new(known));
+        Ok(())
     }
 
     /// Stores a new or changed trigger and brings the in-memory copy and its schedule
@@ -243,6 +282,16 @@ impl Jobs {
         match tokio::time::timeout(timeout, self.slots.acquire_many(workers)).await {
             Ok(_) => tracing::info!("trigger workers stopped"),
             Err(_) => tracing::warn!("trigger events still running at exit; they run again at the next start"),
+        }
+    }
+}
+
+/// Reads the triggers again whenever another replica changed them.
+async fn follow_changes(jobs: Arc<Jobs>) {
+    let mut changes = jobs.store.changes();
+    while changes.changed().await.is_ok() {
+        if let Err(error) = jobs.reload_triggers().await {
+            tracing::error!(error = %format!("{error:#}"), "cannot reload the triggers");
         }
     }
 }

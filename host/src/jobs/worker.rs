@@ -123,7 +123,16 @@ struct Failure {
 
 /// Runs one attempt of a job and says how the queue should record it.
 async fn run(jobs: &Jobs, job: Job) -> Finish {
-    let Some(trigger) = jobs.trigger(&job.trigger_id) else {
+    let trigger = match jobs.find_trigger(&job.trigger_id).await {
+        Ok(trigger) => trigger,
+        Err(error) => {
+            return Finish::Retry {
+                at: now_ms() + 1000,
+                error: format!("cannot read the trigger: {error:#}"),
+            };
+        }
+    };
+    let Some(trigger) = trigger else {
         tracing::info!(event = %job.id, trigger = %job.trigger_id, "trigger event cancelled: its trigger was deleted");
         return Finish::Cancelled("the trigger was deleted before the event ran".into());
     };

@@ -287,7 +287,7 @@ impl PluginHost {
         self.store.save_installation(&saved).await?;
         let plugin = &installation.plugin;
         tracing::info!(installation = %name, file = %file_label(file), plugin = %plugin.definition.name, version = %plugin.definition.version,
-            status = installation.status.as_str(), code = %plugin.code_source.as_str(), webhook_url = %installation.webhook_url(),
+            status = installation.status.as_str(), code = %plugin.code_source.as_str(), tier = %plugin.tier().as_str(), webhook_url = %installation.webhook_url(),
             "{event}");
         for problem in &installation.problems {
             tracing::warn!(installation = %name, "{problem}");

@@ -108,7 +108,7 @@ impl Engine {
     /// Checks `component` against the contract and links it; the pre-linked template is
     /// what every call starts from.
     pub(super) fn check_contract(&self, component: &Component) -> Result<IntegrationPre<HostState>, ContractMismatch> {
-        let engine = &self.wasmtime;
+        let engine = component.engine();
         let ty = component.component_type();
         let mut problems = Vec::new();
         let mut other_versions: Vec<String> = Vec::new();
@@ -207,7 +207,7 @@ impl Engine {
 
         // Names match: wasmtime's type check tells a signature that differs.
         let instance_pre = self
-            .linker
+            .linker_for(component)
             .instantiate_pre(component)
             .map_err(|error| ContractMismatch {
                 problems: vec![format!("its imports do not link: {error:#}")],

@@ -1,17 +1,20 @@
-//! The one wasmtime engine of a host: pooling allocator, epoch interruption driven by a
-//! single ticker thread, the linker with every import a plugin may use, and a cache of
-//! compiled code on disk ([`CodeCache`]). The bottom of the runtime: it knows nothing of
-//! plugins.
+//! The wasmtime engines of a host: the optimising one (Cranelift, pooling allocator) and,
+//! for large plugins, a baseline one (Winch) whose code serves while the optimised code is
+//! compiled ([`Tiering`]); epoch interruption driven by a single ticker thread, the linker
+//! with every import a plugin may use, and a cache of optimised code on disk
+//! ([`CodeCache`]). The bottom of the runtime: it knows nothing of plugins.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ProfilingStrategy};
+use wasmtime::{
+    Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ProfilingStrategy, Strategy,
+};
 
 use super::bindings::Integration;
 use super::code_cache::CodeCache;
@@ -30,12 +33,67 @@ pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
 /// by copying (the rest is unmapped and faults back in on the next call).
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
-/// The wasmtime engine, the linker and the compiled-code cache.
+/// Plugins at least this large are compiled by the baseline compiler first (with
+/// [`Tiering::Auto`]): Python and JavaScript plugins, which carry their interpreter
+/// (12-18 MB), take Cranelift 20-40 s on two cores; a Rust or C plugin (well under 1 MB)
+/// takes it under a second, less than compiling it twice would cost.
+pub const BASELINE_MIN_BYTES: usize = 1 << 20;
+
+/// The wasmtime engines, their linkers and the compiled-code cache.
 pub struct Engine {
+    /// The optimising engine (Cranelift): the code plugins run at full speed.
     pub(super) wasmtime: wasmtime::Engine,
     pub(super) linker: Linker<HostState>,
+    /// The baseline engine (Winch), unless tiering is off.
+    baseline: Option<(wasmtime::Engine, Linker<HostState>)>,
+    tiering: Tiering,
     cache: Option<CodeCache>,
+    /// Held while optimised code is compiled in the background: one plugin at a time, so
+    /// that a folder of new plugins does not take every core at once.
+    optimising: std::sync::Mutex<()>,
     pub(super) ticker: EpochTicker,
+}
+
+/// How plugins are compiled before they serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tiering {
+    /// Plugins of [`BASELINE_MIN_BYTES`] and more without optimised code in the cache are
+    /// compiled by the baseline compiler (Winch, seconds) and serve at once; their
+    /// optimised code (Cranelift) is compiled in the background, written to the cache, and
+    /// replaces the baseline code when ready. Smaller plugins are compiled optimised.
+    #[default]
+    Auto,
+    /// Every plugin is compiled optimised before it serves.
+    Off,
+    /// Every plugin runs baseline code only, never optimised, and the cache is not used:
+    /// for measuring the baseline code.
+    BaselineOnly,
+}
+
+/// Which compiler made the code a plugin runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeTier {
+    /// Winch's: compiled in a fraction of the time, runs slower.
+    Baseline,
+    /// Cranelift's, at `OptLevel::Speed`.
+    Optimised,
+}
+
+impl CodeTier {
+    /// How logs and the admin API name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeTier::Baseline => "baseline",
+            CodeTier::Optimised => "optimised",
+        }
+    }
+}
+
+/// The code a plugin serves with first, and where it came from.
+pub(super) struct FirstCode {
+    pub(super) component: Component,
+    pub(super) source: CodeSource,
+    pub(super) tier: CodeTier,
 }
 
 /// Whether the plugins' compiled code is described for outside profilers.
@@ -70,10 +128,10 @@ impl CodeSource {
 }
 
 impl Engine {
-    /// Builds the engine. With a `cache`, compiled code is kept there, keyed by the
+    /// Builds the engines. With a `cache`, optimised code is kept there, keyed by the
     /// plugin's SHA-256 and the engine's settings, and reused on the next start; with
     /// [`Profiling::PerfMap`] the plugins' code is described for a profiler.
-    pub fn new(cache: Option<CodeCache>, profiling: Profiling) -> anyhow::Result<Engine> {
+    pub fn new(cache: Option<CodeCache>, profiling: Profiling, tiering: Tiering) -> anyhow::Result<Engine> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
             .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
@@ -110,19 +168,70 @@ impl Engine {
         let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasmtime engine")?;
+        let linker = Self::linker(&engine)?;
 
-        let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        Integration::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+        let baseline = match tiering {
+            Tiering::Off => None,
+            Tiering::Auto | Tiering::BaselineOnly => {
+                // Instances of baseline code come from the on-demand allocator: it serves
+                // only until the optimised code is ready, and a second pool would reserve
+                // its address space for the host's whole life.
+                let mut config = Config::new();
+                config
+                    .strategy(Strategy::Winch)
+                    .wasm_component_model(true)
+                    .epoch_interruption(true)
+                    .parallel_compilation(true);
+                if profiling == Profiling::PerfMap {
+                    config.profiler(ProfilingStrategy::PerfMap);
+                }
+                let baseline = wasmtime::Engine::new(&config)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|engine| Ok((Self::linker(&engine)?, engine)));
+                match baseline {
+                    Ok((linker, engine)) => Some((engine, linker)),
+                    Err(error) => {
+                        tracing::warn!(error = %format!("{error:#}"), "no baseline compiler: every plugin is compiled optimised before it serves");
+                        None
+                    }
+                }
+            }
+        };
 
-        let ticker = EpochTicker::start(engine.clone());
+        let mut ticked = vec![engine.clone()];
+        ticked.extend(baseline.iter().map(|(engine, _)| engine.clone()));
+        let ticker = EpochTicker::start(ticked);
         Ok(Engine {
             wasmtime: engine,
             linker,
+            baseline,
+            tiering,
             cache,
+            optimising: std::sync::Mutex::new(()),
             ticker,
         })
+    }
+
+    /// A linker with every import a plugin may use.
+    fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<HostState>> {
+        let mut linker = Linker::<HostState>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        Integration::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+        Ok(linker)
+    }
+
+    /// The linker of the engine `component` was compiled by.
+    pub(super) fn linker_for(&self, component: &Component) -> &Linker<HostState> {
+        match &self.baseline {
+            Some((engine, linker)) if wasmtime::Engine::same(component.engine(), engine) => linker,
+            _ => &self.linker,
+        }
+    }
+
+    /// Whether baseline code is replaced by optimised code in the background.
+    pub(super) fn optimises_later(&self) -> bool {
+        self.tiering == Tiering::Auto
     }
 
     /// The SHA-256 of a plugin file, hex encoded.
@@ -138,28 +247,59 @@ impl Engine {
         format!("{content_hash}-{engine_hash:016x}")
     }
 
-    /// Compiles a component, or loads its compiled code from the cache. Blocking and
-    /// CPU-heavy: call it from a blocking thread.
+    /// The code a plugin serves with first: its optimised code from the cache, else
+    /// baseline code when tiering asks for it (see [`Tiering`]), else optimised code
+    /// compiled now (and written to the cache). Blocking and CPU-heavy: call it from a
+    /// blocking thread.
     ///
-    /// An entry that fails the cache's check (see [`CodeCache`]) is never deserialized:
-    /// the refusal is logged, naming the file, and the component is compiled again and
-    /// its entry rewritten.
-    pub(super) fn compile(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<(Component, CodeSource)> {
-        let name = self.cache_entry_name(content_hash);
-        if let Some(cache) = &self.cache {
-            let path = cache.path(&name);
-            match self.load_cached(cache, &path, &name) {
-                Ok(Some(component)) => return Ok((component, CodeSource::Cache)),
-                Ok(None) => {}
-                Err(reason) => {
-                    tracing::warn!(file = %path.display(), reason = %format!("{reason:#}"), "compiled-code cache entry refused; compiling again");
+    /// A cache entry that fails the cache's check (see [`CodeCache`]) is never
+    /// deserialized: the refusal is logged, naming the file, and the component is
+    /// compiled again and its entry rewritten.
+    pub(super) fn first_code(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<FirstCode> {
+        if self.tiering != Tiering::BaselineOnly
+            && let Some(component) = self.read_cache(content_hash)
+        {
+            return Ok(FirstCode {
+                component,
+                source: CodeSource::Cache,
+                tier: CodeTier::Optimised,
+            });
+        }
+        let wants_baseline = match self.tiering {
+            Tiering::Auto => bytes.len() >= BASELINE_MIN_BYTES,
+            Tiering::BaselineOnly => true,
+            Tiering::Off => false,
+        };
+        if let Some((engine, _)) = self.baseline.as_ref().filter(|_| wants_baseline) {
+            let started = Instant::now();
+            match Component::new(engine, bytes) {
+                Ok(component) => {
+                    tracing::debug!(plugin_sha256 = %content_hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled baseline code");
+                    return Ok(FirstCode {
+                        component,
+                        source: CodeSource::Compiled,
+                        tier: CodeTier::Baseline,
+                    });
+                }
+                Err(error) => {
+                    tracing::info!(plugin_sha256 = %content_hash, error = %format!("{error:#}"), "the baseline compiler cannot compile this plugin; compiling optimised code first");
                 }
             }
         }
-        let started = std::time::Instant::now();
+        Ok(FirstCode {
+            component: self.compile_optimised(bytes, content_hash)?,
+            source: CodeSource::Compiled,
+            tier: CodeTier::Optimised,
+        })
+    }
+
+    /// Compiles optimised code and writes it to the cache. Blocking and CPU-heavy.
+    pub(super) fn compile_optimised(&self, bytes: &[u8], content_hash: &str) -> anyhow::Result<Component> {
+        let started = Instant::now();
         let component = Component::new(&self.wasmtime, bytes).map_err(|error| anyhow::anyhow!("{error:#}"))?;
-        tracing::debug!(plugin_sha256 = %content_hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled");
+        tracing::debug!(plugin_sha256 = %content_hash, elapsed_ms = started.elapsed().as_millis() as u64, "compiled optimised code");
         if let Some(cache) = &self.cache {
+            let name = self.cache_entry_name(content_hash);
             let path = cache.path(&name);
             let written = component
                 .serialize()
@@ -169,7 +309,27 @@ impl Engine {
                 tracing::warn!(file = %path.display(), error = %format!("{error:#}"), "cannot write the compiled-code cache");
             }
         }
-        Ok((component, CodeSource::Compiled))
+        Ok(component)
+    }
+
+    /// Optimised code compiled in the background waits here for its turn.
+    pub(super) fn optimising_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.optimising.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The plugin's optimised code from the cache, if there is an entry that passes the
+    /// check; a refused one is logged.
+    fn read_cache(&self, content_hash: &str) -> Option<Component> {
+        let cache = self.cache.as_ref()?;
+        let name = self.cache_entry_name(content_hash);
+        let path = cache.path(&name);
+        match self.load_cached(cache, &path, &name) {
+            Ok(component) => component,
+            Err(reason) => {
+                tracing::warn!(file = %path.display(), reason = %format!("{reason:#}"), "compiled-code cache entry refused; compiling again");
+                None
+            }
+        }
     }
 
     /// Reads a cache entry, checks it and only then hands the code to wasmtime.
@@ -220,7 +380,7 @@ impl Drop for RunningCall<'_> {
 }
 
 impl EpochTicker {
-    fn start(engine: wasmtime::Engine) -> EpochTicker {
+    fn start(engines: Vec<wasmtime::Engine>) -> EpochTicker {
         let shared = Arc::new(TickerShared::default());
         let ticker = shared.clone();
         let idle_ticks_before_parking = (IDLE_BEFORE_PARKING.as_millis() / EPOCH_TICK.as_millis()) as u32;
@@ -230,7 +390,9 @@ impl EpochTicker {
                 let mut idle_ticks = 0;
                 while !ticker.stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                     if ticker.running.load(Ordering::SeqCst) > 0 || ticker.recent.swap(false, Ordering::SeqCst) {
                         idle_ticks = 0;
                         continue;
@@ -291,7 +453,7 @@ mod tests {
 
     #[test]
     fn the_ticker_parks_when_idle_ticks_while_a_call_runs_and_parks_again_after() {
-        let ticker = EpochTicker::start(wasmtime::Engine::default());
+        let ticker = EpochTicker::start(vec![wasmtime::Engine::default()]);
         let parked = || ticker.shared.parked.load(Ordering::SeqCst);
         wait_until("the idle ticker parks", parked);
 

@@ -30,7 +30,7 @@ pub use calls::{
 };
 pub use code_cache::{CacheKey, CodeCache};
 pub use definition::PluginDefinition;
-pub use engine::Profiling;
+pub use engine::{CodeSource, Profiling, Tiering};
 pub use host::Caller;
 pub use loader::{LoadError, Runtime};
 pub use outbound::AllowList;

@@ -9,10 +9,10 @@ use wasmtime::component::Instance;
 use super::bindings::types as wit;
 use super::calls::{Ack, ActionAnswer, Answer, CallFor, PluginError, TriggerInfo, WebhookRequest, WebhookResponse};
 use super::definition::PluginDefinition;
-use super::engine::{CodeSource, Engine};
+use super::engine::{CodeSource, CodeTier, Engine};
 use super::exports::{PluginExports, TypeCheck::Checked};
 use super::host::{HostState, wit_conversation, wit_message, wit_user};
-use super::sandbox::{CallError, CallReport, PluginCode};
+use super::sandbox::{CallError, CallReport, CodeSlot};
 use crate::config::Limits;
 use crate::store::{ConversationRecord, MessageRecord, UserRecord};
 use crate::telemetry::{CallOutcome, metrics};
@@ -27,7 +27,9 @@ pub struct CompiledPlugin {
     pub definition: Arc<PluginDefinition>,
     /// Where the compiled code came from.
     pub code_source: CodeSource,
-    pub(super) code: Arc<PluginCode>,
+    /// Shared by every copy of the plugin, so that the optimised code replaces the
+    /// baseline code for all of them.
+    pub(super) code: Arc<CodeSlot>,
     pub(super) engine: Arc<Engine>,
 }
 
@@ -46,6 +48,11 @@ fn answer<W, T: From<W>>(result: Result<Result<W, wit::Error>, CallError>) -> An
 }
 
 impl CompiledPlugin {
+    /// Which compiler made the code new calls run on.
+    pub fn tier(&self) -> CodeTier {
+        self.code.current().tier
+    }
+
     /// `definition()`, which must not call the host: it runs without an installation.
     pub(super) async fn read_definition(&self) -> Result<wit::Definition, CallError> {
         let export = async |store: &mut Store<HostState>, instance: &Instance, exports: &PluginExports| {
@@ -55,7 +62,7 @@ impl CompiledPlugin {
         let limits = Limits::default();
         let (result, _report) = self
             .engine
-            .invoke(&self.code, None, "load", &limits, "definition", export)
+            .invoke(&self.code.current(), None, "load", &limits, "definition", export)
             .await;
         result
     }
@@ -169,7 +176,14 @@ impl CompiledPlugin {
         let caller = Some(call.caller.clone());
         let (result, report) = self
             .engine
-            .invoke(&self.code, caller, call.request_id, call.limits, export_name, export)
+            .invoke(
+                &self.code.current(),
+                caller,
+                call.request_id,
+                call.limits,
+                export_name,
+                export,
+            )
             .await;
         let answer = answer(result);
         let outcome = match &answer {

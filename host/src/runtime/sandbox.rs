@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Instance;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::IntegrationPre;
-use super::engine::Engine;
+use super::engine::{CodeTier, Engine};
 use super::exports::PluginExports;
 use super::host::{Caller, CreatedRecord, HostState, LogLine, MemoryLimitExceeded};
 use crate::config::Limits;
@@ -23,6 +25,27 @@ pub(super) struct PluginCode {
     /// Whether the exports' types were checked (on the first call, see
     /// [`PluginExports::check`]).
     pub(super) exports_checked: AtomicBool,
+    /// Which compiler made it.
+    pub(super) tier: CodeTier,
+}
+
+/// Where calls find a plugin's code: baseline code at first, perhaps, replaced by the
+/// optimised code once that is compiled. A call takes the code current when it starts
+/// and finishes on it; the replaced code is freed when its last call ends.
+pub(super) struct CodeSlot(ArcSwap<PluginCode>);
+
+impl CodeSlot {
+    pub(super) fn new(code: PluginCode) -> CodeSlot {
+        CodeSlot(ArcSwap::from_pointee(code))
+    }
+
+    pub(super) fn current(&self) -> Arc<PluginCode> {
+        self.0.load_full()
+    }
+
+    pub(super) fn replace(&self, code: PluginCode) {
+        self.0.store(Arc::new(code));
+    }
 }
 
 /// What happened during a call besides its answer.
@@ -109,8 +132,9 @@ impl Engine {
         let timeout = Duration::from_millis(limits.timeout_ms);
         let deadline = started + timeout;
 
+        // The engine that compiled this code (the baseline or the optimising one).
         let mut store = Store::new(
-            &self.wasmtime,
+            code.pre.instance_pre().engine(),
             HostState::new(caller, request_id, limits.max_memory_bytes as usize),
         );
         store.limiter(|state| &mut state.memory);

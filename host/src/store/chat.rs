@@ -177,3 +177,91 @@ pub trait ChatStore {
     /// such message.
     fn delete_message(&self, id: &str) -> Pending<bool>;
 }
+
+// What both SQL backends share: records made and changed the same way, and what a
+// deletion takes with it.
+
+impl UserRecord {
+    /// A new user, made at `now`.
+    pub(crate) fn new(
+        installation_id: Option<&str>,
+        tags: &Tags,
+        name: Option<&str>,
+        picture_url: Option<&str>,
+        now: i64,
+    ) -> Self {
+        UserRecord {
+            id: crate::ids::record_id("user"),
+            installation_id: installation_id.map(str::to_string),
+            tags: tags.clone(),
+            name: name.map(str::to_string),
+            picture_url: picture_url.map(str::to_string),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies `changes`, updated at `now`; answers what the `user_tags` rows need.
+    pub(crate) fn change(&mut self, changes: &UserChanges, now: i64) -> TagEdits {
+        if let Some(name) = &changes.name {
+            self.name = name.clone();
+        }
+        if let Some(picture_url) = &changes.picture_url {
+            self.picture_url = picture_url.clone();
+        }
+        self.updated_at = now;
+        TagEdits::apply(&mut self.tags, &changes.tags)
+    }
+}
+
+/// Tag changes applied to a record's tags: what its `<kind>_tags` rows need.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct TagEdits {
+    /// Tags to insert or overwrite.
+    pub(crate) set: Tags,
+    /// Keys to delete.
+    pub(crate) removed: Vec<String>,
+}
+
+impl TagEdits {
+    /// Applies `changes` to `tags` (a `None` value removes the tag).
+    pub(crate) fn apply(tags: &mut Tags, changes: &TagChanges) -> Self {
+        let mut edits = TagEdits::default();
+        for (key, value) in changes {
+            match value {
+                Some(value) => {
+                    tags.insert(key.clone(), value.clone());
+                    edits.set.insert(key.clone(), value.clone());
+                }
+                None => {
+                    tags.remove(key);
+                    edits.removed.push(key.clone());
+                }
+            }
+        }
+        edits
+    }
+}
+
+/// What deleting a conversation deletes, each statement taking the conversation's id,
+/// written `{id}` for each backend to spell as its placeholder. The first statement
+/// deletes the conversation itself.
+pub(crate) const CONVERSATION_DELETION: &[&str] = &[
+    "DELETE FROM conversations WHERE id = {id}",
+    "DELETE FROM conversation_tags WHERE owner_id = {id}",
+    "DELETE FROM message_tags WHERE owner_id IN (SELECT id FROM messages WHERE conversation_id = {id})",
+    "DELETE FROM messages WHERE conversation_id = {id}",
+    "DELETE FROM participants WHERE conversation_id = {id}",
+    "DELETE FROM conversation_contacts WHERE conversation_id = {id}",
+    "DELETE FROM trigger_sessions WHERE conversation_id = {id}",
+    "DELETE FROM states WHERE scope = 'conversation' AND owner_id = {id}",
+];
+
+/// What deleting a user deletes (their messages stay), like [`CONVERSATION_DELETION`].
+pub(crate) const USER_DELETION: &[&str] = &[
+    "DELETE FROM users WHERE id = {id}",
+    "DELETE FROM user_tags WHERE owner_id = {id}",
+    "DELETE FROM participants WHERE user_id = {id}",
+    "DELETE FROM conversation_contacts WHERE user_id = {id}",
+    "DELETE FROM states WHERE scope = 'user' AND owner_id = {id}",
+];

@@ -1,5 +1,7 @@
 //! Host-wide settings kept in the store, and the installations remembered across restarts.
 
+use tokio::sync::watch;
+
 use super::Pending;
 
 /// An installed plugin, as remembered across restarts.
@@ -34,6 +36,17 @@ pub trait MetaStore {
     fn save_installation(&self, record: &InstallationRecord) -> Pending<()>;
     /// Forgets an installation; what it produced stays.
     fn delete_installation(&self, id: &str) -> Pending<()>;
+
+    /// Whether this replica leads `role` (`delivery`, say): of the replicas sharing a
+    /// store, one at a time does the role's work, and another takes over when it dies.
+    /// The watch changes when leadership is won or lost; the embedded store has one
+    /// replica, always the leader.
+    fn leadership(&self, role: &str) -> watch::Receiver<bool>;
+
+    /// Changes when another replica changed what every replica keeps in memory
+    /// (subscriptions, triggers), so that it is read again; with one replica (the
+    /// embedded store) it never changes.
+    fn changes(&self) -> watch::Receiver<u64>;
 
     /// Whether the store can be reached as a restart would reach it, and takes writes:
     /// `Ok` if so, else why not (for the log; `GET /readyz` says only "store unreachable").

@@ -19,7 +19,9 @@ pub mod delivery;
 pub mod events;
 pub mod meta;
 pub mod outbox;
+mod page_token;
 pub mod pending;
+pub mod postgres;
 pub mod queue;
 pub mod sqlite;
 pub mod state;
@@ -35,6 +37,7 @@ pub use events::*;
 pub use meta::*;
 pub use outbox::*;
 pub use pending::Pending;
+pub use postgres::PostgresStore;
 pub use queue::*;
 pub use sqlite::SqliteStore;
 pub use state::*;
@@ -89,6 +92,44 @@ pub enum StoreError {
     /// A list cursor naming no record (of the trigger API, which pages by id).
     #[error("cursor {0:?} is not the id of a record this list returned")]
     BadCursor(String),
+    /// The store (a database server) cannot be reached: nothing was done, and the same
+    /// request may succeed once it is back.
+    #[error("the store cannot be reached ({0}); nothing was recorded, try again shortly")]
+    Unavailable(String),
+}
+
+tokio::task_local! {
+    /// Set when a store call of the task's current request found the store unreachable.
+    static STORE_LOST: std::cell::Cell<bool>;
+}
+
+/// Runs `work` (a plugin call, say) and answers whether a store call inside it found the
+/// store unreachable ([`StoreError::note_loss`]): a webhook whose plugin could not record
+/// what it received is answered 503, so that the platform sends it again, however the
+/// plugin answered.
+pub async fn noting_store_losses<F: std::future::Future>(work: F) -> (F::Output, bool) {
+    STORE_LOST
+        .scope(std::cell::Cell::new(false), async move {
+            let output = work.await;
+            (output, STORE_LOST.with(|lost| lost.get()))
+        })
+        .await
+}
+
+impl StoreError {
+    /// Notes, for [`noting_store_losses`], that `error` says the store cannot be reached.
+    pub fn note_loss(error: &anyhow::Error) {
+        if StoreError::is_unavailable(error) {
+            let _ = STORE_LOST.try_with(|lost| lost.set(true));
+        }
+    }
+
+    /// Whether `error` (or one of its causes) says the store cannot be reached.
+    pub fn is_unavailable(error: &anyhow::Error) -> bool {
+        error
+            .chain()
+            .any(|cause| matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Unavailable(_))))
+    }
 }
 
 /// Everything sluice keeps: the sum of the capability traits, so that one handle

@@ -81,6 +81,20 @@ fn answered_twice() -> anyhow::Error {
 }
 
 impl<T: Send + 'static> Pending<T> {
+    /// Runs `work` as a task of the tokio runtime and answers with what it returns: how a
+    /// backend whose calls are async by nature (a server database) answers. The task
+    /// runs whether or not the answer is awaited, like every store call.
+    pub(crate) fn from_future(work: impl Future<Output = anyhow::Result<T>> + Send + 'static) -> Pending<T> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Pending::failed(anyhow!("this store is called from inside a tokio runtime"));
+        };
+        let (reply, answer) = oneshot::channel();
+        runtime.spawn(async move {
+            let _ = reply.send(work.await.map(|value| Box::new(value) as Box<dyn Any + Send>));
+        });
+        Pending::waiting(answer)
+    }
+
     /// Runs `work` on a thread that may block (tokio's blocking pool when there is a
     /// runtime, else right here) and answers with what it returns: how a backend whose
     /// calls block answers without holding an async worker thread.

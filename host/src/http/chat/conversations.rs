@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{entity_query, integration_header, page_meta, unsupported_fields};
+use super::{entity_query, integration_header, page_meta, tag_changes, unsupported_fields};
 use crate::bot::conversations::{
     ConversationRequest, add_participant, create_conversation, existing_conversation, get_or_create_conversation,
     update_conversation,
@@ -89,13 +89,7 @@ pub async fn update(
         ("currentTaskId", &request.current_task_id),
         ("properties", &request.properties),
     ])?;
-    // An empty value removes the tag, as `null` does.
-    let tags = request
-        .tags
-        .into_iter()
-        .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
-        .collect();
-    let conversation = update_conversation(&app.plugins, &id, tags).await?;
+    let conversation = update_conversation(&app.plugins, &id, tag_changes(request.tags)).await?;
     Ok(Json(json!({ "conversation": shapes::conversation(&conversation) })))
 }
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{entity_query, page_meta};
+use super::{entity_query, page_meta, tag_changes};
 use crate::bot::{self, OutgoingMessage};
 use crate::http::errors::ApiResult;
 use crate::http::extract::{JsonBody, PathParams};
@@ -103,12 +103,6 @@ pub async fn update(
     PathParams(id): PathParams<String>,
     JsonBody(request): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
-    // An empty value removes the tag, as `null` does.
-    let tags = request
-        .tags
-        .into_iter()
-        .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
-        .collect();
-    let message = bot::update_message(&app.plugins, &id, tags, request.payload).await?;
+    let message = bot::update_message(&app.plugins, &id, tag_changes(request.tags), request.payload).await?;
     Ok(Json(json!({ "message": shapes::message(&message) })))
 }

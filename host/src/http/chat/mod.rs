@@ -15,12 +15,15 @@ mod query;
 mod states;
 mod users;
 
+use std::collections::BTreeMap;
+
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::ApiError;
 use super::routes::{Routes, get, post};
 use crate::bot::BotError;
+use crate::store::TagChanges;
 
 pub use query::entity_query;
 
@@ -94,6 +97,14 @@ fn unsupported_fields<const N: usize>(fields: [(&str, &Option<Value>); N]) -> Re
         }
     }
     Ok(())
+}
+
+/// Tag changes as an update body gives them: an empty value removes the tag, as `null`
+/// does.
+fn tag_changes(tags: BTreeMap<String, Option<String>>) -> TagChanges {
+    tags.into_iter()
+        .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
+        .collect()
 }
 
 /// The installation named by the `x-integration-id` header, if any.

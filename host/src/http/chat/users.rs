@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{entity_query, integration_header, page_meta, unsupported_fields};
+use super::{entity_query, integration_header, page_meta, tag_changes, unsupported_fields};
 use crate::bot::conversations::{UserRequest, create_user, get_or_create_user, update_user};
 use crate::http::errors::ApiResult;
 use crate::http::extract::{JsonBody, PathParams};
@@ -94,12 +94,7 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     unsupported_fields([("attributes", &request.attributes), ("properties", &request.properties)])?;
     let changes = UserChanges {
-        // An empty value removes the tag, as `null` does.
-        tags: request
-            .tags
-            .into_iter()
-            .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
-            .collect(),
+        tags: tag_changes(request.tags),
         name: request.name,
         picture_url: request.picture_url,
     };

@@ -41,7 +41,7 @@ pub(super) async fn list_events(
     let (items, next) = jobs(&app).queue.jobs(&id, status.as_deref(), cursor, take).await?;
     // A deleted trigger's events stay listed (cancelled, or as they ended) until the
     // queue forgets them.
-    if items.is_empty() && cursor.is_none() && jobs(&app).trigger(&id).is_none() {
+    if items.is_empty() && cursor.is_none() && jobs(&app).find_trigger(&id).await?.is_none() {
         return Err(not_found(&id));
     }
     let mut answer = json!({ "items": items });
@@ -75,7 +75,7 @@ pub(super) async fn retry_event(
     _: JsonBody<IgnoredAny>,
 ) -> ApiResult<Json<Value>> {
     let job = find_event(&app, &id, &event_id).await?;
-    if jobs(&app).trigger(&id).is_none() {
+    if jobs(&app).find_trigger(&id).await?.is_none() {
         return Err(not_found(&id));
     }
     let budget = jobs(&app).settings.max_attempts;

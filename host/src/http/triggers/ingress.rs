@@ -83,7 +83,7 @@ pub(super) async fn accept_event(app: &AppState, id: &str, request: Request) -> 
         return Ok(response);
     }
     let jobs = jobs(app);
-    let trigger = jobs.trigger(id).ok_or_else(|| not_found(id))?;
+    let trigger = jobs.find_trigger(id).await?.ok_or_else(|| not_found(id))?;
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     if trigger.authenticate {

@@ -164,7 +164,7 @@ pub(super) async fn invoke(
     PathParams(id): PathParams<String>,
     JsonBody(object): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    let trigger = jobs(&app).trigger(&id).ok_or_else(|| not_found(&id))?;
+    let trigger = jobs(&app).find_trigger(&id).await?.ok_or_else(|| not_found(&id))?;
     let body = if object.is_empty() {
         Bytes::new()
     } else {

@@ -24,6 +24,7 @@ pub(super) fn not_found(message: impl Into<String>) -> wit::Error {
 
 /// A store failure: logged in full, reported to the plugin as `internal`.
 pub(super) fn storage(label: &str, what: &str, failure: anyhow::Error) -> wit::Error {
+    crate::store::StoreError::note_loss(&failure);
     tracing::error!(plugin = %label, error = %format!("{failure:#}"), "store failure while {what}");
     error(
         ErrorKind::Internal,

@@ -15,8 +15,8 @@ use super::{SqliteStore, execute};
 use crate::envelope::Data;
 use crate::ids::record_id;
 use crate::store::{
-    ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserChanges,
-    UserRecord,
+    CONVERSATION_DELETION, ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending,
+    TagChanges, TagEdits, Tags, USER_DELETION, UserChanges, UserRecord,
 };
 use crate::time::now_ms;
 
@@ -54,35 +54,30 @@ pub(super) fn add_participant_row(
     Ok(())
 }
 
-/// Applies tag changes to `tags` and to the `<kind>_tags` rows of `owner_id`, inside the
-/// caller's transaction.
-fn change_tags(
-    tx: &Connection,
-    kind: &str,
-    owner_id: &str,
-    tags: &mut Tags,
-    changes: &TagChanges,
-) -> anyhow::Result<()> {
-    for (key, value) in changes {
-        match value {
-            Some(value) => {
-                tags.insert(key.clone(), value.clone());
-            }
-            None => {
-                tags.remove(key);
-                execute(
-                    tx,
-                    &format!("DELETE FROM {kind}_tags WHERE owner_id = ?1 AND key = ?2"),
-                    params![owner_id, key],
-                )?;
-            }
+/// Brings the `<kind>_tags` rows of `owner_id` in line with `edits`, inside the caller's
+/// transaction.
+fn edit_tags(tx: &Connection, kind: &str, owner_id: &str, edits: &TagEdits) -> anyhow::Result<()> {
+    for key in &edits.removed {
+        execute(
+            tx,
+            &format!("DELETE FROM {kind}_tags WHERE owner_id = ?1 AND key = ?2"),
+            params![owner_id, key],
+        )?;
+    }
+    insert_tags(tx, kind, owner_id, &edits.set)
+}
+
+/// Runs a deletion ([`CONVERSATION_DELETION`], [`USER_DELETION`]) of `id`, inside the
+/// caller's transaction; `false` when there was nothing to delete.
+fn delete_with(tx: &Connection, statements: &[&str], id: &str) -> anyhow::Result<bool> {
+    let mut deleted = false;
+    for (index, statement) in statements.iter().enumerate() {
+        let count = execute(tx, &statement.replace("{id}", "?1"), [id])?;
+        if index == 0 {
+            deleted = count > 0;
         }
     }
-    let set: Tags = changes
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-        .collect();
-    insert_tags(tx, kind, owner_id, &set)
+    Ok(deleted)
 }
 
 /// Inserts a new user with its tags, inside the caller's transaction.
@@ -93,16 +88,7 @@ fn insert_user(
     name: Option<&str>,
     picture_url: Option<&str>,
 ) -> anyhow::Result<UserRecord> {
-    let now = now_ms();
-    let user = UserRecord {
-        id: record_id("user"),
-        installation_id: installation_id.map(str::to_string),
-        tags: tags.clone(),
-        name: name.map(str::to_string),
-        picture_url: picture_url.map(str::to_string),
-        created_at: now,
-        updated_at: now,
-    };
+    let user = UserRecord::new(installation_id, tags, name, picture_url, now_ms());
     execute(
         tx,
         "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
@@ -113,7 +99,7 @@ fn insert_user(
             serde_json::to_string(tags)?,
             name,
             picture_url,
-            now
+            user.created_at
         ],
     )?;
     insert_tags(tx, "user", &user.id, tags)?;
@@ -261,7 +247,7 @@ impl ChatStore for SqliteStore {
             let Some(mut conversation) = one(tx, &sql, id, conversation_row)? else {
                 return Ok(None);
             };
-            change_tags(tx, "conversation", id, &mut conversation.tags, &tags)?;
+            edit_tags(tx, "conversation", id, &TagEdits::apply(&mut conversation.tags, &tags))?;
             conversation.updated_at = now;
             execute(
                 tx,
@@ -274,29 +260,7 @@ impl ChatStore for SqliteStore {
 
     fn delete_conversation(&self, id: &str) -> Pending<bool> {
         let id = id.to_string();
-        self.write(move |tx| {
-            let deleted = execute(tx, "DELETE FROM conversations WHERE id = ?1", [&id])? > 0;
-            execute(tx, "DELETE FROM conversation_tags WHERE owner_id = ?1", [&id])?;
-            execute(
-                tx,
-                "DELETE FROM message_tags WHERE owner_id IN (SELECT id FROM messages WHERE conversation_id = ?1)",
-                [&id],
-            )?;
-            execute(tx, "DELETE FROM messages WHERE conversation_id = ?1", [&id])?;
-            execute(tx, "DELETE FROM participants WHERE conversation_id = ?1", [&id])?;
-            execute(
-                tx,
-                "DELETE FROM conversation_contacts WHERE conversation_id = ?1",
-                [&id],
-            )?;
-            execute(tx, "DELETE FROM trigger_sessions WHERE conversation_id = ?1", [&id])?;
-            execute(
-                tx,
-                "DELETE FROM states WHERE scope = 'conversation' AND owner_id = ?1",
-                [&id],
-            )?;
-            Ok(deleted)
-        })
+        self.write(move |tx| delete_with(tx, CONVERSATION_DELETION, &id))
     }
 
     fn conversation(&self, id: &str) -> Pending<Option<ConversationRecord>> {
@@ -412,14 +376,7 @@ impl ChatStore for SqliteStore {
             let Some(mut user) = one(tx, &sql, id, user_row)? else {
                 return Ok(None);
             };
-            change_tags(tx, "user", id, &mut user.tags, &changes.tags)?;
-            if let Some(name) = &changes.name {
-                user.name = name.clone();
-            }
-            if let Some(picture_url) = &changes.picture_url {
-                user.picture_url = picture_url.clone();
-            }
-            user.updated_at = now;
+            edit_tags(tx, "user", id, &user.change(&changes, now))?;
             execute(
                 tx,
                 "UPDATE users SET tags = ?2, name = ?3, picture_url = ?4, updated_at = ?5 WHERE id = ?1",
@@ -431,14 +388,7 @@ impl ChatStore for SqliteStore {
 
     fn delete_user(&self, id: &str) -> Pending<bool> {
         let id = id.to_string();
-        self.write(move |tx| {
-            let deleted = execute(tx, "DELETE FROM users WHERE id = ?1", [&id])? > 0;
-            execute(tx, "DELETE FROM user_tags WHERE owner_id = ?1", [&id])?;
-            execute(tx, "DELETE FROM participants WHERE user_id = ?1", [&id])?;
-            execute(tx, "DELETE FROM conversation_contacts WHERE user_id = ?1", [&id])?;
-            execute(tx, "DELETE FROM states WHERE scope = 'user' AND owner_id = ?1", [&id])?;
-            Ok(deleted)
-        })
+        self.write(move |tx| delete_with(tx, USER_DELETION, &id))
     }
 
     fn add_participant(&self, conversation_id: &str, user_id: &str) -> Pending<()> {
@@ -554,7 +504,7 @@ impl ChatStore for SqliteStore {
             let Some(mut message) = found else {
                 return Ok(None);
             };
-            change_tags(tx, "message", id, &mut message.tags, &tags)?;
+            edit_tags(tx, "message", id, &TagEdits::apply(&mut message.tags, &tags))?;
             if let Some(payload) = payload {
                 message.payload = payload;
             }

@@ -71,6 +71,15 @@ impl MetaStore for SqliteStore {
         })
     }
 
+    fn leadership(&self, _role: &str) -> tokio::sync::watch::Receiver<bool> {
+        // One process owns the files: it leads every role, for good.
+        self.leader.subscribe()
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Whether the databases can be opened afresh at their paths and the writer takes
     /// writes. The store's open connections go on working on a file that was moved,
     /// deleted or lost with its mount, so only a new connection finds that out (as a

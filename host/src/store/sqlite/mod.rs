@@ -130,6 +130,10 @@ pub struct SqliteStore {
     published: Arc<tokio::sync::watch::Sender<i64>>,
     /// `queue.db`: the trigger queue (see queue.rs).
     queue: QueueDatabase,
+    /// Always true: the one process on these files leads every role.
+    leader: tokio::sync::watch::Sender<bool>,
+    /// Never changes: no other replica changes these files.
+    changes: tokio::sync::watch::Sender<u64>,
     /// The database files, which a restart opens (none in memory).
     files: Vec<PathBuf>,
 }
@@ -175,6 +179,8 @@ impl SqliteStore {
             readers: Readers::new(readers),
             published,
             queue,
+            leader: tokio::sync::watch::Sender::new(true),
+            changes: tokio::sync::watch::Sender::new(0),
             files: Vec::new(),
         })
     }

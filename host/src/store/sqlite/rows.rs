@@ -2,14 +2,13 @@
 //! paging with opaque tokens, and tags (kept as JSON on the row and, for lookups, one
 //! row per tag in `<kind>_tags`).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
+use crate::store::page_token::{self, Position};
 use crate::store::{
     ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, Sort,
-    SortDirection, SortField, StoreError, Tags, UserRecord,
+    SortField, Tags, UserRecord,
 };
 
 /// A JSON column. Text that does not parse (written by hand, say) is an error, logged
@@ -23,61 +22,6 @@ pub(super) fn parse_json(text: String) -> rusqlite::Result<Value> {
 
 fn parse_tags(text: String) -> Tags {
     serde_json::from_str(&text).unwrap_or_default()
-}
-
-/// Where a page ended: its last row's `seq`, and its `updated_at` when the list is
-/// ordered by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Position {
-    seq: i64,
-    updated_at: Option<i64>,
-}
-
-/// The tag of a sort in its page tokens; the default order (newest first) has none, so
-/// its tokens stay what they were: a token from one order is refused by another.
-fn sort_tag(sort: Sort) -> &'static str {
-    match (sort.field, sort.direction) {
-        (SortField::CreatedAt, SortDirection::Desc) => "",
-        (SortField::CreatedAt, SortDirection::Asc) => "ca:",
-        (SortField::UpdatedAt, SortDirection::Desc) => "ud:",
-        (SortField::UpdatedAt, SortDirection::Asc) => "ua:",
-    }
-}
-
-/// Page tokens say where the last page ended, encoded so that clients treat them as
-/// opaque.
-fn encode_token(sort: Sort, at: Position) -> String {
-    let text = match at.updated_at {
-        Some(updated_at) => format!("{}{updated_at}.{}", sort_tag(sort), at.seq),
-        None => format!("{}{}", sort_tag(sort), at.seq),
-    };
-    URL_SAFE_NO_PAD.encode(text)
-}
-
-fn decode_token(sort: Sort, token: &Option<String>) -> anyhow::Result<Option<Position>> {
-    let Some(token) = token else { return Ok(None) };
-    let text = URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    let position = text.as_deref().and_then(|text| {
-        let rest = text.strip_prefix(sort_tag(sort))?;
-        if sort.field == SortField::UpdatedAt {
-            let (updated_at, seq) = rest.split_once('.')?;
-            Some(Position {
-                seq: seq.parse().ok()?,
-                updated_at: Some(updated_at.parse().ok()?),
-            })
-        } else {
-            Some(Position {
-                seq: rest.parse().ok()?,
-                updated_at: None,
-            })
-        }
-    });
-    position
-        .map(Some)
-        .ok_or_else(|| StoreError::BadPageToken(token.clone()).into())
 }
 
 /// Builds a newest-first page query: `base` must select `seq` first and end in a WHERE
@@ -94,7 +38,7 @@ pub(super) fn page<T>(
 }
 
 /// [`page`] in the order `sort` asks for; ordering by update needs an `updated_at`
-/// column. Ties (records made or updated in the same millisecond) go by `seq`.
+/// column.
 pub(super) fn sorted_page<T>(
     connection: &Connection,
     base: &str,
@@ -104,12 +48,8 @@ pub(super) fn sorted_page<T>(
     sort: Sort,
     map: impl Fn(&Row) -> rusqlite::Result<T>,
 ) -> anyhow::Result<Page<T>> {
-    let (compare, direction) = match sort.direction {
-        SortDirection::Desc => ("<", "DESC"),
-        SortDirection::Asc => (">", "ASC"),
-    };
-    let by_update = sort.field == SortField::UpdatedAt;
-    if let Some(after) = decode_token(sort, &page.token)? {
+    let (compare, order) = page_token::order(sort);
+    if let Some(after) = page_token::decode_sorted(sort, &page.token)? {
         match after.updated_at {
             Some(updated_at) => {
                 conditions.push(format!("(updated_at, seq) {compare} (?, ?)"));
@@ -125,12 +65,8 @@ pub(super) fn sorted_page<T>(
         sql.push_str(" AND ");
         sql.push_str(condition);
     }
-    let order = if by_update {
-        format!("updated_at {direction}, seq {direction}")
-    } else {
-        format!("seq {direction}")
-    };
     sql.push_str(&format!(" ORDER BY {order} LIMIT {}", limit + 1));
+    let by_update = sort.field == SortField::UpdatedAt;
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = statement
         .query_map(params_from_iter(values), |row| {
@@ -143,7 +79,7 @@ pub(super) fn sorted_page<T>(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_token = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|(at, _)| encode_token(sort, *at))
+        rows.last().map(|(at, _)| page_token::encode_sorted(sort, *at))
     } else {
         None
     };

@@ -1,0 +1,16 @@
+//! Where sluice keeps what it records (`[store]`): the embedded SQLite files in the data
+//! folder by default, or a PostgreSQL database several replicas share.
+
+use serde::Deserialize;
+
+/// The `[store]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database`: keep everything in PostgreSQL.
+    /// Unset: the embedded SQLite store in the data folder. `--store` and
+    /// `SLUICE_STORE_URL` win over it.
+    pub url: Option<String>,
+    /// Connections to PostgreSQL this replica keeps at most (default 16).
+    pub pool_size: Option<usize>,
+}
