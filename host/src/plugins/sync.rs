@@ -75,8 +75,9 @@ impl Seen {
     }
 }
 
-/// A plugin file as read from the folder.
-struct FolderFile {
+/// A plugin offered for installation: a file read from the folder, or bytes given from
+/// code (the admin API, the embedding API).
+struct Offered {
     file: PathBuf,
     name: String,
     bytes: Arc<[u8]>,
@@ -95,12 +96,21 @@ struct Loaded {
 /// An installation name is the file name without `.wasm`: letters, digits, `-`, `_`.
 fn installation_name(file: &Path) -> Result<String, String> {
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    valid_installation_name(stem)
+        .map(|()| stem.to_string())
+        .map_err(|_| "rename it: a plugin file name may use only letters, digits, - and _".into())
+}
+
+/// Checks an installation name: 1 to 64 letters, digits, `-` and `_`.
+pub(super) fn valid_installation_name(name: &str) -> Result<(), String> {
     let valid =
-        !stem.is_empty() && stem.len() <= 64 && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if valid {
-        Ok(stem.to_string())
+        Ok(())
     } else {
-        Err("rename it: a plugin file name may use only letters, digits, - and _".into())
+        Err(format!(
+            "{name:?} cannot be an installation name: use 1 to 64 letters, digits, - and _"
+        ))
     }
 }
 
@@ -155,7 +165,7 @@ impl PluginHost {
         Ok(files)
     }
 
-    fn plugin_file(&self, name: &str) -> PathBuf {
+    pub(super) fn plugin_file(&self, name: &str) -> PathBuf {
         self.plugins_dir.join(format!("{name}.wasm"))
     }
 
@@ -214,12 +224,30 @@ impl PluginHost {
     /// (files still being written) as they are: their current version, if any, keeps
     /// serving. It is asked just before each file is read.
     pub async fn sync_except(&self, unsettled: &(dyn Fn(&Path) -> bool + Sync)) -> anyhow::Result<SyncReport> {
+        self.sync_seeded(unsettled, None).await
+    }
+
+    /// [`PluginHost::sync`] with `checked` (a plugin already loaded for installation
+    /// `name`) used instead of loading its file again: the installation then shows where
+    /// its code really came from.
+    pub(super) async fn sync_with_checked(&self, name: &str, checked: Arc<CompiledPlugin>) -> anyhow::Result<SyncReport> {
+        self.sync_seeded(&|_: &Path| false, Some((name, checked))).await
+    }
+
+    async fn sync_seeded(
+        &self,
+        unsettled: &(dyn Fn(&Path) -> bool + Sync),
+        checked: Option<(&str, Arc<CompiledPlugin>)>,
+    ) -> anyhow::Result<SyncReport> {
         let _one_at_a_time = self.sync_lock.lock().await;
         let current = self.registry.snapshot();
         let mut records = self.records().await?;
         let mut seen = self.folder_memory(&records);
         let mut report = SyncReport::default();
         let mut loaded = Loaded::default();
+        if let Some((name, plugin)) = checked {
+            loaded.compiled.insert(name.to_string(), plugin);
+        }
         let mut refused: BTreeMap<String, LoadFailure> = BTreeMap::new();
         let mut present = HashSet::new();
         let mut created = HashSet::new();
@@ -243,16 +271,16 @@ impl PluginHost {
                 continue;
             }
             let previous = current.installations.get(&name);
-            let published = match self.read_folder_file(&file, &name).await {
-                Ok(folder_file) => {
-                    let now_seen = Seen::of(&folder_file.hash, &folder_file.sidecar_text);
+            let published = match self.read_offered(&file, &name).await {
+                Ok(offered) => {
+                    let now_seen = Seen::of(&offered.hash, &offered.sidecar_text);
                     loaded
                         .folder_code
-                        .insert(folder_file.hash.clone(), folder_file.bytes.clone());
+                        .insert(offered.hash.clone(), offered.bytes.clone());
                     if seen.get(&name) == Some(&now_seen) {
                         continue;
                     }
-                    self.publish(folder_file, records.get(&name), previous, &mut loaded)
+                    self.publish(offered, records.get(&name), previous, &mut loaded)
                         .await
                         .map(|record| (record, now_seen))
                 }
@@ -394,8 +422,63 @@ impl PluginHost {
         Ok(true)
     }
 
+    /// Installs `bytes` (loaded and checked as `checked`) as installation `name` for every
+    /// replica, leaving the plugins folder aside: how a shared store takes plugins given
+    /// from code. `sidecar` replaces the installation's configuration; without one it
+    /// keeps its own.
+    pub(super) async fn install_offered(
+        &self,
+        name: &str,
+        bytes: Arc<[u8]>,
+        checked: Arc<CompiledPlugin>,
+        sidecar: Option<&str>,
+    ) -> anyhow::Result<SyncReport> {
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let current = self.registry.snapshot();
+        let mut records = self.records().await?;
+        let record = records.get(name);
+        let sidecar_text = match sidecar {
+            Some(text) => text.to_string(),
+            None => record.map(|r| r.sidecar.clone()).unwrap_or_default(),
+        };
+        let offered = Offered {
+            file: self.plugin_file(name),
+            name: name.to_string(),
+            hash: checked.hash.clone(),
+            bytes,
+            sidecar_text,
+        };
+        let created: HashSet<String> = record.is_none().then(|| name.to_string()).into_iter().collect();
+        let mut loaded = Loaded::default();
+        loaded.compiled.insert(name.to_string(), checked);
+        let record = self
+            .publish(offered, record, current.installations.get(name), &mut loaded)
+            .await?;
+        records.insert(name.to_string(), record);
+        // A file of this name refused earlier is no longer what the name stands for.
+        let failures = current
+            .failures
+            .iter()
+            .filter(|failure| failure.file != format!("{name}.wasm"))
+            .cloned()
+            .collect();
+        let mut report = SyncReport::default();
+        self.serve(
+            records,
+            &current,
+            BTreeMap::new(),
+            failures,
+            loaded,
+            &created,
+            true,
+            &mut report,
+        )
+        .await;
+        Ok(report)
+    }
+
     /// Reads a plugin file and its sidecar (checking the sidecar parses).
-    async fn read_folder_file(&self, file: &Path, name: &str) -> anyhow::Result<FolderFile> {
+    async fn read_offered(&self, file: &Path, name: &str) -> anyhow::Result<Offered> {
         // Hashing an interpreter-sized plugin takes tens of milliseconds: not on a thread
         // that serves requests.
         let path = file.to_path_buf();
@@ -407,7 +490,7 @@ impl PluginHost {
         .await?
         .context("cannot read the file")?;
         let (_, sidecar_text) = Sidecar::load_for(file)?;
-        Ok(FolderFile {
+        Ok(Offered {
             file: file.to_path_buf(),
             name: name.to_string(),
             bytes,
@@ -420,21 +503,22 @@ impl PluginHost {
     /// installation's new version. Answers the record now kept.
     async fn publish(
         &self,
-        folder_file: FolderFile,
+        offered: Offered,
         record: Option<&InstallationRecord>,
         previous: Option<&Arc<Installation>>,
         loaded: &mut Loaded,
     ) -> anyhow::Result<InstallationRecord> {
-        let FolderFile {
+        let Offered {
             file,
             name,
             bytes,
             hash,
             sidecar_text,
-        } = folder_file;
+        } = offered;
         // The check: it must load (compile, and speak the contract).
-        let plugin = match previous {
-            Some(previous) if previous.plugin.hash == hash => previous.plugin.clone(),
+        let plugin = match (previous, loaded.compiled.get(&name)) {
+            (Some(previous), _) if previous.plugin.hash == hash => previous.plugin.clone(),
+            (_, Some(checked)) if checked.hash == hash => checked.clone(),
             _ => self.runtime.load_hashed(bytes.clone(), hash.clone()).await?,
         };
         loaded.compiled.insert(name.clone(), plugin);

@@ -128,6 +128,8 @@ CREATE TABLE outbox (
     super::delivery::ROUNDS_MIGRATION,
     // Dedupe keys: retried deliveries recorded once.
     super::dedupe::MIGRATION,
+    // Participants of conversations; lists ordered by update.
+    super::chat::PARTICIPANTS_MIGRATION,
     // Plugin code kept with the installations.
     super::installations::PLUGIN_CODE_MIGRATION,
 ];
