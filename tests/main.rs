@@ -12,6 +12,6 @@ mod hostile;
 mod operating;
 mod plugin_host;
 mod replicas;
-mod serving;
+pub(crate) mod serving;
 mod triggers;
 mod webhooks;

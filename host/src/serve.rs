@@ -311,6 +311,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         delivery: delivery.clone(),
         jobs: jobs.clone(),
         health: health.clone(),
+        max_upload_bytes: config.plugins.max_upload_bytes(),
     });
     let _ = serving.set(app.clone());
     let router = http::router(app, options.metrics == MetricsAt::Main);

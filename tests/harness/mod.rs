@@ -779,6 +779,24 @@ impl Host {
         self.send(self.client.delete(self.url(path)).bearer_auth(API_TOKEN))
     }
 
+    /// Uploads a plugin as installation `name` (`PUT /v1/admin/plugins/{name}` with the
+    /// API token): the component alone as `application/wasm`, or, with a `sidecar`, a
+    /// multipart form of the two.
+    pub fn upload_plugin(&self, name: &str, wasm: &[u8], sidecar: Option<&str>) -> Answer {
+        let request = self
+            .client
+            .put(self.url(&format!("/v1/admin/plugins/{name}")))
+            .bearer_auth(API_TOKEN);
+        let request = match sidecar {
+            None => request.header("content-type", "application/wasm").body(wasm.to_vec()),
+            Some(sidecar) => {
+                let (content_type, body) = multipart_form(&[("component", wasm), ("sidecar", sidecar.as_bytes())]);
+                request.header("content-type", content_type).body(body)
+            }
+        };
+        self.send(request)
+    }
+
     /// The admin API's listing, `GET /v1/admin/installations`: installations, failures,
     /// hot reload, the bot.
     pub fn admin_installations(&self) -> Value {
@@ -822,6 +840,25 @@ impl Host {
             }
         }
     }
+}
+
+/// A `multipart/form-data` body of `parts` (name, content), as a browser or `curl -F`
+/// sends one: its Content-Type (with the boundary) and its bytes.
+pub fn multipart_form(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "sluice-test-boundary-7d3f9a";
+    let mut body = Vec::new();
+    for (name, content) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// Installation `name` in the admin API's listing ([`Host::admin_installations`]).

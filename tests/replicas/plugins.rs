@@ -2,7 +2,8 @@
 //! replica's folder is served by every replica at the same webhook URL, registered once;
 //! a replica started with an empty folder serves it too (and removes nothing); a file
 //! removed from the folder it came from uninstalls it for all, unregistered once. The
-//! sidecar is sealed in the database.
+//! same for a plugin uploaded through one replica's admin API and deleted through
+//! another's. The sidecar is sealed in the database.
 
 use std::time::Duration;
 
@@ -120,4 +121,57 @@ fn a_replica_refuses_to_keep_sidecars_without_the_secret_key() {
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("SLUICE_STORE_SECRET_KEY"), "{said}");
     assert!(said.contains("probe.toml") || said.contains("sidecar"), "{said}");
+}
+
+#[test]
+fn a_plugin_uploaded_to_one_replica_is_served_by_all_and_deleted_through_another() {
+    let Some((url, hosts)) = replicas(2) else { return };
+    let probe = std::fs::read(guest("probe")).unwrap();
+    let uploaded = hosts[0].upload_plugin("probe", &probe, Some(PROBE_SIDECAR));
+    assert_eq!(uploaded.status, 201, "{}", uploaded.body);
+    let path = path_of(uploaded.json()["webhookUrl"].as_str().unwrap());
+    assert_eq!(
+        served_path(&hosts[1], "probe"),
+        path,
+        "the same webhook URL on every replica"
+    );
+    for host in &hosts {
+        let context = host.send(host.client().get(host.url(&format!("{path}/context"))));
+        assert_eq!(context.status, 200, "{}", context.body);
+        assert_eq!(context.json()["configuration"]["name"], "probe-secret-name");
+        assert_eq!(
+            registrations(host, &path),
+            serde_json::json!({"count": 1}),
+            "register ran once for the cluster"
+        );
+        // The store keeps it; no replica's folder changed.
+        assert!(!host.plugins.join("probe.wasm").exists());
+    }
+    let kept = psql(&url, "SELECT sidecar FROM installations WHERE name = 'probe'");
+    assert!(kept.starts_with("sealed:v1:"), "{kept}");
+
+    // Replaced through the other replica: both serve the new sidecar at the same URL.
+    let sidecar = "[configuration]\nname = \"replaced\"\n";
+    let replaced = hosts[1].upload_plugin("probe", &probe, Some(sidecar));
+    assert_eq!(replaced.status, 200, "{}", replaced.body);
+    eventually("the replaced sidecar on the first replica", SPREAD, || {
+        let context = hosts[0].send(hosts[0].client().get(hosts[0].url(&format!("{path}/context"))));
+        (context.json()["configuration"]["name"] == "replaced").then_some(())
+    });
+
+    // Deleted through the replica it was not uploaded to: gone from both, unregistered once.
+    let deleted = hosts[1].api_delete("/v1/admin/plugins/probe");
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    for host in &hosts {
+        eventually(&format!("probe gone from {}", host.base), SPREAD, || {
+            installation_in(&host.admin_installations(), "probe")
+                .is_none()
+                .then_some(())
+        });
+        let gone = host.send(host.client().get(host.url(&format!("{path}/context"))));
+        assert_eq!(gone.status, 404, "{}", gone.body);
+    }
+    assert_eq!(hosts[0].events(Some("probe:unregistered")).len(), 1);
+    let again = hosts[0].api_delete("/v1/admin/plugins/probe");
+    assert_eq!(again.status, 404, "{}", again.body);
 }

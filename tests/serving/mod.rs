@@ -5,6 +5,6 @@
 mod connections;
 mod json_depth;
 mod requests;
-mod routes;
+pub(crate) mod routes;
 mod startup;
 mod store;

@@ -3,11 +3,13 @@
 //! reads its settings from here, and nothing here reads another room.
 
 pub mod delivery;
+pub mod plugins;
 pub mod sidecar;
 pub mod store;
 pub mod triggers;
 
 pub use delivery::{DeliveryConfig, NatsConfig, RetryPolicy, SubscriptionConfig};
+pub use plugins::PluginsConfig;
 pub use sidecar::{HostPattern, Limits, MAX_MEMORY_BYTES, Sidecar};
 pub use store::StoreConfig;
 pub use triggers::TriggerSettings;
@@ -40,6 +42,9 @@ pub struct HostConfig {
     /// Where everything is kept (`[store]`): SQLite in the data folder, or PostgreSQL.
     #[serde(default)]
     pub store: StoreConfig,
+    /// How plugins are taken in (`[plugins]`): the upload route's size limit.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
 }
 
 impl HostConfig {

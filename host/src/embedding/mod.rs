@@ -260,6 +260,7 @@ impl HostBuilder {
             delivery,
             jobs,
             health,
+            max_upload_bytes: config.plugins.max_upload_bytes(),
         });
         Ok(Host {
             inner: Arc::new(Inner {

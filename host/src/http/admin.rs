@@ -1,17 +1,52 @@
-//! `/v1/admin`: what the host runs (and, at `/v1/admin/routes`, the route table: see
+//! `/v1/admin`: what the host runs, plugins installed and removed through the API (for
+//! every replica on a shared store), and, at `/v1/admin/routes`, the route table (see
 //! [`super::routes`]).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::routes::{Routes, get};
+use super::errors::{ApiError, ApiResult};
+use super::extract::PathParams;
+use super::routes::{Routes, get, put_plugin_upload};
+use super::upload::PluginUpload;
 use crate::plugins::Installation;
 use crate::time::iso8601;
 
 pub fn routes() -> Routes {
-    Routes::new().route("/v1/admin/installations", get(list_installations))
+    Routes::new()
+        .route("/v1/admin/installations", get(list_installations))
+        .route(
+            "/v1/admin/plugins/{name}",
+            put_plugin_upload(put_plugin).delete(delete_plugin),
+        )
+}
+
+/// Installs the uploaded plugin as installation `name` (201), or replaces its plugin and,
+/// if sent, its sidecar (200). A component that does not load, or a sidecar that does not
+/// parse, is refused (400) and the version serving before keeps serving.
+async fn put_plugin(
+    State(app): State<AppState>,
+    PathParams(name): PathParams<String>,
+    upload: PluginUpload,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (installation, created) = app
+        .plugins
+        .install(&name, upload.component, upload.sidecar.as_deref())
+        .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(installation_json(&installation))))
+}
+
+/// Uninstalls installation `name` (`unregister` runs once; what it recorded stays).
+async fn delete_plugin(State(app): State<AppState>, PathParams(name): PathParams<String>) -> ApiResult<StatusCode> {
+    if app.plugins.uninstall(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no plugin is installed as {name:?}")))
+    }
 }
 
 /// An installation as the admin API shows it.

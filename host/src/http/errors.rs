@@ -100,6 +100,17 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+impl From<crate::plugins::InstallError> for ApiError {
+    fn from(error: crate::plugins::InstallError) -> ApiError {
+        use crate::plugins::InstallError;
+        match error {
+            InstallError::InvalidName(message) => ApiError::new(StatusCode::BAD_REQUEST, "InvalidIdentifier", message),
+            InstallError::Refused(message) => ApiError::bad_request(message),
+            InstallError::Host(error) => ApiError::from(error),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let id = RequestId::current_or_new();

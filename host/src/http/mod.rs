@@ -16,7 +16,8 @@
 //! What every route shares: the route table the router is built from ([`routes`]), the
 //! extractors that read bodies, paths and queries by one rule ([`extract`]), the request
 //! id every answer carries ([`request_id`]), the error shape ([`errors`]), bodies read
-//! under limits ([`bodies`]) and the server with its connection limits ([`server`]).
+//! under limits ([`bodies`]), plugin uploads ([`upload`]) and the server with its
+//! connection limits ([`server`]).
 
 pub mod admin;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod shapes;
 pub mod stream;
 pub mod subscriptions;
 pub mod triggers;
+pub mod upload;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct App {
     pub jobs: Arc<Jobs>,
     /// What the health checks look at.
     pub health: health::Health,
+    /// The largest plugin upload read (`[plugins] max-upload-bytes`).
+    pub max_upload_bytes: u64,
 }
 
 /// Shared handle to [`App`], the router's state.

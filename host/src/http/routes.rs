@@ -6,7 +6,8 @@
 //! A route taking a body (`POST`, `PUT`, `PATCH`) reads it with [`JsonBody`] as its last
 //! argument: [`post`], [`put`] and [`patch`] accept no other handler, so a new route
 //! cannot read its body another way. Routes whose body is passed on as it came (webhooks,
-//! trigger events) are [`any_raw`].
+//! trigger events) are [`any_raw`]; the plugin upload route reads a [`PluginUpload`]
+//! ([`put_plugin_upload`]).
 
 use std::convert::Infallible;
 
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 use tower::{Layer, Service};
 
 use super::extract::JsonBody;
+use super::upload::PluginUpload;
 use super::{AppState, auth};
 
 /// Who may call a route.
@@ -44,6 +46,9 @@ pub enum BodyKind {
     JsonObject,
     /// Any body, passed on as it came.
     Raw,
+    /// A plugin, through [`PluginUpload`]: the component as `application/wasm`, or
+    /// `multipart/form-data` with the component and its sidecar.
+    PluginUpload,
 }
 
 /// One method of one route, as the table lists it.
@@ -214,6 +219,24 @@ method!(
     /// `PATCH`: reads a JSON object body.
     patch, "PATCH", BodyKind::JsonObject, ReadsJsonBody
 );
+
+/// Handlers whose last argument is a [`PluginUpload`].
+pub trait ReadsPluginUpload {}
+
+impl<M, T1, T2> ReadsPluginUpload for (M, T1, T2, PluginUpload) {}
+
+/// `PUT` of a plugin: reads a [`PluginUpload`], under its own limit
+/// (`[plugins] max-upload-bytes`) rather than axum's default one.
+pub fn put_plugin_upload<H, T>(handler: H) -> Methods
+where
+    H: Handler<T, AppState>,
+    T: 'static + ReadsPluginUpload,
+{
+    Methods {
+        router: axum::routing::put(handler).layer(axum::extract::DefaultBodyLimit::disable()),
+        listed: vec![("PUT", BodyKind::PluginUpload)],
+    }
+}
 
 /// Any method, the body passed on as it came (webhooks, trigger events).
 pub fn any_raw<H, T>(handler: H) -> Methods

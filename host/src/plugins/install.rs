@@ -70,10 +70,9 @@ impl PluginHost {
         {
             return Err(InstallError::Refused(failure.reason.clone()));
         }
-        let installation = self
-            .registry
-            .by_id_or_name(name)
-            .ok_or_else(|| InstallError::Host(anyhow::anyhow!("installation {name} is not serving after the install")))?;
+        let installation = self.registry.by_id_or_name(name).ok_or_else(|| {
+            InstallError::Host(anyhow::anyhow!("installation {name} is not serving after the install"))
+        })?;
         Ok((installation, report.installed.iter().any(|installed| installed == name)))
     }
 

@@ -230,7 +230,11 @@ impl PluginHost {
     /// [`PluginHost::sync`] with `checked` (a plugin already loaded for installation
     /// `name`) used instead of loading its file again: the installation then shows where
     /// its code really came from.
-    pub(super) async fn sync_with_checked(&self, name: &str, checked: Arc<CompiledPlugin>) -> anyhow::Result<SyncReport> {
+    pub(super) async fn sync_with_checked(
+        &self,
+        name: &str,
+        checked: Arc<CompiledPlugin>,
+    ) -> anyhow::Result<SyncReport> {
         self.sync_seeded(&|_: &Path| false, Some((name, checked))).await
     }
 
@@ -274,9 +278,7 @@ impl PluginHost {
             let published = match self.read_offered(&file, &name).await {
                 Ok(offered) => {
                     let now_seen = Seen::of(&offered.hash, &offered.sidecar_text);
-                    loaded
-                        .folder_code
-                        .insert(offered.hash.clone(), offered.bytes.clone());
+                    loaded.folder_code.insert(offered.hash.clone(), offered.bytes.clone());
                     if seen.get(&name) == Some(&now_seen) {
                         continue;
                     }
