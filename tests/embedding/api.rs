@@ -8,14 +8,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::json;
-use sluice::{EventQuery, Host, HostBuilder, Message, StateScope};
+use sluice::{Config, EventQuery, Host, HostBuilder, Message, StateScope};
 use tower::ServiceExt as _;
 
 use crate::harness::fake_platform::{FakePlatform, chat_sidecar};
 use crate::harness::{guest, postgres};
 
 /// A host in a temporary folder that shares the harness's code cache (so plugins compile
-/// once per run) and keeps its records in a fresh PostgreSQL database in the PostgreSQL run.
+/// once per run) and keeps its records in a fresh PostgreSQL database in the PostgreSQL run
+/// (sealing sidecars there with the harness's key).
 fn temporary_host() -> HostBuilder {
     let target = crate::harness::target_dir();
     let builder = Host::builder()
@@ -23,7 +24,10 @@ fn temporary_host() -> HostBuilder {
         .cache_dir(target.join("test-code-cache"))
         .cache_key(target.join("test-code-cache.key"));
     if postgres::enabled() {
-        builder.store_url(postgres::fresh_database())
+        let sealing = format!("[store]\nsecret-key = {:?}\n", postgres::SECRET_KEY);
+        builder
+            .store_url(postgres::fresh_database())
+            .config(Config::from_toml(&sealing).unwrap())
     } else {
         builder
     }
@@ -189,7 +193,8 @@ fn plugins_are_installed_replaced_and_removed_from_code() {
             .await
             .unwrap();
         assert_eq!(installed.integration, "webhook");
-        assert!(host.plugins_dir().join("hook.wasm").exists());
+        // The embedded store's truth is the folder; a shared store keeps it alone.
+        assert_eq!(host.plugins_dir().join("hook.wasm").exists(), !postgres::enabled());
 
         // Not a component: refused with the reason, the installed version keeps serving.
         let refused = host
