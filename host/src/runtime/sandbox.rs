@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
 use wasmtime::component::Instance;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -147,6 +148,14 @@ impl Engine {
             }
         });
 
+        let span = tracing::info_span!(
+            "plugin call",
+            otel.name = %format!("plugin {export_name}"),
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            plugin = %store.data().label,
+            export = export_name,
+        );
         let call = async {
             let instance = code.pre.instance_pre().instantiate_async(&mut store).await?;
             if !code.exports_checked.load(Ordering::Relaxed) {
@@ -157,7 +166,7 @@ impl Engine {
         };
         // The epoch callback stops running wasm; the timeout also covers time spent
         // waiting on the host (the store, outbound HTTP).
-        let result = match tokio::time::timeout(timeout, call).await {
+        let result = match tokio::time::timeout(timeout, call.instrument(span.clone())).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(error)) => {
                 let label = &store.data().label;
@@ -170,6 +179,8 @@ impl Engine {
         if let Err(failure) = &result {
             let label = &store.data().label;
             tracing::error!(plugin = %label, %request_id, export = export_name, elapsed_ms = elapsed.as_millis() as u64, error = %failure, "plugin call failed");
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", tracing::field::display(failure));
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
         let created = std::mem::take(&mut store.data_mut().created);

@@ -82,6 +82,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// The span of one host import a plugin calls (`client.create-event`), a child of its
+/// call's span.
+fn import_span(name: &'static str) -> tracing::Span {
+    tracing::info_span!("host import", otel.name = name, import = name)
+}
+
 /// The label of calls made while a plugin loads (no installation yet).
 static LOADING_LABEL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "loading".into());
 

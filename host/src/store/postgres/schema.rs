@@ -11,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use super::locks;
 
 /// Schema versions, applied in order; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE installations (
@@ -271,7 +272,10 @@ CREATE TABLE dedupe_keys (
     PRIMARY KEY (installation_id, kind, key)
 );
 CREATE INDEX dedupe_keys_by_age ON dedupe_keys (installation_id, created_at);
-"#];
+"#,
+    // The trace context of the write that published an entry, for its delivery.
+    "ALTER TABLE outbox ADD COLUMN traceparent TEXT;",
+];
 
 /// Brings the database's schema up to date, under a session advisory lock held on
 /// `client` meanwhile: a replica that starts while another migrates waits, then finds

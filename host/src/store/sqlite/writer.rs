@@ -17,14 +17,18 @@ use std::time::Instant;
 use anyhow::anyhow;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+use tracing::Span;
 
 use crate::store::pending::{Answer, Pending};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 
 struct Job {
     work: Box<dyn FnOnce(&Connection) -> Answer + Send>,
     /// A oneshot, so that async callers wait without holding a thread.
     reply: oneshot::Sender<Answer>,
+    /// The span the write was asked for in, while traces are exported: its commit is
+    /// traced as a child of it. Writes asked for outside any span are not traced.
+    traced_in: Option<Span>,
 }
 
 /// The handle through which every write of one database goes.
@@ -71,6 +75,7 @@ impl GroupWriter {
         let job = Job {
             work: Box::new(move |connection| work(connection).map(|value| Box::new(value) as Box<dyn Any + Send>)),
             reply,
+            traced_in: traces::enabled().then(Span::current).filter(|span| !span.is_none()),
         };
         match self.jobs.send(job) {
             Ok(()) => Pending::waiting(answer),
@@ -124,6 +129,8 @@ fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec
     let mut jobs = batch.into_iter();
     // Answers wait here until their transaction is committed.
     let mut done: Vec<(oneshot::Sender<Answer>, Answer)> = Vec::new();
+    // The traced writes' commit spans, ended when the transaction is.
+    let mut commits: Vec<Span> = Vec::new();
     'transaction: loop {
         if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
             for job in jobs {
@@ -135,9 +142,17 @@ fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec
         }
         for job in jobs.by_ref() {
             let mark = announcement.mark();
+            let commit = job.traced_in.as_ref().map(|parent| {
+                tracing::info_span!(parent: parent, "store commit", otel.name = "store commit", db.system.name = "sqlite")
+            });
+            let traceparent = commit.as_ref().and_then(traces::traceparent_of);
+            commits.extend(commit);
+            let work = job.work;
             let result = run_cached(connection, "SAVEPOINT job").and_then(|()| {
-                catch_unwind(AssertUnwindSafe(|| (job.work)(connection)))
-                    .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
+                traces::publishing_under(traceparent, || {
+                    catch_unwind(AssertUnwindSafe(|| work(connection)))
+                        .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
+                })
             });
             let result = match result {
                 Ok(value) => run_cached(connection, "RELEASE job").map(|()| value),
