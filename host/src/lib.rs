@@ -18,7 +18,7 @@
 //   functions plugins import;
 // - store: where everything is kept, one trait per capability and the SQLite backend;
 // - envelope: the delivered format, which the store writes and delivery sends;
-// - config, ids, time, telemetry (metrics): leaves.
+// - config, ids, time, telemetry (metrics), json_depth (the one JSON depth rule): leaves.
 // serve wires them together for `sluice serve`; inspect, scaffold and precompile are
 // `sluice inspect`, `sluice new` and `sluice compile`.
 
@@ -31,6 +31,7 @@ pub(crate) mod http;
 pub(crate) mod ids;
 pub(crate) mod inspect;
 pub(crate) mod jobs;
+pub(crate) mod json_depth;
 pub(crate) mod plugins;
 pub(crate) mod precompile;
 pub(crate) mod runtime;

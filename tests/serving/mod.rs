@@ -3,6 +3,7 @@
 //! and the checks `sluice serve` makes at start-up.
 
 mod connections;
+mod json_depth;
 mod requests;
 mod routes;
 mod startup;

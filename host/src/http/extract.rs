@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::ApiError;
 use super::bodies::read_limited;
 use super::errors::{API_BODY_LIMIT, ApiResult};
+use crate::json_depth;
 
 /// A JSON object body, read into `T` (see the module's rules).
 #[derive(Debug)]
@@ -43,6 +44,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if !declared {
             return Err(unsupported_media_type("no Content-Type"));
         }
+        json_depth::check(text, json_depth::MAX_DEPTH, "the body").map_err(ApiError::bad_request)?;
         if text.first() != Some(&b'{') {
             return Err(match serde_json::from_slice::<Value>(text) {
                 Ok(other) => {

@@ -1,23 +1,32 @@
 //! Messages: `listMessages`, `getMessage`, `createMessage` (delivered through the
-//! integration's `handle-message`) and `updateMessage`.
+//! integration's `handle-message`), `updateMessage` and `deleteMessage` (the platform
+//! keeps its copy: sluice forgets the message).
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{entity_query, page_meta};
+use super::{entity_query, page_meta, tag_changes};
 use crate::bot::{self, OutgoingMessage};
 use crate::http::errors::ApiResult;
 use crate::http::extract::{JsonBody, PathParams};
 use crate::http::request_id::RequestId;
 use crate::http::{ApiError, AppState, shapes};
-use crate::store::Tags;
+use crate::store::{Sort, Tags};
 
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
     let query = entity_query(raw.as_deref())?;
+    if query.sort != Sort::default() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidQuery",
+            "messages are listed newest first; sortField and sortDirection are for conversations and users",
+        ));
+    }
     let page = app.store.messages(&query).await?;
     Ok(Json(json!({
         "messages": page.items.iter().map(shapes::message).collect::<Vec<_>>(),
@@ -74,6 +83,13 @@ pub async fn create(
     Ok(Json(json!({ "message": shapes::message(&message) })))
 }
 
+pub async fn delete(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+    if !app.store.delete_message(&id).await? {
+        return Err(ApiError::not_found(format!("message {id} does not exist")));
+    }
+    Ok(Json(json!({})))
+}
+
 /// Body of `updateMessage`.
 #[derive(Debug, Deserialize)]
 pub struct UpdateBody {
@@ -87,12 +103,6 @@ pub async fn update(
     PathParams(id): PathParams<String>,
     JsonBody(request): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
-    // An empty value removes the tag, as `null` does.
-    let tags = request
-        .tags
-        .into_iter()
-        .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
-        .collect();
-    let message = bot::update_message(&app.plugins, &id, tags, request.payload).await?;
+    let message = bot::update_message(&app.plugins, &id, tag_changes(request.tags), request.payload).await?;
     Ok(Json(json!({ "message": shapes::message(&message) })))
 }

@@ -1,12 +1,24 @@
 //! Query strings of the list routes. `@botpress/client` encodes objects with dots
-//! (`tags.channelId=C1`); bracket keys (`tags[channelId]=C1`) are read too.
+//! (`tags.channelId=C1`); bracket keys (`tags[channelId]=C1`) are read too. Filters of
+//! the Botpress API that sluice does not have are refused with a 400 naming them, never
+//! ignored.
 
 use axum::http::StatusCode;
 
 use crate::http::ApiError;
 use crate::http::errors::ApiResult;
 use crate::http::extract::query_pairs;
-use crate::store::{EntityQuery, Tags};
+use crate::store::{EntityQuery, SortDirection, SortField, Tags};
+
+/// Parameters of the Botpress list routes that sluice does not serve.
+const UNSUPPORTED: &[&str] = &[
+    "afterDate",
+    "beforeDate",
+    "rangeField",
+    "participantIds",
+    "minMessageCount",
+    "maxMessageCount",
+];
 
 fn invalid_query(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
@@ -32,6 +44,37 @@ pub fn entity_query(raw: Option<&str>) -> ApiResult<EntityQuery> {
                         .parse()
                         .map_err(|_| invalid_query(format!("pageSize {value:?} is not a number")))?,
                 )
+            }
+            "sortField" => {
+                query.sort.field = match value.as_str() {
+                    "createdAt" => SortField::CreatedAt,
+                    "updatedAt" => SortField::UpdatedAt,
+                    _ => {
+                        return Err(invalid_query(format!(
+                            "sortField {value:?} is not one sluice sorts by (createdAt, updatedAt)"
+                        )));
+                    }
+                }
+            }
+            "sortDirection" => {
+                query.sort.direction = match value.as_str() {
+                    "asc" => SortDirection::Asc,
+                    "desc" => SortDirection::Desc,
+                    _ => {
+                        return Err(invalid_query(format!(
+                            "sortDirection {value:?} is neither asc nor desc"
+                        )));
+                    }
+                }
+            }
+            name if UNSUPPORTED
+                .iter()
+                .any(|u| name == *u || name.starts_with(&format!("{u}["))) =>
+            {
+                return Err(invalid_query(format!(
+                    "{} is not supported by sluice; leave it out",
+                    name.split('[').next().unwrap_or(name)
+                )));
             }
             "conversationId" => query.conversation_id = Some(value),
             "channel" => query.channel = Some(value),

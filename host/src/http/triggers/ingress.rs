@@ -2,6 +2,7 @@
 //! answering `{"ok":true}` once it is on disk.
 
 use super::*;
+use crate::json_depth;
 
 /// What the query string says about the event's session and contact.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -72,7 +73,7 @@ pub(super) async fn accept_event(app: &AppState, id: &str, request: Request) -> 
     if method != Method::GET && method != Method::POST {
         let mut response = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
+            "MethodNotFound",
             format!("send events with GET or POST, not {method}"),
         )
         .into_response();
@@ -171,7 +172,7 @@ pub(super) async fn accept_event(app: &AppState, id: &str, request: Request) -> 
     Ok(response)
 }
 
-/// JSON bodies must parse and text bodies must be UTF-8; anything else is passed on as
+/// JSON bodies must parse (within the JSON depth rule) and text bodies must be UTF-8; anything else is passed on as
 /// bytes.
 pub(super) fn check_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<()> {
     if body.is_empty() {
@@ -182,6 +183,7 @@ pub(super) fn check_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<(
         .map(|t| t.trim().to_ascii_lowercase())
         .unwrap_or_default();
     if media == "application/json" || media.ends_with("+json") {
+        json_depth::check(body, json_depth::MAX_DEPTH, "the body").map_err(ApiError::bad_request)?;
         serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|error| {
             ApiError::bad_request(format!(
                 "the body is not valid JSON ({error}); send JSON with Content-Type: application/json, or text with text/plain"

@@ -225,20 +225,27 @@ pub(super) async fn list(
             }
         }
     }
-    let page = app.store.list_triggers(&query).await?;
-    let items: Vec<Value> = page.items.iter().map(|t| shown(&app, t, t.authenticate)).collect();
+    let mut page = app.store.list_triggers(&query).await?;
     let wants_lines = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/jsonl"));
     if wants_lines {
+        // ChatBotKit streams a list to its end, page after page, whatever `take` says.
         let mut lines = String::new();
-        for item in items {
-            lines.push_str(&json!({ "type": "item", "data": item }).to_string());
-            lines.push('\n');
+        loop {
+            for trigger in &page.items {
+                let item = shown(&app, trigger, trigger.authenticate);
+                lines.push_str(&json!({ "type": "item", "data": item }).to_string());
+                lines.push('\n');
+            }
+            let Some(cursor) = page.cursor.take() else { break };
+            query.cursor = Some(cursor);
+            page = app.store.list_triggers(&query).await?;
         }
         return Ok(([(CONTENT_TYPE, "application/jsonl")], lines).into_response());
     }
+    let items: Vec<Value> = page.items.iter().map(|t| shown(&app, t, t.authenticate)).collect();
     let mut answer = json!({ "items": items });
     if let Some(cursor) = page.cursor {
         answer["cursor"] = Value::String(cursor);

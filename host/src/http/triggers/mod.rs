@@ -78,7 +78,61 @@ pub fn routes(app: &AppState) -> Routes {
             .route(&format!("{prefix}/{{id}}/events/{{event_id}}/retry"), post(retry_event));
         events = events.route(&format!("{prefix}/{{id}}/event"), any_raw(receive_event));
     }
-    management.require_api_token(app).merge(events)
+    management
+        .require_api_token(app)
+        .merge(events)
+        .layer(axum::middleware::map_response(chatbotkit_error_codes))
+}
+
+/// ChatBotKit's string error code for an HTTP status (what its SDK's callers compare).
+fn chatbotkit_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        408 => "REQUEST_TIMEOUT",
+        409 => "CONFLICT",
+        413 => "CONTENT_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        429 => "TOO_MANY_REQUESTS",
+        503 => "SERVICE_UNAVAILABLE",
+        504 => "GATEWAY_TIMEOUT",
+        _ if status.is_server_error() => "INTERNAL_SERVER_ERROR",
+        _ => "GENERIC_ERROR",
+    }
+}
+
+/// The largest error body rewritten; the host's own are far smaller.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Error answers of the trigger API carry ChatBotKit's string `code` (`NOT_FOUND`), which
+/// its SDK hands to callers, with the HTTP status as `status` beside the error's `type`,
+/// `message` and `id`.
+async fn chatbotkit_error_codes(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
+        return (status, "the error answer could not be read").into_response();
+    };
+    let rewritten = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(mut error)) if error.get("code").is_some_and(Value::is_number) => {
+            error.insert("status".into(), json!(status.as_u16()));
+            error.insert("code".into(), json!(chatbotkit_code(status)));
+            Bytes::from(Value::Object(error).to_string())
+        }
+        _ => bytes,
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(rewritten))
 }
 
 fn jobs(app: &AppState) -> &Jobs {
