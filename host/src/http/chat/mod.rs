@@ -12,7 +12,7 @@ mod conversations;
 mod events;
 mod messages;
 mod query;
-mod states;
+pub(crate) mod states;
 mod users;
 
 use std::collections::BTreeMap;

@@ -56,7 +56,7 @@ pub async fn state_key(app: &AppState, scope: &str, id: &str, name: &str) -> Api
 /// The schema the installation's plugin declares for this state, as a check a payload
 /// must pass: the same check a plugin's own `set-state` gets. Bot states, and states the
 /// plugin does not declare, take any object.
-fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
+pub(crate) fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
     let installation = match key.scope {
         StateScope::Bot => None,
         _ => app.plugins.registry.snapshot().by_id(&key.installation_id).cloned(),
@@ -77,7 +77,7 @@ fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
 }
 
 /// A payload that does not match the state's schema.
-fn invalid_state(why: String) -> ApiError {
+pub(crate) fn invalid_state(why: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidDataFormat", why)
 }
 
