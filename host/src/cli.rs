@@ -17,7 +17,7 @@ use crate::precompile::{CacheLocation, compile};
 use crate::runtime::{Profiling, Tiering};
 use crate::scaffold::{Language, new_project};
 use crate::serve::{MetricsAt, ServeOptions, serve};
-use crate::telemetry::traces::{LogTraceIds, Tracing, WithTraceId};
+use crate::telemetry::traces::{LogTraceIds, Tracing, WithTraceId, for_the_log};
 
 /// A small, fast WebAssembly plugin host for chatbot and platform integrations.
 #[derive(Debug, Parser)]
@@ -220,8 +220,8 @@ fn init_logging(
     if !std::env::var("SLUICE_LOG").is_ok_and(|directives| directives.contains("wasmtime_wasi_http")) {
         filter = filter.add_directive("wasmtime_wasi_http=error".parse().expect("a valid directive"));
     }
-    // The log takes events only: spans are for traces, and without them no span is made.
-    let filter = filter.and(filter_fn(|metadata| metadata.is_event()));
+    // The spans made for traces stay out of the log: its lines read the same either way.
+    let filter = filter.and(filter_fn(for_the_log));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match format {
         LogFormat::Text => {

@@ -38,7 +38,12 @@ fn a_webhook_request_is_one_trace_under_its_traceparent_down_to_the_delivery_and
     let hook = Receiver::start();
     let outside = Receiver::start();
     let host = Host::builder()
-        .plugin("probe", guest("probe"), Some("[configuration]\nname = \"probe\"\n"))
+        .plugin(
+            "probe",
+            guest("probe"),
+            // A body limit above the memory limit: a warning logged at load, in no trace.
+            Some("[configuration]\nname = \"probe\"\n\n[limits]\nmax-body-bytes = 104857600\n"),
+        )
         .plugin(
             "courier",
             guest("courier"),
@@ -125,6 +130,29 @@ fn a_webhook_request_is_one_trace_under_its_traceparent_down_to_the_delivery_and
         .unwrap_or_else(|| panic!("no log line for the event:\n{}", host.output.text()));
     let line: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     assert_eq!(line["trace_id"], trace_id, "{line}");
+    // Lines outside a trace keep their span context, and have no trace id.
+    let line = host
+        .output
+        .wait_for("is more than limits.max-memory-bytes", WAIT)
+        .unwrap_or_else(|| panic!("no warning about the body limit:\n{}", host.output.text()));
+    let line: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(
+        line["span"],
+        json!({ "name": "sidecar", "file": "probe.toml" }),
+        "{line}"
+    );
+    assert_eq!(line.get("trace_id"), None, "{line}");
+    // What a span says is in its attributes; a plugin's calls at load start no trace.
+    for (_, span) in collector.spans() {
+        assert!(
+            span.attributes.iter().all(|attribute| attribute.key != "target"),
+            "{span:?}"
+        );
+        assert!(
+            !(span.name.starts_with("plugin ") && span.parent_span_id.is_empty()),
+            "a plugin call outside a trace: {span:?}"
+        );
+    }
 
     // A plugin's outbound call crosses the sandbox with the trace (a bot API call's).
     let action_trace = "0af7651916cd43dd8448eb211c80319c";

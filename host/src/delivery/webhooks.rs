@@ -98,6 +98,7 @@ impl WebhookSender {
         let timeout = self.config.attempt_timeout();
         // Part of the trace of the write that recorded the event, when it was traced.
         let span = tracing::info_span!(
+            target: traces::TARGET,
             "delivery attempt",
             otel.name = "delivery attempt",
             otel.kind = "client",

@@ -25,6 +25,7 @@ pub async fn traced(request: Request, next: Next) -> Response {
     }
     let method = request.method().clone();
     let span = tracing::info_span!(
+        target: traces::TARGET,
         "request",
         otel.name = %format!("{method} {route}"),
         otel.kind = "server",

@@ -120,6 +120,7 @@ fn count_run(jobs: &Jobs, trigger_id: &str, finish: &Finish) {
 /// was sent with, if any.
 fn run_span(job: &Job) -> tracing::Span {
     let span = tracing::info_span!(
+        target: traces::TARGET,
         "trigger event",
         otel.name = "trigger event",
         otel.kind = "consumer",

@@ -115,14 +115,19 @@ impl WasiHttpHooks for OutboundPolicy {
         let (label, request_id) = (self.label.clone(), self.request_id.clone());
         let installation = self.installation.clone();
         // The call goes on the plugin call's trace: the receiver sees a `traceparent`.
-        let span = tracing::info_span!(
-            "outbound request",
-            otel.name = %format!("{} {}", request.method(), entry),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = %request.method(),
-            http.response.status_code = tracing::field::Empty,
-        );
+        let span = if traces::in_trace() {
+            tracing::info_span!(
+                target: traces::TARGET,
+                "outbound request",
+                otel.name = %format!("{} {}", request.method(), entry),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %request.method(),
+                http.response.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let mut request = request;
         traces::inject(&span, request.headers_mut());
         let traced = span.clone();

@@ -17,6 +17,7 @@ use super::engine::{CodeTier, Engine};
 use super::exports::PluginExports;
 use super::host::{Caller, CreatedRecord, HostState, LogLine, MemoryLimitExceeded};
 use crate::config::Limits;
+use crate::telemetry::traces;
 
 /// A plugin's code, ready to instantiate: the pre-linked instance template every call
 /// starts from and where its exports are. Shared by every installation of the plugin.
@@ -148,14 +149,21 @@ impl Engine {
             }
         });
 
-        let span = tracing::info_span!(
-            "plugin call",
-            otel.name = %format!("plugin {export_name}"),
-            otel.status_code = tracing::field::Empty,
-            otel.status_description = tracing::field::Empty,
-            plugin = %store.data().label,
-            export = export_name,
-        );
+        // Part of the trace of what asked for the call; a call outside one (a plugin's
+        // definition, at load) starts none of its own.
+        let span = if traces::in_trace() {
+            tracing::info_span!(
+                target: traces::TARGET,
+                "plugin call",
+                otel.name = %format!("plugin {export_name}"),
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+                plugin = %store.data().label,
+                export = export_name,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let call = async {
             let instance = code.pre.instance_pre().instantiate_async(&mut store).await?;
             if !code.exports_checked.load(Ordering::Relaxed) {

@@ -2,8 +2,12 @@
 //! import, a store commit, a trigger event's run, a delivery attempt) exported over
 //! OTLP/HTTP when an endpoint is configured (see [`crate::config::TelemetryConfig`]).
 //!
-//! Unconfigured, no layer wants a span: every span macro stops at its callsite's cached
-//! interest, and the helpers here answer at once ([`enabled`] is false).
+//! The spans made for traces have their own target ([`TARGET`]): the log leaves them out,
+//! so that a log line shows the same span context with traces on or off. Unconfigured,
+//! no layer wants them (every such span macro stops at its callsite's cached interest),
+//! and the helpers here answer at once ([`enabled`] is false). The spans that only mean
+//! something inside a trace (a plugin call, a host import, a store commit, an outbound
+//! call) are made only [`in_trace`]: a plugin's definition call at load starts none.
 //!
 //! The W3C trace context comes in on requests (`traceparent`), is kept with what a write
 //! published to the outbox (so that the delivery of an event continues the trace that
@@ -38,6 +42,10 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::config::TracesSettings;
 
+/// The target of the spans made for traces: the OpenTelemetry layer takes these and
+/// only these, the log none of them ([`for_the_log`]).
+pub const TARGET: &str = "sluice::traces";
+
 /// Whether spans are exported (set once, at start).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -49,6 +57,18 @@ const ANSWER_BYTES: usize = 64 * 1024;
 /// Whether traces are exported: the helpers below do nothing otherwise.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether the running code is inside a trace (under a span [`begin`] started): the
+/// spans that belong to one are made only then.
+pub fn in_trace() -> bool {
+    enabled() && current_trace_id().is_some()
+}
+
+/// Whether the log takes what `metadata` describes: everything but the spans made for
+/// traces.
+pub fn for_the_log(metadata: &tracing::Metadata<'_>) -> bool {
+    !(metadata.is_span() && metadata.target() == TARGET)
 }
 
 /// Exporting traces: the provider to flush at the end.
@@ -84,10 +104,9 @@ impl Tracing {
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            .with_target(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
-                metadata.is_span()
-                    && metadata.target().starts_with("sluice")
-                    && *metadata.level() <= tracing::Level::INFO
+                metadata.is_span() && metadata.target() == TARGET
             }));
         ENABLED.store(true, Ordering::Relaxed);
         Ok((Tracing { provider }, layer))
@@ -272,11 +291,17 @@ where
         let Some(trace_id) = current_trace_id() else {
             return self.inner.format_event(ctx, writer, event);
         };
+        // The line as it would be, then the id before its end. A text format colours
+        // its lines by its own setting (`Format::with_ansi`), not by this buffer's.
         let mut line = String::new();
         self.inner.format_event(ctx, Writer::new(&mut line), event)?;
         let line = line.strip_suffix('\n').unwrap_or(&line);
         match line.strip_suffix('}').filter(|_| self.json) {
             Some(object) => writeln!(writer, "{object},\"trace_id\":\"{trace_id}\"}}"),
+            // Styled as the other fields are: the name in italics, `=` dimmed.
+            None if writer.has_ansi_escapes() => {
+                writeln!(writer, "{line} \x1b[3mtrace_id\x1b[0m\x1b[2m=\x1b[0m{trace_id}")
+            }
             None => writeln!(writer, "{line} trace_id={trace_id}"),
         }
     }

@@ -83,9 +83,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 }
 
 /// The span of one host import a plugin calls (`client.create-event`), a child of its
-/// call's span.
+/// call's span; none outside a trace.
 fn import_span(name: &'static str) -> tracing::Span {
-    tracing::info_span!("host import", otel.name = name, import = name)
+    if !crate::telemetry::traces::in_trace() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(target: crate::telemetry::traces::TARGET, "host import", otel.name = name, import = name)
 }
 
 /// The label of calls made while a plugin loads (no installation yet).

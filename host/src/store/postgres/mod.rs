@@ -216,8 +216,9 @@ impl PostgresStore {
         let sequencer = self.sequencer.clone();
         // A child of the caller's span, while traces are exported and the caller is in
         // one; what the write publishes carries its trace context (outbox::publish).
-        let commit = if crate::telemetry::traces::enabled() && !tracing::Span::current().is_none() {
+        let commit = if crate::telemetry::traces::in_trace() {
             tracing::info_span!(
+                target: crate::telemetry::traces::TARGET,
                 "store commit",
                 otel.name = "store commit",
                 db.system.name = "postgresql"

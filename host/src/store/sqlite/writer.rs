@@ -26,9 +26,9 @@ struct Job {
     work: Box<dyn FnOnce(&Connection) -> Answer + Send>,
     /// A oneshot, so that async callers wait without holding a thread.
     reply: oneshot::Sender<Answer>,
-    /// The span the write was asked for in, while traces are exported: its commit is
-    /// traced as a child of it. Writes asked for outside any span are not traced.
-    traced_in: Option<Span>,
+    /// The write's span while it is part of a trace (a child of the span it was asked
+    /// for in, from then until its transaction is committed); none otherwise.
+    commit: Option<Span>,
 }
 
 /// The handle through which every write of one database goes.
@@ -75,7 +75,9 @@ impl GroupWriter {
         let job = Job {
             work: Box::new(move |connection| work(connection).map(|value| Box::new(value) as Box<dyn Any + Send>)),
             reply,
-            traced_in: traces::enabled().then(Span::current).filter(|span| !span.is_none()),
+            commit: traces::in_trace().then(|| {
+                tracing::info_span!(target: traces::TARGET, "store commit", otel.name = "store commit", db.system.name = "sqlite")
+            }),
         };
         match self.jobs.send(job) {
             Ok(()) => Pending::waiting(answer),
@@ -142,11 +144,8 @@ fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec
         }
         for job in jobs.by_ref() {
             let mark = announcement.mark();
-            let commit = job.traced_in.as_ref().map(|parent| {
-                tracing::info_span!(parent: parent, "store commit", otel.name = "store commit", db.system.name = "sqlite")
-            });
-            let traceparent = commit.as_ref().and_then(traces::traceparent_of);
-            commits.extend(commit);
+            let traceparent = job.commit.as_ref().and_then(traces::traceparent_of);
+            commits.extend(job.commit);
             let work = job.work;
             let result = run_cached(connection, "SAVEPOINT job").and_then(|()| {
                 traces::publishing_under(traceparent, || {
