@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{HostConfig, TracesSettings};
+use crate::Config;
+use crate::config::TracesSettings;
 use crate::precompile::{CacheLocation, compile};
-use crate::runtime::{Profiling, Tiering};
+use crate::runtime::Tiering;
 use crate::scaffold::{Language, new_project};
 use crate::serve::{MetricsAt, ServeOptions, serve};
 use crate::telemetry::traces::{LogTraceIds, Tracing, WithTraceId, for_the_log};
@@ -181,11 +182,7 @@ impl From<ServeArgs> for ServeOptions {
             store_url: args.store.filter(|url| !url.is_empty()),
             cache_dir: args.cache,
             cache_key: args.cache_key,
-            profiling: if args.perf_map {
-                Profiling::PerfMap
-            } else {
-                Profiling::Off
-            },
+            perf_map: args.perf_map,
             tiering: match args.tiering {
                 TieringArg::Auto => Tiering::Auto,
                 TieringArg::Off => Tiering::Off,
@@ -267,17 +264,17 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     // `sluice serve` reads its configuration first: its `[telemetry]` says where traces go.
     let config = match &cli.command {
-        Command::Serve(args) => match args.config.as_deref().map(HostConfig::load).transpose() {
+        Command::Serve(args) => match args.config.as_deref().map(Config::load).transpose() {
             Ok(config) => config.unwrap_or_default(),
             Err(error) => {
                 eprintln!("error: {error:#}");
                 return ExitCode::FAILURE;
             }
         },
-        _ => HostConfig::default(),
+        _ => Config::default(),
     };
     let traces = match &cli.command {
-        Command::Serve(_) => config.telemetry.traces(|name| std::env::var(name).ok()),
+        Command::Serve(_) => config.0.telemetry.traces(|name| std::env::var(name).ok()),
         _ => None,
     };
     let exporting = match init_logging(cli.log_format, traces.as_ref(), &runtime) {
