@@ -6,12 +6,14 @@ pub mod delivery;
 pub mod plugins;
 pub mod sidecar;
 pub mod store;
+pub mod telemetry;
 pub mod triggers;
 
 pub use delivery::{DeliveryConfig, NatsConfig, RetryPolicy, SubscriptionConfig};
 pub use plugins::PluginsConfig;
 pub use sidecar::{HostPattern, Limits, MAX_MEMORY_BYTES, Sidecar};
 pub use store::StoreConfig;
+pub use telemetry::{TelemetryConfig, TracesSettings};
 pub use triggers::TriggerSettings;
 
 use std::path::Path;
@@ -45,6 +47,9 @@ pub struct HostConfig {
     /// How plugins are taken in (`[plugins]`): the upload route's size limit.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// Where traces are sent (`[telemetry]`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 impl HostConfig {
