@@ -16,7 +16,7 @@ mod states;
 mod users;
 
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
+use utoipa::OpenApi;
 
 use super::ApiError;
 use super::routes::{Routes, get, post};
@@ -53,13 +53,33 @@ pub fn routes() -> Routes {
         .route("/v1/chat/actions", post(actions::call))
 }
 
-/// The `meta` of a list answer: `nextToken` only when there is a next page.
-pub fn page_meta(next_token: Option<String>) -> Value {
-    match next_token {
-        Some(token) => json!({ "nextToken": token }),
-        None => json!({}),
-    }
-}
+/// The OpenAPI tag of the bot API.
+pub const TAG: &str = "bot";
+
+/// The bot API's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(
+    events::list,
+    events::create,
+    events::get,
+    conversations::list,
+    conversations::get_or_create,
+    conversations::get,
+    users::list,
+    users::get_or_create,
+    users::get,
+    messages::list,
+    messages::create,
+    messages::get,
+    messages::update,
+    states::get,
+    states::set,
+    states::patch,
+    states::delete,
+    states::get_or_set,
+    actions::call,
+))]
+pub struct Api;
 
 /// The installation named by the `x-integration-id` header, if any.
 fn integration_header(headers: &HeaderMap) -> Option<String> {

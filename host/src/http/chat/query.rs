@@ -2,6 +2,7 @@
 //! (`tags.channelId=C1`); bracket keys (`tags[channelId]=C1`) are read too.
 
 use axum::http::StatusCode;
+use utoipa::IntoParams;
 
 use crate::http::ApiError;
 use crate::http::errors::ApiResult;
@@ -10,6 +11,31 @@ use crate::store::{EntityQuery, Tags};
 
 fn invalid_query(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
+}
+
+/// The query [`entity_query`] reads, as the OpenAPI document lists it. Tags filter as
+/// `tags.<name>=<value>` (or `tags[<name>]=<value>`), any number of them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query entity_query reads by hand, for the OpenAPI document"
+)]
+pub struct EntityListQuery {
+    /// The `meta.nextToken` of the page before.
+    #[param(rename = "nextToken")]
+    next_token: Option<String>,
+    /// Items per page: 20 when left out; 1 to 100 (more is served as 100, 0 as 1).
+    #[param(rename = "pageSize", minimum = 0)]
+    page_size: Option<u64>,
+    /// Only those of this conversation (messages), or with it (users).
+    #[param(rename = "conversationId")]
+    conversation_id: Option<String>,
+    /// Only conversations of this channel.
+    channel: Option<String>,
+    /// Only those of this integration (its name).
+    #[param(rename = "integrationName")]
+    integration_name: Option<String>,
 }
 
 /// The tag name in a `tags.<name>` or `tags[<name>]` key.
