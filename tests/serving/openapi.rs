@@ -61,7 +61,7 @@ fn every_route_is_in_the_openapi_document_as_the_route_table_says() {
                 operation.is_object(),
                 "{method} {path} is served but not in /openapi.json"
             );
-            listed.push((method, path.clone()));
+            listed.push((method.clone(), path.clone()));
             let security = &operation["security"];
             match route["access"].as_str().unwrap() {
                 "api-token" => assert_eq!(security, &json!([{ "apiToken": [] }]), "{method} {path}"),

@@ -83,13 +83,13 @@ fn the_table_lists_every_surface_and_what_each_route_reads() {
         ("POST", "/v1/chat/events", "api-token", "json-object"),
         (
             "POST",
-            "/v1/chat/states/{scope}/{id}/{name}",
+            "/v1/chat/states/{type}/{id}/{name}",
             "api-token",
             "json-object",
         ),
         (
             "PATCH",
-            "/v1/chat/states/{scope}/{id}/{name}",
+            "/v1/chat/states/{type}/{id}/{name}",
             "api-token",
             "json-object",
         ),

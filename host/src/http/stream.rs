@@ -191,7 +191,8 @@ struct Unread {}
 /// Mint a ticket for one `GET /v1/stream?ticket=...`, good for a minute.
 #[utoipa::path(post, path = "/v1/stream/tickets", tag = TAG, operation_id = "mintStreamTicket",
     request_body(content = Option<Unread>),
-    responses((status = 201, description = "The ticket", body = Ticket)))]
+    responses((status = 201, description = "The ticket", body = Ticket)),
+    security(("apiToken" = [])))]
 async fn mint_ticket(State(app): State<AppState>, _: JsonBody<IgnoredAny>) -> impl IntoResponse {
     let expires_at = now_ms() + TICKET_TTL.as_millis() as i64;
     let ticket = Tickets::mint(&app.api_token, expires_at);

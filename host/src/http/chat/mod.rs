@@ -40,14 +40,14 @@ pub fn routes() -> Routes {
         .route("/v1/chat/messages", get(messages::list).post(messages::create))
         .route("/v1/chat/messages/{id}", get(messages::get).put(messages::update))
         .route(
-            "/v1/chat/states/{scope}/{id}/{name}",
+            "/v1/chat/states/{type}/{id}/{name}",
             get(states::get)
                 .post(states::set)
                 .patch(states::patch)
                 .delete(states::delete),
         )
         .route(
-            "/v1/chat/states/{scope}/{id}/{name}/get-or-set",
+            "/v1/chat/states/{type}/{id}/{name}/get-or-set",
             post(states::get_or_set),
         )
         .route("/v1/chat/actions", post(actions::call))
