@@ -15,8 +15,9 @@ use std::sync::LazyLock;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{Object, Schema, SchemaType};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{Components, ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
@@ -135,6 +136,17 @@ const ERRORS: &[(&str, &str)] = &[
         "Unavailable",
         "The store cannot be reached, or the host is stopping (Unavailable)",
     ),
+    ("Forbidden", "The integration refused the request (Forbidden)"),
+    (
+        "Conflict",
+        "The request conflicts with what the integration or its platform holds (Conflict)",
+    ),
+    (
+        "RateLimited",
+        "The integration's platform asks to wait (RateLimited; Retry-After when it said how long)",
+    ),
+    ("Upstream", "The integration's platform failed (Upstream)"),
+    ("Timeout", "The plugin ran out of time (Timeout)"),
 ];
 
 /// The whole document.
@@ -158,12 +170,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
         document.merge(part);
     }
     document.info.version = env!("CARGO_PKG_VERSION").to_string();
-    repeat_trigger_paths(&mut document);
+    let components = document.components.clone().unwrap_or_default();
     for item in document.paths.paths.values_mut() {
         for (_, operation) in operations_mut(item) {
+            body_required_by_its_schema(operation, &components);
             add_shared_errors(operation);
         }
     }
+    repeat_trigger_paths(&mut document);
     unique_operation_ids(&mut document);
     document
 }
@@ -215,6 +229,44 @@ fn repeat_trigger_paths(document: &mut utoipa::openapi::OpenApi) {
     document.paths.paths.extend(repeated);
 }
 
+/// A JSON body is required only when its schema has required fields: an empty body reads
+/// as `{}` (see [`super::extract::JsonBody`]). Bodies passed on as they came (webhooks,
+/// trigger events) are never required and may be anything.
+fn body_required_by_its_schema(operation: &mut Operation, components: &Components) {
+    let passed_on = operation.tags.iter().flatten().any(|t| t == webhooks::TAG)
+        || operation
+            .operation_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with(triggers::EVENT_OPERATION));
+    let Some(body) = operation.request_body.as_mut() else {
+        return;
+    };
+    if passed_on {
+        for content in body.content.values_mut() {
+            content.schema = Some(RefOr::T(Schema::Object(Object::with_type(SchemaType::AnyValue))));
+        }
+        body.required = Some(utoipa::openapi::Required::False);
+        return;
+    }
+    let Some(json) = body.content.get("application/json") else {
+        return;
+    };
+    let schema = match &json.schema {
+        Some(RefOr::Ref(reference)) => reference
+            .ref_location
+            .rsplit('/')
+            .next()
+            .and_then(|name| components.schemas.get(name)),
+        other => other.as_ref(),
+    };
+    let has_required_fields = matches!(schema, Some(RefOr::T(Schema::Object(object))) if !object.required.is_empty());
+    body.required = Some(if has_required_fields {
+        utoipa::openapi::Required::True
+    } else {
+        utoipa::openapi::Required::False
+    });
+}
+
 /// The errors every route of the APIs may answer by the route table's rules.
 fn add_shared_errors(operation: &mut Operation) {
     let tagged = |tag: &str| operation.tags.iter().flatten().any(|t| t == tag);
@@ -238,8 +290,22 @@ fn add_shared_errors(operation: &mut Operation) {
     if secured {
         errors.push(("401", "Unauthorized"));
     }
-    if in_path {
+    if in_path || tagged(chat::TAG) {
+        // The bot API also answers 404 for an integration, channel or action it names.
         errors.push(("404", "NotFound"));
+    }
+    if operation
+        .operation_id
+        .as_deref()
+        .is_some_and(|id| chat::RUNS_A_PLUGIN.contains(&id))
+    {
+        errors.extend([
+            ("403", "Forbidden"),
+            ("409", "Conflict"),
+            ("429", "RateLimited"),
+            ("502", "Upstream"),
+            ("504", "Timeout"),
+        ]);
     }
     if json_body {
         errors.push(("413", "PayloadTooLarge"));

@@ -190,7 +190,7 @@ struct Unread {}
 
 /// Mint a ticket for one `GET /v1/stream?ticket=...`, good for a minute.
 #[utoipa::path(post, path = "/v1/stream/tickets", tag = TAG, operation_id = "mintStreamTicket",
-    request_body(content = Option<Unread>),
+    request_body(content = Unread),
     responses((status = 201, description = "The ticket", body = Ticket)),
     security(("apiToken" = [])))]
 async fn mint_ticket(State(app): State<AppState>, _: JsonBody<IgnoredAny>) -> impl IntoResponse {

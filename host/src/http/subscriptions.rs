@@ -394,8 +394,8 @@ struct DeliveriesQuery {
     #[param(pattern = "^(pending|delivered|dead)?$")]
     status: Option<String>,
     /// Deliveries per page: 20 when left out; 1 to 100 (more is served as 100, 0 as 1).
-    #[param(minimum = 0)]
-    page_size: Option<usize>,
+    #[param(minimum = 0, maximum = 4294967295u64, format = Int64)]
+    page_size: Option<u32>,
     /// The `meta.nextToken` of the page before.
     next_token: Option<String>,
 }
@@ -446,7 +446,7 @@ async fn list_deliveries(
         subscription_id: id,
         status,
         page: PageRequest {
-            size: query.page_size,
+            size: query.page_size.map(|size| size as usize),
             token: query.next_token,
         },
     };
@@ -505,7 +505,7 @@ struct Unread {}
 
 /// Send a dead delivery again, in a new round of attempts.
 #[utoipa::path(post, path = "/v1/deliveries/{id}/resend", tag = TAG, operation_id = "resendDelivery",
-    params(IdPath), request_body(content = Option<Unread>),
+    params(IdPath), request_body(content = Unread),
     responses(
         (status = 202, description = "The delivery, pending again", body = DeliveryAnswer),
         (status = 409, description = "The delivery is not dead, or its subscription is disabled (Conflict)", body = ErrorBody),

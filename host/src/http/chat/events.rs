@@ -22,8 +22,8 @@ pub struct ListEventsQuery {
     /// The `meta.nextToken` of the page before.
     next_token: Option<String>,
     /// Events per page: 20 when left out; 1 to 100 (more is served as 100, 0 as 1).
-    #[param(minimum = 0)]
-    page_size: Option<usize>,
+    #[param(minimum = 0, maximum = 4294967295u64, format = Int64)]
+    page_size: Option<u32>,
     /// Only events of this type (`<integration>:<event>`).
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -62,7 +62,7 @@ pub async fn list(
         message_id: query.message_id,
         status: query.status,
         page: PageRequest {
-            size: query.page_size,
+            size: query.page_size.map(|size| size as usize),
             token: query.next_token,
         },
     };

@@ -56,6 +56,17 @@ pub fn routes() -> Routes {
 /// The OpenAPI tag of the bot API.
 pub const TAG: &str = "bot";
 
+/// The operations that run an integration's plugin, which may refuse (403), conflict
+/// (409), be rate limited by its platform (429), fail upstream (502) or time out (504):
+/// the OpenAPI document lists those answers for them.
+pub const RUNS_A_PLUGIN: &[&str] = &[
+    "getOrCreateConversation",
+    "getOrCreateUser",
+    "createMessage",
+    "updateMessage",
+    "callAction",
+];
+
 /// The bot API's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(paths(

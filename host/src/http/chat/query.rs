@@ -26,8 +26,8 @@ pub struct EntityListQuery {
     #[param(rename = "nextToken")]
     next_token: Option<String>,
     /// Items per page: 20 when left out; 1 to 100 (more is served as 100, 0 as 1).
-    #[param(rename = "pageSize", minimum = 0)]
-    page_size: Option<u64>,
+    #[param(rename = "pageSize", minimum = 0, maximum = 4294967295u64, format = Int64)]
+    page_size: Option<u32>,
     /// Only those of this conversation (messages), or with it (users).
     #[param(rename = "conversationId")]
     conversation_id: Option<String>,
@@ -53,11 +53,9 @@ pub fn entity_query(raw: Option<&str>) -> ApiResult<EntityQuery> {
         match key.as_str() {
             "nextToken" => query.page.token = Some(value),
             "pageSize" => {
-                query.page.size = Some(
-                    value
-                        .parse()
-                        .map_err(|_| invalid_query(format!("pageSize {value:?} is not a number")))?,
-                )
+                query.page.size = Some(value.parse::<u32>().map_err(|_| {
+                    invalid_query(format!("pageSize {value:?} is not a whole number from 0 to 4294967295"))
+                })? as usize)
             }
             "conversationId" => query.conversation_id = Some(value),
             "channel" => query.channel = Some(value),

@@ -121,7 +121,7 @@ pub(super) async fn get_event(
 /// Put a failed event back in the queue, with a fresh round of attempts.
 #[utoipa::path(post, path = "/v1/integration/trigger/{id}/events/{event_id}/retry", tag = TAG,
     operation_id = "retryTriggerEvent",
-    params(EventPath), request_body(content = Option<manage::Unread>),
+    params(EventPath), request_body(content = manage::Unread),
     responses(
         (status = 200, description = "The event, queued again", body = TriggerEventAnswer),
         (status = 409, description = "The event has not failed (EventNotFailed)", body = ErrorBody),

@@ -208,7 +208,7 @@ pub struct Unread {}
 
 /// Delete a trigger and its queued events.
 #[utoipa::path(post, path = "/v1/integration/trigger/{id}/delete", tag = TAG, operation_id = "deleteTrigger",
-    params(TriggerPath), request_body(content = Option<Unread>),
+    params(TriggerPath), request_body(content = Unread),
     responses((status = 200, description = "The trigger is deleted", body = TriggerId)))]
 pub(super) async fn delete(
     State(app): State<AppState>,
@@ -225,7 +225,7 @@ pub(super) async fn delete(
 ///
 /// Changes nothing when all is well, so it is safe to repeat.
 #[utoipa::path(post, path = "/v1/integration/trigger/{id}/setup", tag = TAG, operation_id = "setupTrigger",
-    params(TriggerPath), request_body(content = Option<Unread>),
+    params(TriggerPath), request_body(content = Unread),
     responses(
         (status = 200, description = "The trigger is ready", body = TriggerId),
         (status = 409, description = "The trigger is not ready (TriggerNotReady), and why", body = ErrorBody),
@@ -276,7 +276,7 @@ pub(super) async fn setup(
 
 /// Queue an event for a trigger now, with this object as its body (none when empty).
 #[utoipa::path(post, path = "/v1/integration/trigger/{id}/invoke", tag = TAG, operation_id = "invokeTrigger",
-    params(TriggerPath), request_body(content = Option<Object>),
+    params(TriggerPath), request_body(content = Object),
     responses((status = 200, description = "The event is queued", body = Invoked)))]
 pub(super) async fn invoke(
     State(app): State<AppState>,

@@ -63,6 +63,9 @@ pub const DEFAULT_SESSION_DURATION_MS: i64 = 3_600_000;
 /// repeats each operation under the second ([`Api::document`]).
 pub const PREFIXES: [&str; 2] = ["/v1/integration/trigger", "/api/v1/integration/trigger"];
 
+/// The operation id of the event endpoint (one per method, and per prefix).
+pub const EVENT_OPERATION: &str = "sendTriggerEvent";
+
 /// The OpenAPI tag of the trigger API.
 pub const TAG: &str = "triggers";
 
