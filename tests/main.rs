@@ -7,6 +7,7 @@ mod harness;
 
 mod bot;
 mod delivery;
+mod embedding;
 mod hostile;
 mod operating;
 mod plugin_host;

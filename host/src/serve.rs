@@ -12,17 +12,14 @@ use crate::config::HostConfig;
 use crate::delivery::Delivery;
 use crate::http::health::{Health, Phase};
 use crate::http::{self, App};
-use crate::ids::{record_id, secret_token};
 use crate::jobs::Jobs;
-use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
+use crate::plugins::{FolderWatcher, PluginHost};
 use crate::precompile::CacheLocation;
 use crate::runtime::{Profiling, Runtime, Tiering};
-use crate::store::{self, PostgresStore, SharedStore, SqliteStore, Tags};
+use crate::store::{self, PostgresStore, SharedStore, SqliteStore};
 
-/// How long running requests may take to finish after a stop signal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long webhook attempts in flight may take to finish after a stop signal.
-pub const DELIVERY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::embedding::{DELIVERY_STOP_TIMEOUT, DRAIN_TIMEOUT, identity, kept_api_token};
+use crate::ids::record_id;
 
 /// What `sluice serve` needs.
 #[derive(Debug, Clone)]
@@ -67,48 +64,10 @@ const METRICS_CONNECTIONS: usize = 64;
 /// The API token: the flag or environment, else the configuration file, else the one
 /// kept in the data folder, else a new one (kept there and printed once).
 fn api_token(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<(String, bool)> {
-    if let Some(token) = options
-        .api_token
-        .clone()
-        .or_else(|| config.api_token.clone())
-        .filter(|t| !t.is_empty())
-    {
-        return Ok((token, false));
+    match options.api_token.clone().or_else(|| config.api_token.clone()) {
+        Some(token) if !token.is_empty() => Ok((token, false)),
+        _ => kept_api_token(&options.data_dir, true),
     }
-    let path = options.data_dir.join("api-token");
-    if let Ok(token) = std::fs::read_to_string(&path)
-        && !token.trim().is_empty()
-    {
-        return Ok((token.trim().to_string(), false));
-    }
-    let token = secret_token(24);
-    let mut file = std::fs::OpenOptions::new();
-    file.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
-    file.open(&path)
-        .and_then(|mut f| f.write_all(token.as_bytes()))
-        .with_context(|| format!("cannot keep the API token in {}", path.display()))?;
-    Ok((token, true))
-}
-
-/// The bot's id and its user, created once and kept in the store.
-async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
-    let bot_id = match store.meta("bot_id").await? {
-        Some(id) => id,
-        None => {
-            let id = record_id("bot");
-            store.set_meta("bot_id", &id).await?;
-            id
-        }
-    };
-    let bot_tags: Tags = [("role".to_string(), "bot".to_string())].into();
-    let (bot_user, _) = store.get_or_create_user(None, &bot_tags, Some("bot"), None).await?;
-    Ok(HostIdentity {
-        bot_id,
-        bot_user_id: bot_user.id,
-        public_url: public_url.trim_end_matches('/').to_string(),
-    })
 }
 
 fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {

@@ -55,9 +55,9 @@ fn a_method_a_route_does_not_take_is_a_405_in_the_error_shape_with_allow() {
     let host = host();
     let answer = host.api_delete("/v1/chat/conversations");
     assert_eq!(answer.status, 405, "{}", answer.body);
-    assert_eq!(answer.json()["type"], "MethodNotAllowed");
+    assert_eq!(answer.json()["type"], "MethodNotFound");
     assert!(message(&answer).contains("does not take DELETE"), "{}", answer.body);
-    assert_eq!(answer.header("allow"), Some("GET,HEAD"));
+    assert_eq!(answer.header("allow"), Some("GET,HEAD,POST"));
 }
 
 #[test]

@@ -60,8 +60,8 @@ fn the_botpress_client_talks_to_sluice() {
     let posts = platform.calls("chat.postMessage");
     assert_eq!(
         posts.len(),
-        2,
-        "one message and one action reached the platform: {posts:?}"
+        3,
+        "two messages and one action reached the platform: {posts:?}"
     );
     assert_eq!(
         posts[0].body,
@@ -81,4 +81,46 @@ fn the_botpress_client_talks_to_sluice() {
         state.json()["state"]["payload"],
         json!({ "step": 3, "topic": "groceries" })
     );
+}
+
+#[test]
+fn what_the_botpress_client_deleted_is_gone_from_the_store() {
+    // The deletions check.mjs makes are checked there through the client; here, that the
+    // store answers the same through the plain API after a restart.
+    let platform = FakePlatform::start();
+    let mut host = Host::builder()
+        .plugin(
+            "chat",
+            guest("chat"),
+            Some(&chat_sidecar(&platform, &["http://127.0.0.1:*"], None)),
+        )
+        .start();
+    let conversation = host.api_post(
+        "/v1/chat/conversations",
+        &json!({ "channel": "channel", "tags": { "channelId": "C-gone" }, "integrationName": "chat" }),
+    );
+    assert_eq!(conversation.status, 200, "{}", conversation.body);
+    let id = conversation.json()["conversation"]["id"].as_str().unwrap().to_string();
+    let bot_id = host.api_get("/v1/admin/installations").json()["bot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let message = host.api_post(
+        "/v1/chat/messages",
+        &json!({ "conversationId": id, "userId": bot_id, "type": "text", "payload": { "text": "hi" } }),
+    );
+    assert_eq!(message.status, 200, "{}", message.body);
+    let message_id = message.json()["message"]["id"].as_str().unwrap().to_string();
+    let deleted = host.api_delete(&format!("/v1/chat/conversations/{id}"));
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(host.stop().code(), Some(0));
+    host.start_again();
+    assert_eq!(host.api_get(&format!("/v1/chat/conversations/{id}")).status, 404);
+    assert_eq!(
+        host.api_get(&format!("/v1/chat/messages/{message_id}")).status,
+        404,
+        "its messages went with it"
+    );
+    let again = host.api_delete(&format!("/v1/chat/conversations/{id}"));
+    assert_eq!(again.status, 404, "{}", again.body);
 }

@@ -3,6 +3,7 @@
 //! the checks `sluice serve` makes at start-up, and the OpenAPI document against the routes.
 
 mod connections;
+mod json_depth;
 mod openapi;
 mod requests;
 mod routes;

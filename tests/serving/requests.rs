@@ -1,7 +1,7 @@
 //! What a request carries and how its refusal is told: the request id in the log, for a
 //! refused request (at debug) and for a failure with its cause (a storage failure's
 //! 500); paths and queries that are not UTF-8, and NUL in text; the Bearer scheme in any
-//! case.
+//! case; an empty body against one of whitespace only.
 
 use std::time::Duration;
 
@@ -110,6 +110,28 @@ fn nul_in_bodies_paths_and_queries_is_refused_on_every_store() {
         &json!({ "type": "bot", "payload": { "a": "\\u0000" } }),
     );
     assert_eq!(escaped.status, 200, "{}", escaped.body);
+}
+
+/// The fuzzer found a body of one newline read as the empty body.
+#[test]
+fn an_empty_body_reads_as_an_empty_object_but_whitespace_is_not_json() {
+    let host = host();
+    let mint = |body: &str| {
+        host.send(
+            host.client()
+                .post(host.url("/v1/stream/tickets"))
+                .bearer_auth(API_TOKEN)
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+    };
+    let empty = mint("");
+    assert_eq!(empty.status, 201, "{}", empty.body);
+    for blank in ["\n", "  ", "\r\n\t"] {
+        assert_error(&mint(blank), 400, "InvalidPayload", &format!("a body of {blank:?}"));
+    }
+    let padded = mint(" \n{} ");
+    assert_eq!(padded.status, 201, "whitespace around JSON is JSON: {}", padded.body);
 }
 
 #[test]

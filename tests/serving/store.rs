@@ -82,7 +82,7 @@ fn a_schema_newer_than_the_binary_is_refused_naming_both_versions() {
     assert!(!out.success, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("schema is version 999, newer than this sluice knows (version 1)"),
+            .contains("schema is version 999, newer than this sluice knows (version 2)"),
         "{}",
         out.stderr
     );

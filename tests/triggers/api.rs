@@ -293,7 +293,7 @@ fn lists_page_by_cursor_and_filter_by_blueprint_and_meta() {
             .all(|t| t["botId"] == "orders" && is_iso_time(&t["createdAt"]))
     );
 
-    // The SDK's streaming form: one JSON line per item.
+    // The SDK's streaming form: one JSON line per item, every page to the end.
     let lines = host.send(
         host.client()
             .get(host.url("/api/v1/integration/trigger/list?take=2"))
@@ -303,9 +303,13 @@ fn lists_page_by_cursor_and_filter_by_blueprint_and_meta() {
     assert_eq!(lines.status, 200);
     assert_eq!(lines.header("content-type"), Some("application/jsonl"));
     let items: Vec<Value> = lines.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(items.len(), 2);
-    assert_eq!(items[0]["type"], "item");
-    assert_eq!(items[0]["data"]["id"], ids[4].as_str());
+    assert!(items.iter().all(|item| item["type"] == "item"), "{}", lines.body);
+    let streamed: Vec<&str> = items.iter().map(|item| item["data"]["id"].as_str().unwrap()).collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(
+        streamed, newest_first,
+        "take sets the page size, not where the stream ends"
+    );
 
     for bad in [
         "?take=0",
@@ -383,4 +387,23 @@ fn invoke_queues_a_run_now() {
         .as_i64()
         .expect("invoke records when it ran the trigger");
     assert!(last > 1_700_000_000_000);
+}
+
+#[test]
+fn errors_carry_chatbotkits_string_codes_beside_the_status() {
+    let host = Host::builder().start();
+    for (path, status, code) in [
+        ("/api/v1/integration/trigger/trg_nope/fetch", 404, "NOT_FOUND"),
+        ("/v1/integration/trigger/list?take=0", 400, "BAD_REQUEST"),
+    ] {
+        let answer = host.api_get(path);
+        assert_eq!(answer.status, status, "{path}: {}", answer.body);
+        let error = answer.json();
+        assert_eq!(error["code"], code, "{path}: {error}");
+        assert_eq!(error["status"], status, "{path}: {error}");
+        assert!(error["type"].is_string() && error["message"].is_string(), "{error}");
+    }
+    let unauthenticated = host.send(host.client().get(host.url("/api/v1/integration/trigger/list")));
+    assert_eq!(unauthenticated.status, 401);
+    assert_eq!(unauthenticated.json()["code"], "UNAUTHORIZED");
 }

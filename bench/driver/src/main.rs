@@ -77,6 +77,13 @@ pub struct Options {
     /// Criterion's output folder, for the sandbox micro-benchmarks' figures.
     #[arg(long)]
     pub criterion: Option<PathBuf>,
+    /// Another `sluice` binary (a build from before a change) measured in the same rounds:
+    /// rows (b-ref) and (d-ref) repeat (b) and (d) with it, and the table gives the ratios.
+    #[arg(long)]
+    pub reference_sluice: Option<PathBuf>,
+    /// Only these rows, by key (comma-separated, e.g. `b,b-ref,d,d-ref`).
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -127,15 +134,17 @@ fn main() -> anyhow::Result<()> {
             let report = &mut reports[index];
             let measured = match (&row.kind, &running[index]) {
                 (RowKind::Http { .. }, Some(server)) => measure_http(&load, server, &options, report),
-                (RowKind::Script { path, args }, _) => script::run(path, args, &options).map(|result| {
-                    report.rss_idle_kib.extend(result.rss_idle_kib);
-                    report.rss_load_kib.extend(result.rss_load_kib);
-                    Measurement {
-                        per_s: result.per_s,
-                        p50_ms: result.p50_ms,
-                        p99_ms: result.p99_ms,
-                    }
-                }),
+                (RowKind::Script { path, args, sluice }, _) => {
+                    script::run(path, args, sluice, &options).map(|result| {
+                        report.rss_idle_kib.extend(result.rss_idle_kib);
+                        report.rss_load_kib.extend(result.rss_load_kib);
+                        Measurement {
+                            per_s: result.per_s,
+                            p50_ms: result.p50_ms,
+                            p99_ms: result.p99_ms,
+                        }
+                    })
+                }
                 _ => continue,
             };
             // A measured run keeps going past an invalid round of a script row (an

@@ -198,6 +198,8 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
         );
     }
 
+    render_reference(&mut out, reports);
+
     if !micro.is_empty() {
         let _ = writeln!(out, "\nSandbox cost per request, in process (criterion, median):");
         for result in micro {
@@ -269,6 +271,48 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
         }
     }
     out
+}
+
+/// This build against the reference build (`--reference-sluice`): the ratio of the
+/// medians, and round by round (each round measured both, one after the other).
+fn render_reference(out: &mut String, reports: &[RowReport]) {
+    let pairs: Vec<_> = ["b", "d"]
+        .into_iter()
+        .filter_map(|key| {
+            let reference = format!("{key}-ref");
+            Some((key, find(reports, key)?, find(reports, &reference)?))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nThis build against the reference build (per second, this ÷ reference):"
+    );
+    for (key, this, reference) in pairs {
+        let (Some(a), Some(b)) = (this.throughput(), reference.throughput()) else {
+            continue;
+        };
+        let by_round = if this.samples.len() == reference.samples.len() {
+            let ratios: Vec<String> = this
+                .samples
+                .iter()
+                .zip(&reference.samples)
+                .map(|(t, r)| format!("{:.3}", t.per_s / r.per_s))
+                .collect();
+            format!("; by round {}", ratios.join(", "))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  ({key}) {} vs {}: {:.3}{by_round}",
+            thousands(a.median),
+            thousands(b.median),
+            a.median / b.median
+        );
+    }
 }
 
 /// The figures the targets were set beside, measured on this machine with the same
@@ -404,6 +448,31 @@ mod tests {
         );
         assert_eq!(spread([4.0, 1.0]).unwrap().median, 2.5);
         assert_eq!(spread([]), None);
+    }
+
+    #[test]
+    fn a_reference_build_is_compared_round_by_round() {
+        let setting = Setting {
+            rounds: 2,
+            duration: 10,
+            warmup: 2,
+            connections: 32,
+            server_cpu: 0,
+            load_cpu: 1,
+            load_before: None,
+            load_after: None,
+            idle_cpus: None,
+            smoke: false,
+        };
+        let text = render(
+            &setting,
+            &[row("b", &[40_000.0, 44_000.0]), row("b-ref", &[40_000.0, 40_000.0])],
+            &[],
+        );
+        assert!(
+            text.contains("(b) 42,000 vs 40,000: 1.050; by round 1.000, 1.100"),
+            "{text}"
+        );
     }
 
     #[test]

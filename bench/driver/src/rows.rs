@@ -34,8 +34,13 @@ pub enum RowKind {
     Http {
         start: fn(&Options) -> anyhow::Result<Running>,
     },
-    /// An executable that measures one round itself, with its arguments.
-    Script { path: PathBuf, args: Vec<String> },
+    /// An executable that measures one round itself, with its arguments and the `sluice`
+    /// binary it runs.
+    Script {
+        path: PathBuf,
+        args: Vec<String>,
+        sluice: PathBuf,
+    },
     /// Not measured in this run, and why.
     Skipped { reason: String },
 }
@@ -48,8 +53,16 @@ pub struct Running {
     pub _dir: Option<tempfile::TempDir>,
 }
 
-/// Every configuration, in table order.
+/// Every configuration, in table order, narrowed to `--rows` when given.
 pub fn rows(options: &Options) -> Vec<Row> {
+    let mut rows = all_rows(options);
+    if !options.rows.is_empty() {
+        rows.retain(|row| options.rows.iter().any(|key| key == row.key));
+    }
+    rows
+}
+
+fn all_rows(options: &Options) -> Vec<Row> {
     let mut rows = vec![
         Row {
             key: "a",
@@ -65,6 +78,15 @@ pub fn rows(options: &Options) -> Vec<Row> {
             kind: RowKind::Http { start: start_sluice },
         },
     ];
+    if let Some(reference) = &options.reference_sluice {
+        rows.push(Row {
+            key: "b-ref",
+            label: format!("(b) with the reference build {}", reference.display()),
+            kind: RowKind::Http {
+                start: start_reference_sluice,
+            },
+        });
+    }
     rows.push(match wasmtime(options) {
         Some(_) => Row {
             key: "c",
@@ -89,8 +111,20 @@ pub fn rows(options: &Options) -> Vec<Row> {
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/trigger-ingest"),
             args: Vec::new(),
+            sluice: options.sluice.clone(),
         },
     });
+    if let Some(reference) = &options.reference_sluice {
+        rows.push(Row {
+            key: "d-ref",
+            label: format!("(d) with the reference build {}", reference.display()),
+            kind: RowKind::Script {
+                path: options.bench_dir.join("rows/trigger-ingest"),
+                args: Vec::new(),
+                sluice: reference.clone(),
+            },
+        });
+    }
     // The limit of (e): the same load and receiver, the fan-out done natively in memory.
     rows.push(Row {
         key: "e0",
@@ -99,6 +133,7 @@ pub fn rows(options: &Options) -> Vec<Row> {
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/delivery-fanout-native"),
             args: Vec::new(),
+            sluice: options.sluice.clone(),
         },
     });
     rows.push(Row {
@@ -107,6 +142,7 @@ pub fn rows(options: &Options) -> Vec<Row> {
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/delivery-fanout"),
             args: Vec::new(),
+            sluice: options.sluice.clone(),
         },
     });
     // The store's cost: the same paths on SQLite and on PostgreSQL, and on two replicas
@@ -122,6 +158,7 @@ pub fn rows(options: &Options) -> Vec<Row> {
             RowKind::Script {
                 path: options.bench_dir.join("rows/store-path"),
                 args: args.iter().map(|arg| arg.to_string()).collect(),
+                sluice: options.sluice.clone(),
             }
         },
     };
@@ -182,6 +219,18 @@ fn start_native(options: &Options) -> anyhow::Result<Running> {
 }
 
 fn start_sluice(options: &Options) -> anyhow::Result<Running> {
+    start_sluice_binary(options, &options.sluice)
+}
+
+fn start_reference_sluice(options: &Options) -> anyhow::Result<Running> {
+    let reference = options
+        .reference_sluice
+        .as_deref()
+        .context("--reference-sluice is not given")?;
+    start_sluice_binary(options, reference)
+}
+
+fn start_sluice_binary(options: &Options, sluice: &Path) -> anyhow::Result<Running> {
     let dir = tempfile::tempdir()?;
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins)?;
@@ -200,7 +249,7 @@ fn start_sluice(options: &Options) -> anyhow::Result<Running> {
         "--api-token".into(),
         API_TOKEN.into(),
     ];
-    let mut server = Server::start(options.server_cpu, &options.sluice, &args, &[("SLUICE_LOG", "warn")])?;
+    let mut server = Server::start(options.server_cpu, sluice, &args, &[("SLUICE_LOG", "warn")])?;
     let base = server.wait_for(START_TIMEOUT, listening)?;
     let url = webhook_url(&base, "bench-00").with_context(|| server.output())?;
     Ok(Running {

@@ -4,7 +4,7 @@
 //! The driver runs it once per round, with its arguments and these environment variables:
 //! `BENCH_DURATION_S` (measured seconds), `BENCH_WARMUP_S` (warm-up seconds before),
 //! `BENCH_CONNECTIONS`, `BENCH_SERVER_CPU` and `BENCH_LOAD_CPU` (pin with
-//! `taskset -c`), `BENCH_SLUICE` (the release `sluice` binary), `BENCH_NATIVE` (the
+//! `taskset -c`), `BENCH_SLUICE` (the release `sluice` binary the row measures), `BENCH_NATIVE` (the
 //! `bench-native` binary), `BENCH_SMOKE` (`1` in smoke mode). Its last output line
 //! starting with `result ` carries `key=value` pairs: `per_s` (throughput) and
 //! `p50_ms`, `p99_ms` (latency), and optionally `rss_idle_kib`, `rss_load_kib` (the
@@ -45,7 +45,7 @@ impl std::fmt::Display for InvalidRound {
 
 impl std::error::Error for InvalidRound {}
 
-pub fn run(path: &Path, args: &[String], options: &Options) -> anyhow::Result<ScriptResult> {
+pub fn run(path: &Path, args: &[String], sluice: &Path, options: &Options) -> anyhow::Result<ScriptResult> {
     let output = Command::new(path)
         .args(args)
         .env("BENCH_DURATION_S", options.duration.to_string())
@@ -53,7 +53,7 @@ pub fn run(path: &Path, args: &[String], options: &Options) -> anyhow::Result<Sc
         .env("BENCH_CONNECTIONS", options.connections.to_string())
         .env("BENCH_SERVER_CPU", options.server_cpu.to_string())
         .env("BENCH_LOAD_CPU", options.load_cpu.to_string())
-        .env("BENCH_SLUICE", &options.sluice)
+        .env("BENCH_SLUICE", sluice)
         .env("BENCH_NATIVE", &options.native)
         .env("BENCH_SMOKE", if options.smoke { "1" } else { "0" })
         .output()

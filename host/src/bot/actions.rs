@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::error::describe;
 use super::{BotError, find_installation, list_or_none, ready};
+use crate::json_depth;
 use crate::plugins::PluginHost;
 
 /// What an action answered.
@@ -58,6 +59,7 @@ pub async fn call_action(
             describe(&installation)
         ))
     };
+    json_depth::check(result.output.as_bytes(), json_depth::RECORDED_MAX_DEPTH, "its output").map_err(&broken)?;
     let output: Value =
         serde_json::from_str(&result.output).map_err(|e| broken(format!("output that is not valid JSON ({e})")))?;
     declared

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::request_id::RequestId;
@@ -15,7 +15,7 @@ use super::request_id::RequestId;
 pub const API_BODY_LIMIT: usize = 2 << 20;
 
 /// An error as every API answers it (the Botpress API's error shape).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Error, example = json!({
     "id": "req_01J2Z3QK8V6S1T7M5N4P3R2Q1W", "code": 404, "type": "ResourceNotFound",
     "message": "conversation conv_1 does not exist"
@@ -26,7 +26,7 @@ pub struct ErrorBody {
     /// The HTTP status.
     pub code: u16,
     /// What kind of error: `InvalidPayload`, `InvalidQuery`, `InvalidIdentifier`,
-    /// `InvalidDataFormat`, `Unauthorized`, `ResourceNotFound`, `MethodNotAllowed`,
+    /// `InvalidDataFormat`, `Unauthorized`, `ResourceNotFound`, `MethodNotFound`,
     /// `PayloadTooLarge`, `UnsupportedMediaType`, `Conflict`, `Internal`, `Unavailable`, ...
     #[serde(rename = "type")]
     pub kind: String,

@@ -5,7 +5,8 @@
 //! - [`JsonBody`]: a body is JSON sent as such (`Content-Type: application/json` or
 //!   `+json`; anything else is a 415 `UnsupportedMediaType`), within [`API_BODY_LIMIT`]
 //!   (413), and a JSON object (400 `InvalidPayload` naming what came instead) before its
-//!   fields are read. An empty body reads as `{}`.
+//!   fields are read. An empty body reads as `{}`; one of whitespace only is not JSON
+//!   (400).
 //! - [`PathParams`]: path parameters, whose percent-decoding must be UTF-8 (400
 //!   `InvalidIdentifier`).
 //! - [`QueryParams`] and [`query_pairs`]: the query, whose percent-decoded names and values
@@ -25,6 +26,7 @@ use serde_json::Value;
 use super::ApiError;
 use super::bodies::read_limited;
 use super::errors::{API_BODY_LIMIT, ApiResult};
+use crate::json_depth;
 
 /// A JSON object body, read into `T` (see the module's rules).
 #[derive(Debug)]
@@ -39,13 +41,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = read_limited(&parts.headers, body, API_BODY_LIMIT as u64)
             .await
             .map_err(|unread| unread.answer(ApiError::api_body_too_large))?;
-        let text = bytes.trim_ascii_start();
-        if text.is_empty() {
+        if bytes.is_empty() {
             return from_json(b"{}").map(JsonBody);
         }
+        let text = bytes.trim_ascii_start();
         if !declared {
             return Err(unsupported_media_type("no Content-Type"));
         }
+        json_depth::check(text, json_depth::MAX_DEPTH, "the body").map_err(ApiError::bad_request)?;
         if text.first() != Some(&b'{') {
             return Err(match serde_json::from_slice::<Value>(text) {
                 Ok(other) => {

@@ -93,7 +93,7 @@ pub fn router(app: AppState, with_metrics: bool) -> Router {
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
+                "MethodNotFound",
                 format!("this route does not take {method}; the Allow header lists the methods it takes"),
             )
         })

@@ -57,7 +57,7 @@ pub async fn serve() -> Response {
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(serve),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, triggers::TriggerErrorBody)),
     modifiers(&Shared),
     tags(
         (name = "bot", description = "The bot API, in the shapes of the Botpress chat API"),
@@ -98,19 +98,27 @@ impl Modify for Shared {
             bearer("The trigger's secret, when the trigger authenticates its events"),
         );
         for (name, description) in ERRORS {
-            let response = ResponseBuilder::new()
-                .description(*description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Error")))
-                        .build(),
-                )
-                .build();
-            components.responses.insert(name.to_string(), RefOr::T(response));
+            for (prefix, schema) in [("", "Error"), (TRIGGER_ERRORS, "TriggerError")] {
+                let response = ResponseBuilder::new()
+                    .description(*description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(schema)))
+                            .build(),
+                    )
+                    .build();
+                components
+                    .responses
+                    .insert(format!("{prefix}{name}"), RefOr::T(response));
+            }
         }
     }
 }
+
+/// The trigger API answers its errors in ChatBotKit's shape (`TriggerError`): its shared
+/// error answers are named with this prefix.
+const TRIGGER_ERRORS: &str = "Trigger";
 
 /// The shared error answers, by name.
 const ERRORS: &[(&str, &str)] = &[
@@ -315,12 +323,13 @@ fn add_shared_errors(operation: &mut Operation) {
         errors.push(("500", "Internal"));
         errors.push(("503", "Unavailable"));
     }
+    let prefix = if tagged(triggers::TAG) { TRIGGER_ERRORS } else { "" };
     for (status, name) in errors {
         operation
             .responses
             .responses
             .entry(status.to_string())
-            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(format!("{prefix}{name}"))));
     }
 }
 

@@ -95,6 +95,19 @@ impl Routes {
         self
     }
 
+    /// Wraps every route so far in `layer` (which changes answers, not who may call).
+    pub fn layer<L>(mut self, layer: L) -> Routes
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.router = self.router.route_layer(layer);
+        self
+    }
+
     /// Puts every route so far behind the API token.
     pub fn require_api_token(self, app: &AppState) -> Routes {
         self.guarded_by(

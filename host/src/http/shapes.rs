@@ -132,6 +132,10 @@ pub struct CreatedMeta {
     pub created: bool,
 }
 
+/// What a delete answers: an empty object.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Deleted {}
+
 /// The `meta` of an answer Botpress may serve from a cache (sluice never does).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CachedMeta {

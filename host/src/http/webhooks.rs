@@ -14,6 +14,7 @@ use super::extract::PathParams;
 use super::request_id::RequestId;
 use super::routes::{Routes, any_raw};
 use super::{ApiError, AppState};
+use crate::json_depth;
 use crate::plugins::Installation;
 use crate::runtime::{CallError, WebhookRequest, WebhookResponse};
 use crate::telemetry::metrics;
@@ -130,6 +131,9 @@ async fn handle(
     let body = read_limited(&parts.headers, body, limit)
         .await
         .map_err(|unread| unread.answer(too_large))?;
+    if declares_json(&parts.headers) {
+        json_depth::check(&body, json_depth::MAX_DEPTH, "the body").map_err(ApiError::bad_request)?;
+    }
     let headers = parts
         .headers
         .iter()
@@ -218,4 +222,15 @@ fn plugin_response(answer: WebhookResponse, installation: &str) -> Response {
         }
     }
     response
+}
+
+/// Whether a request says its body is JSON (`application/json` or a `+json` type): such
+/// bodies are held to the JSON depth rule before the plugin runs.
+fn declares_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .is_some_and(|media| media == "application/json" || media.ends_with("+json"))
 }

@@ -44,12 +44,21 @@ pub struct PluginHost {
 /// An installation name is the file name without `.wasm`: letters, digits, `-`, `_`.
 fn installation_name(file: &Path) -> Result<String, String> {
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    valid_installation_name(stem)
+        .map(|()| stem.to_string())
+        .map_err(|_| "rename it: a plugin file name may use only letters, digits, - and _".into())
+}
+
+/// Checks an installation name: 1 to 64 letters, digits, `-` and `_`.
+pub(super) fn valid_installation_name(name: &str) -> Result<(), String> {
     let valid =
-        !stem.is_empty() && stem.len() <= 64 && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if valid {
-        Ok(stem.to_string())
+        Ok(())
     } else {
-        Err("rename it: a plugin file name may use only letters, digits, - and _".into())
+        Err(format!(
+            "{name:?} cannot be an installation name: use 1 to 64 letters, digits, - and _"
+        ))
     }
 }
 

@@ -134,4 +134,118 @@ await check('users', async () => {
   assert.deepEqual(users.map((u) => u.id), [user.id])
 })
 
+await check('createConversation, updateConversation, deleteConversation', async () => {
+  const { conversation: created } = await client.createConversation({
+    channel: 'channel',
+    tags: { channelId: 'C-made' },
+    integrationName: 'chat',
+  })
+  assert.deepEqual(created.tags, { channelId: 'C-made' })
+  const { conversation: twin } = await client.createConversation({
+    channel: 'channel',
+    tags: { channelId: 'C-made' },
+    integrationName: 'chat',
+  })
+  assert.notEqual(twin.id, created.id, 'create always creates')
+  const { conversation: updated } = await client.updateConversation({ id: created.id, tags: { channelId: 'C-moved' } })
+  assert.deepEqual(updated.tags, { channelId: 'C-moved' })
+  const { conversations: found } = await client.listConversations({ tags: { channelId: 'C-moved' } })
+  assert.deepEqual(found.map((c) => c.id), [created.id])
+  const undeclared = await client
+    .updateConversation({ id: created.id, tags: { colour: 'blue' } })
+    .then(() => null, (error) => error)
+  assert.equal(undeclared?.type, 'InvalidPayload')
+  assert.deepEqual(await client.deleteConversation({ id: twin.id }), {})
+  const gone = await client.getConversation({ id: twin.id }).then(() => null, (error) => error)
+  assert.equal(gone?.type, 'ResourceNotFound')
+  seen.updatedConversationId = created.id
+  seen.deletedConversationId = twin.id
+})
+
+await check('listConversations sorts as asked and refuses what it cannot filter by', async () => {
+  const newest = await client.listConversations({ sortField: 'createdAt', sortDirection: 'desc' })
+  const oldest = await client.listConversations({ sortField: 'createdAt', sortDirection: 'asc' })
+  assert.ok(newest.conversations.length >= 2)
+  assert.deepEqual(oldest.conversations.map((c) => c.id), newest.conversations.map((c) => c.id).reverse())
+  const updated = await client.listConversations({ sortField: 'updatedAt', sortDirection: 'desc' })
+  assert.equal(updated.conversations[0].id, seen.updatedConversationId, 'the last updated first')
+  const paged = []
+  let nextToken
+  do {
+    const page = await client.listConversations({ sortField: 'updatedAt', sortDirection: 'asc', nextToken, pageSize: 1 })
+    paged.push(...page.conversations.map((c) => c.id))
+    nextToken = page.meta.nextToken
+  } while (nextToken)
+  assert.deepEqual(paged, updated.conversations.map((c) => c.id).reverse())
+  const refused = await client
+    .listConversations({ afterDate: '2024-01-01T00:00:00.000Z' })
+    .then(() => null, (error) => error)
+  assert.equal(refused?.type, 'InvalidQuery')
+  assert.match(refused.message, /afterDate/)
+})
+
+await check('createUser, updateUser, deleteUser', async () => {
+  const { user } = await client.createUser({ tags: { userId: 'U-made' }, integrationName: 'chat', name: 'Made' })
+  assert.equal(user.name, 'Made')
+  const { user: updated } = await client.updateUser({ id: user.id, name: 'Renamed', pictureUrl: 'https://example.com/p.png' })
+  assert.equal(updated.name, 'Renamed')
+  assert.equal(updated.pictureUrl, 'https://example.com/p.png')
+  assert.deepEqual(updated.tags, { userId: 'U-made' })
+  const refused = await client
+    .updateUser({ id: user.id, tags: { colour: 'blue' } })
+    .then(() => null, (error) => error)
+  assert.equal(refused?.type, 'InvalidPayload')
+  const { users } = await client.listUsers({ sortField: 'updatedAt', sortDirection: 'desc' })
+  assert.equal(users[0].id, user.id)
+  assert.deepEqual(await client.deleteUser({ id: user.id }), {})
+  const gone = await client.getUser({ id: user.id }).then(() => null, (error) => error)
+  assert.equal(gone?.type, 'ResourceNotFound')
+  seen.deletedUserId = user.id
+})
+
+await check('participants', async () => {
+  const { user } = await client.getOrCreateUser({ tags: { userId: 'U-guest' }, integrationName: 'chat' })
+  const { participant } = await client.addParticipant({ id: conversation.id, userId: user.id })
+  assert.equal(participant.id, user.id)
+  const { participant: fetched } = await client.getParticipant({ id: conversation.id, userId: user.id })
+  assert.equal(fetched.id, user.id)
+  const { participants } = await client.listParticipants({ id: conversation.id })
+  const ids = participants.map((p) => p.id)
+  assert.ok(ids.includes(user.id), 'the added user')
+  assert.ok(ids.length >= 2, 'and the bot, who wrote in it')
+  assert.deepEqual(await client.removeParticipant({ id: conversation.id, userId: user.id }), {})
+  const gone = await client
+    .getParticipant({ id: conversation.id, userId: user.id })
+    .then(() => null, (error) => error)
+  assert.equal(gone?.type, 'ResourceNotFound')
+})
+
+await check('updateMessage, deleteMessage', async () => {
+  const { message } = await client.createMessage({
+    conversationId: conversation.id,
+    userId: SLUICE_BOT_ID,
+    type: 'text',
+    payload: { text: 'soon gone' },
+    tags: {},
+  })
+  const { message: updated } = await client.updateMessage({ id: message.id, tags: { threadId: 'T1' }, payload: { text: 'edited' } })
+  assert.deepEqual(updated.payload, { text: 'edited' })
+  assert.equal(updated.tags.threadId, 'T1')
+  assert.deepEqual(await client.deleteMessage({ id: message.id }), {})
+  const gone = await client.getMessage({ id: message.id }).then(() => null, (error) => error)
+  assert.equal(gone?.type, 'ResourceNotFound')
+  seen.deletedMessageId = message.id
+})
+
+await check('methods sluice does not serve fail with errors the client knows', async () => {
+  const wrongMethod = await client
+    .getOrCreateMessage({ conversationId: conversation.id, userId: SLUICE_BOT_ID, type: 'text', payload: { text: 'x' }, tags: {} })
+    .then(() => null, (error) => error)
+  assert.equal(wrongMethod?.type, 'MethodNotFound')
+  assert.equal(wrongMethod.code, 405)
+  const noRoute = await client.getWorkflow({ id: 'wfl_1' }).then(() => null, (error) => error)
+  assert.equal(noRoute?.type, 'ResourceNotFound')
+  assert.equal(noRoute.code, 404)
+})
+
 console.log(JSON.stringify(seen))

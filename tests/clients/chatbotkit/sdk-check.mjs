@@ -56,6 +56,18 @@ assert.equal(listedMain.secret, main.secret, 'list shows the secret of an authen
 const byMeta = await triggers.list({ meta: { n: '2' } })
 assert.deepEqual(byMeta.items.map((t) => t.id), [created[1].id], 'meta filters')
 
+// list().stream(): JSON lines, every page to the end, whatever take says
+const streamed = []
+for await (const line of triggers.list({ take: 1 }).stream()) {
+  assert.equal(line.type, 'item')
+  streamed.push(line.data.id)
+}
+assert.deepEqual(streamed, created.map((t) => t.id).reverse(), 'the stream goes to the end')
+
+// errors carry ChatBotKit's string codes
+const missing = await triggers.fetch('trg_nope').then(() => null, (error) => error)
+assert.equal(missing?.code, 'NOT_FOUND', `a missing trigger: ${missing}`)
+
 // fetch
 const fetched = await triggers.fetch(main.id)
 assert.equal(fetched.id, main.id)

@@ -1,23 +1,25 @@
 //! Messages: `listMessages`, `getMessage`, `createMessage` (delivered through the
-//! integration's `handle-message`) and `updateMessage`.
+//! integration's `handle-message`), `updateMessage` and `deleteMessage` (the platform
+//! keeps its copy: sluice forgets the message).
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::query::EntityListQuery;
-use super::{TAG, entity_query};
+use super::query::{EntityFilters, PageQuery};
+use super::{TAG, entity_query, tag_changes};
 use crate::bot::{self, OutgoingMessage};
 use crate::http::errors::ApiResult;
 use crate::http::extract::{JsonBody, PathParams};
 use crate::http::request_id::RequestId;
-use crate::http::shapes::{self, PageMeta};
+use crate::http::shapes::{self, Deleted, PageMeta};
 use crate::http::{ApiError, AppState};
-use crate::store::Tags;
+use crate::store::{Sort, Tags};
 
 /// A page of messages.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,10 +36,17 @@ pub struct MessageAnswer {
 
 /// List messages (`listMessages`).
 #[utoipa::path(get, path = "/v1/chat/messages", tag = TAG, operation_id = "listMessages",
-    params(EntityListQuery),
-    responses((status = 200, description = "A page of messages", body = MessageList)))]
+    params(PageQuery, EntityFilters),
+    responses((status = 200, description = "A page of messages, newest first", body = MessageList)))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<MessageList>> {
     let query = entity_query(raw.as_deref())?;
+    if query.sort != Sort::default() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidQuery",
+            "messages are listed newest first; sortField and sortDirection are for conversations and users",
+        ));
+    }
     let page = app.store.messages(&query).await?;
     Ok(Json(MessageList {
         messages: page.items.iter().map(shapes::message).collect(),
@@ -114,6 +123,17 @@ pub async fn create(
     }))
 }
 
+/// Forget a message; the platform keeps its copy (`deleteMessage`).
+#[utoipa::path(delete, path = "/v1/chat/messages/{id}", tag = TAG, operation_id = "deleteMessage",
+    params(("id" = String, Path, description = "The message's id")),
+    responses((status = 200, description = "The message is deleted", body = Deleted)))]
+pub async fn delete(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Deleted>> {
+    if !app.store.delete_message(&id).await? {
+        return Err(ApiError::not_found(format!("message {id} does not exist")));
+    }
+    Ok(Json(Deleted {}))
+}
+
 /// Body of `updateMessage`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = UpdateMessageBody, example = json!({"tags": {"edited": "yes"}}))]
@@ -136,13 +156,7 @@ pub async fn update(
     PathParams(id): PathParams<String>,
     JsonBody(request): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<MessageAnswer>> {
-    // An empty value removes the tag, as `null` does.
-    let tags = request
-        .tags
-        .into_iter()
-        .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
-        .collect();
-    let message = bot::update_message(&app.plugins, &id, tags, request.payload).await?;
+    let message = bot::update_message(&app.plugins, &id, tag_changes(request.tags), request.payload).await?;
     Ok(Json(MessageAnswer {
         message: shapes::message(&message),
     }))

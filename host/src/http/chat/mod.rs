@@ -12,15 +12,19 @@ mod conversations;
 mod events;
 mod messages;
 mod query;
-mod states;
+pub(crate) mod states;
 mod users;
 
+use std::collections::BTreeMap;
+
 use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::ApiError;
 use super::routes::{Routes, get, post};
 use crate::bot::BotError;
+use crate::store::TagChanges;
 
 pub use query::entity_query;
 
@@ -28,17 +32,39 @@ pub fn routes() -> Routes {
     Routes::new()
         .route("/v1/chat/events", get(events::list).post(events::create))
         .route("/v1/chat/events/{id}", get(events::get))
-        .route("/v1/chat/conversations", get(conversations::list))
+        .route(
+            "/v1/chat/conversations",
+            get(conversations::list).post(conversations::create),
+        )
         .route(
             "/v1/chat/conversations/get-or-create",
             post(conversations::get_or_create),
         )
-        .route("/v1/chat/conversations/{id}", get(conversations::get))
-        .route("/v1/chat/users", get(users::list))
+        .route(
+            "/v1/chat/conversations/{id}",
+            get(conversations::get)
+                .put(conversations::update)
+                .delete(conversations::delete),
+        )
+        .route(
+            "/v1/chat/conversations/{id}/participants",
+            get(conversations::list_participants).post(conversations::add_participant_route),
+        )
+        .route(
+            "/v1/chat/conversations/{id}/participants/{user_id}",
+            get(conversations::get_participant).delete(conversations::remove_participant),
+        )
+        .route("/v1/chat/users", get(users::list).post(users::create))
         .route("/v1/chat/users/get-or-create", post(users::get_or_create))
-        .route("/v1/chat/users/{id}", get(users::get))
+        .route(
+            "/v1/chat/users/{id}",
+            get(users::get).put(users::update).delete(users::delete),
+        )
         .route("/v1/chat/messages", get(messages::list).post(messages::create))
-        .route("/v1/chat/messages/{id}", get(messages::get).put(messages::update))
+        .route(
+            "/v1/chat/messages/{id}",
+            get(messages::get).put(messages::update).delete(messages::delete),
+        )
         .route(
             "/v1/chat/states/{type}/{id}/{name}",
             get(states::get)
@@ -74,15 +100,26 @@ pub const RUNS_A_PLUGIN: &[&str] = &[
     events::create,
     events::get,
     conversations::list,
+    conversations::create,
     conversations::get_or_create,
     conversations::get,
+    conversations::update,
+    conversations::delete,
+    conversations::list_participants,
+    conversations::add_participant_route,
+    conversations::get_participant,
+    conversations::remove_participant,
     users::list,
+    users::create,
     users::get_or_create,
     users::get,
+    users::update,
+    users::delete,
     messages::list,
     messages::create,
     messages::get,
     messages::update,
+    messages::delete,
     states::get,
     states::set,
     states::patch,
@@ -91,6 +128,27 @@ pub const RUNS_A_PLUGIN: &[&str] = &[
     actions::call,
 ))]
 pub struct Api;
+
+/// Refuses fields of the Botpress API that sluice does not keep, rather than dropping
+/// them: `null` counts as absent.
+fn unsupported_fields<const N: usize>(fields: [(&str, &Option<Value>); N]) -> Result<(), ApiError> {
+    for (name, value) in fields {
+        if value.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::bad_request(format!(
+                "{name} is not supported by sluice; leave it out"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Tag changes as an update body gives them: an empty value removes the tag, as `null`
+/// does.
+fn tag_changes(tags: BTreeMap<String, Option<String>>) -> TagChanges {
+    tags.into_iter()
+        .map(|(k, v)| (k, v.filter(|v| !v.is_empty())))
+        .collect()
+}
 
 /// The installation named by the `x-integration-id` header, if any.
 fn integration_header(headers: &HeaderMap) -> Option<String> {

@@ -1,33 +1,58 @@
 //! Query strings of the list routes. `@botpress/client` encodes objects with dots
-//! (`tags.channelId=C1`); bracket keys (`tags[channelId]=C1`) are read too.
+//! (`tags.channelId=C1`); bracket keys (`tags[channelId]=C1`) are read too. Filters of
+//! the Botpress API that sluice does not have are refused with a 400 naming them, never
+//! ignored.
 
 use axum::http::StatusCode;
-use utoipa::IntoParams;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::ApiError;
 use crate::http::errors::ApiResult;
 use crate::http::extract::query_pairs;
-use crate::store::{EntityQuery, Tags};
+use crate::store::{EntityQuery, SortDirection, SortField, Tags};
+
+/// Parameters of the Botpress list routes that sluice does not serve.
+const UNSUPPORTED: &[&str] = &[
+    "afterDate",
+    "beforeDate",
+    "rangeField",
+    "participantIds",
+    "minMessageCount",
+    "maxMessageCount",
+];
 
 fn invalid_query(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
 }
 
-/// The query [`entity_query`] reads, as the OpenAPI document lists it. Tags filter as
-/// `tags.<name>=<value>` (or `tags[<name>]=<value>`), any number of them.
+/// The page a list route answers, as the OpenAPI document lists it ([`entity_query`]
+/// reads it).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(
     dead_code,
     reason = "describes the query entity_query reads by hand, for the OpenAPI document"
 )]
-pub struct EntityListQuery {
+pub struct PageQuery {
     /// The `meta.nextToken` of the page before.
     #[param(rename = "nextToken")]
     next_token: Option<String>,
     /// Items per page: 20 when left out; 1 to 100 (more is served as 100, 0 as 1).
     #[param(rename = "pageSize", minimum = 0, maximum = 4294967295u64, format = Int64)]
     page_size: Option<u32>,
+}
+
+/// The filters of `listConversations`, `listUsers` and `listMessages`, as the OpenAPI
+/// document lists them. Tags filter as `tags.<name>=<value>` (or `tags[<name>]=<value>`),
+/// any number of them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query entity_query reads by hand, for the OpenAPI document"
+)]
+pub struct EntityFilters {
     /// Only those of this conversation (messages), or with it (users).
     #[param(rename = "conversationId")]
     conversation_id: Option<String>,
@@ -36,6 +61,43 @@ pub struct EntityListQuery {
     /// Only those of this integration (its name).
     #[param(rename = "integrationName")]
     integration_name: Option<String>,
+}
+
+/// What a list of conversations or users is sorted by.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SortField)]
+#[allow(dead_code, reason = "describes sortField for the OpenAPI document")]
+pub enum SortFieldParam {
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// Which way a list of conversations or users is sorted.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SortDirection)]
+#[allow(dead_code, reason = "describes sortDirection for the OpenAPI document")]
+pub enum SortDirectionParam {
+    Asc,
+    Desc,
+}
+
+/// The order of `listConversations` and `listUsers` (messages are listed newest first,
+/// and refuse these), as the OpenAPI document lists it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query entity_query reads by hand, for the OpenAPI document"
+)]
+pub struct SortQuery {
+    /// What to sort by: `createdAt` when left out.
+    #[param(rename = "sortField", inline)]
+    sort_field: Option<SortFieldParam>,
+    /// `desc` (newest first) when left out.
+    #[param(rename = "sortDirection", inline)]
+    sort_direction: Option<SortDirectionParam>,
 }
 
 /// The tag name in a `tags.<name>` or `tags[<name>]` key.
@@ -56,6 +118,37 @@ pub fn entity_query(raw: Option<&str>) -> ApiResult<EntityQuery> {
                 query.page.size = Some(value.parse::<u32>().map_err(|_| {
                     invalid_query(format!("pageSize {value:?} is not a whole number from 0 to 4294967295"))
                 })? as usize)
+            }
+            "sortField" => {
+                query.sort.field = match value.as_str() {
+                    "createdAt" => SortField::CreatedAt,
+                    "updatedAt" => SortField::UpdatedAt,
+                    _ => {
+                        return Err(invalid_query(format!(
+                            "sortField {value:?} is not one sluice sorts by (createdAt, updatedAt)"
+                        )));
+                    }
+                }
+            }
+            "sortDirection" => {
+                query.sort.direction = match value.as_str() {
+                    "asc" => SortDirection::Asc,
+                    "desc" => SortDirection::Desc,
+                    _ => {
+                        return Err(invalid_query(format!(
+                            "sortDirection {value:?} is neither asc nor desc"
+                        )));
+                    }
+                }
+            }
+            name if UNSUPPORTED
+                .iter()
+                .any(|u| name == *u || name.starts_with(&format!("{u}["))) =>
+            {
+                return Err(invalid_query(format!(
+                    "{} is not supported by sluice; leave it out",
+                    name.split('[').next().unwrap_or(name)
+                )));
             }
             "conversationId" => query.conversation_id = Some(value),
             "channel" => query.channel = Some(value),

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::TAG;
 use crate::http::errors::ApiResult;
 use crate::http::extract::{JsonBody, PathParams};
-use crate::http::shapes::{self, CachedMeta};
+use crate::http::shapes::{self, CachedMeta, Deleted};
 use crate::http::{ApiError, AppState};
 use crate::store::{Patched, StateCheck, StateKey, StateRecord, StateScope};
 
@@ -59,7 +59,7 @@ pub async fn state_key(app: &AppState, scope: &str, id: &str, name: &str) -> Api
 /// The schema the installation's plugin declares for this state, as a check a payload
 /// must pass: the same check a plugin's own `set-state` gets. Bot states, and states the
 /// plugin does not declare, take any object.
-fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
+pub(crate) fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
     let installation = match key.scope {
         StateScope::Bot => None,
         _ => app.plugins.registry.snapshot().by_id(&key.installation_id).cloned(),
@@ -80,7 +80,7 @@ fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
 }
 
 /// A payload that does not match the state's schema.
-fn invalid_state(why: String) -> ApiError {
+pub(crate) fn invalid_state(why: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidDataFormat", why)
 }
 
@@ -116,10 +116,6 @@ pub struct StateSet {
     #[schema(required)]
     state: Option<shapes::State>,
 }
-
-/// A state deleted: an empty object.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Deleted {}
 
 /// Get a state (`getState`).
 #[utoipa::path(get, path = "/v1/chat/states/{type}/{id}/{name}", tag = TAG, operation_id = "getState",

@@ -124,7 +124,7 @@ pub(super) async fn get_event(
     params(EventPath), request_body(content = manage::Unread),
     responses(
         (status = 200, description = "The event, queued again", body = TriggerEventAnswer),
-        (status = 409, description = "The event has not failed (EventNotFailed)", body = ErrorBody),
+        (status = 409, description = "The event has not failed (EventNotFailed)", body = TriggerErrorBody),
     ))]
 pub(super) async fn retry_event(
     State(app): State<AppState>,

@@ -2,6 +2,7 @@
 //! answering `{"ok":true}` once it is on disk.
 
 use super::*;
+use crate::json_depth;
 
 /// What the query string says about the event's session and contact.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -105,8 +106,8 @@ pub(super) struct Accepted {
             ("x-sluice-event-id" = String, description = "The queued event's id"),
             ("idempotent-replayed" = String, description = "`true` when the Idempotency-Key was seen before"),
         )),
-        (status = 405, description = "Another method than GET or POST (MethodNotAllowed)", body = ErrorBody),
-        (status = 413, description = "The body is over `triggers.max-body-bytes` (PayloadTooLarge)", body = ErrorBody),
+        (status = 405, description = "Another method than GET or POST (MethodNotFound)", body = TriggerErrorBody),
+        (status = 413, description = "The body is over `triggers.max-body-bytes` (PayloadTooLarge)", body = TriggerErrorBody),
     ),
     security((), ("triggerSecret" = [])))]
 pub(super) async fn receive_event(
@@ -125,7 +126,7 @@ pub(super) async fn accept_event(app: &AppState, id: &str, request: Request) -> 
     if method != Method::GET && method != Method::POST {
         let mut response = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
+            "MethodNotFound",
             format!("send events with GET or POST, not {method}"),
         )
         .into_response();
@@ -224,7 +225,7 @@ pub(super) async fn accept_event(app: &AppState, id: &str, request: Request) -> 
     Ok(response)
 }
 
-/// JSON bodies must parse and text bodies must be UTF-8; anything else is passed on as
+/// JSON bodies must parse (within the JSON depth rule) and text bodies must be UTF-8; anything else is passed on as
 /// bytes.
 pub(super) fn check_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<()> {
     if body.is_empty() {
@@ -235,6 +236,7 @@ pub(super) fn check_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<(
         .map(|t| t.trim().to_ascii_lowercase())
         .unwrap_or_default();
     if media == "application/json" || media.ends_with("+json") {
+        json_depth::check(body, json_depth::MAX_DEPTH, "the body").map_err(ApiError::bad_request)?;
         serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|error| {
             ApiError::bad_request(format!(
                 "the body is not valid JSON ({error}); send JSON with Content-Type: application/json, or text with text/plain"

@@ -228,7 +228,7 @@ pub(super) async fn delete(
     params(TriggerPath), request_body(content = Unread),
     responses(
         (status = 200, description = "The trigger is ready", body = TriggerId),
-        (status = 409, description = "The trigger is not ready (TriggerNotReady), and why", body = ErrorBody),
+        (status = 409, description = "The trigger is not ready (TriggerNotReady), and why", body = TriggerErrorBody),
     ))]
 pub(super) async fn setup(
     State(app): State<AppState>,
@@ -299,7 +299,7 @@ pub(super) async fn invoke(
 /// List triggers (`meta.<key>=<value>` filters by meta, any number of them).
 #[utoipa::path(get, path = "/v1/integration/trigger/list", tag = TAG, operation_id = "listTriggers",
     params(ListQuery),
-    responses((status = 200, description = "A page of triggers; with `Accept: application/jsonl`, one `{\"type\":\"item\",\"data\":trigger}` line each",
+    responses((status = 200, description = "A page of triggers; with `Accept: application/jsonl`, every trigger (page after page, whatever `take` says), one `{\"type\":\"item\",\"data\":trigger}` line each",
         content(
             (TriggerList = "application/json"),
             (String = "application/jsonl"),
@@ -355,20 +355,27 @@ pub(super) async fn list(
             }
         }
     }
-    let page = app.store.list_triggers(&query).await?;
-    let items: Vec<Trigger> = page.items.iter().map(|t| shown(&app, t, t.authenticate)).collect();
+    let mut page = app.store.list_triggers(&query).await?;
     let wants_lines = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/jsonl"));
     if wants_lines {
+        // ChatBotKit streams a list to its end, page after page, whatever `take` says.
         let mut lines = String::new();
-        for item in items {
-            lines.push_str(&json!({ "type": "item", "data": item }).to_string());
-            lines.push('\n');
+        loop {
+            for trigger in &page.items {
+                let item = shown(&app, trigger, trigger.authenticate);
+                lines.push_str(&json!({ "type": "item", "data": item }).to_string());
+                lines.push('\n');
+            }
+            let Some(cursor) = page.cursor.take() else { break };
+            query.cursor = Some(cursor);
+            page = app.store.list_triggers(&query).await?;
         }
         return Ok(([(CONTENT_TYPE, "application/jsonl")], lines).into_response());
     }
+    let items: Vec<Trigger> = page.items.iter().map(|t| shown(&app, t, t.authenticate)).collect();
     Ok(Json(TriggerList {
         items,
         cursor: page.cursor,

@@ -160,7 +160,89 @@ pub fn routes(app: &AppState) -> Routes {
             .route(&format!("{prefix}/{{id}}/events/{{event_id}}/retry"), post(retry_event));
         events = events.route(&format!("{prefix}/{{id}}/event"), any_raw(receive_event));
     }
-    management.require_api_token(app).merge(events)
+    management
+        .require_api_token(app)
+        .merge(events)
+        .layer(axum::middleware::map_response(chatbotkit_error_codes))
+}
+
+/// ChatBotKit's string error code for an HTTP status (what its SDK's callers compare).
+fn chatbotkit_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        408 => "REQUEST_TIMEOUT",
+        409 => "CONFLICT",
+        413 => "CONTENT_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        429 => "TOO_MANY_REQUESTS",
+        503 => "SERVICE_UNAVAILABLE",
+        504 => "GATEWAY_TIMEOUT",
+        _ if status.is_server_error() => "INTERNAL_SERVER_ERROR",
+        _ => "GENERIC_ERROR",
+    }
+}
+
+/// The largest error body rewritten; the host's own are far smaller.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// An error as the trigger API answers it: the host's error ([`ErrorBody`]) with
+/// ChatBotKit's string `code`, which its SDK hands to callers, and the HTTP status as
+/// `status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TriggerError, example = json!({
+    "id": "req_01J2Z3QK8V6S1T7M5N4P3R2Q1W", "code": "NOT_FOUND", "status": 404,
+    "type": "ResourceNotFound", "message": "trigger trg_1 does not exist"
+}))]
+pub struct TriggerErrorBody {
+    /// The request id, as in the `x-sluice-request-id` header and the host's log.
+    pub id: String,
+    /// ChatBotKit's code for the status: `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`,
+    /// `NOT_FOUND`, `METHOD_NOT_ALLOWED`, `CONFLICT`, `CONTENT_TOO_LARGE`,
+    /// `UNSUPPORTED_MEDIA_TYPE`, `TOO_MANY_REQUESTS`, `INTERNAL_SERVER_ERROR`,
+    /// `SERVICE_UNAVAILABLE`, `GATEWAY_TIMEOUT`, ...
+    pub code: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What kind of error, as the other APIs name it (`ResourceNotFound`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What was wrong, for a person to read.
+    pub message: String,
+}
+
+/// Error answers of the trigger API in ChatBotKit's shape ([`TriggerErrorBody`]).
+async fn chatbotkit_error_codes(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
+        return (status, "the error answer could not be read").into_response();
+    };
+    let rewritten = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(error) => {
+            let error = TriggerErrorBody {
+                id: error.id,
+                code: chatbotkit_code(status).to_string(),
+                status: status.as_u16(),
+                kind: error.kind,
+                message: error.message,
+            };
+            Bytes::from(serde_json::to_vec(&error).unwrap_or_default())
+        }
+        Err(_) => bytes,
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(rewritten))
 }
 
 fn jobs(app: &AppState) -> &Jobs {

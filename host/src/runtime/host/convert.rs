@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::json_depth;
 use crate::runtime::bindings::types::{self as wit, ErrorKind};
 use crate::store::{ConversationRecord, EventRecord, MessageRecord, Tags, UserRecord};
 use crate::time::iso8601;
@@ -32,6 +33,7 @@ pub(super) fn storage(label: &str, what: &str, failure: anyhow::Error) -> wit::E
 }
 
 pub(super) fn parse_json(what: &str, text: &str) -> Result<Value, wit::Error> {
+    json_depth::check(text.as_bytes(), json_depth::RECORDED_MAX_DEPTH, what).map_err(invalid)?;
     serde_json::from_str(text).map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))
 }
 

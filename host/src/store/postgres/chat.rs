@@ -9,13 +9,14 @@ use super::PostgresStore;
 use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{
-    CONVERSATION_COLUMNS, Conditions, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, execute, insert_tags,
-    message_row, page, query_opt, refs, user_row,
+    CONVERSATION_COLUMNS, Conditions, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, edit_tags, execute, insert_tags,
+    message_row, page, query_opt, refs, sorted_page, user_row,
 };
 use crate::envelope::Data;
 use crate::ids::record_id;
 use crate::store::{
-    ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserRecord,
+    CONVERSATION_DELETION, ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending,
+    TagChanges, TagEdits, Tags, USER_DELETION, UserChanges, UserRecord,
 };
 use crate::time::now_ms;
 
@@ -24,6 +25,65 @@ use crate::time::now_ms;
 pub(super) async fn lock_key<C: GenericClient>(tx: &C, key: &str) -> anyhow::Result<()> {
     execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key]).await?;
     Ok(())
+}
+
+/// Makes a user a participant of a conversation, inside the caller's transaction.
+pub(super) async fn add_participant_row<C: GenericClient>(
+    tx: &C,
+    conversation_id: &str,
+    user_id: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    execute(
+        tx,
+        "INSERT INTO participants (conversation_id, user_id, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+        &[&conversation_id, &user_id, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs a deletion ([`CONVERSATION_DELETION`], [`USER_DELETION`]) of `id` in one
+/// transaction; `false` when there was nothing to delete.
+async fn delete_with(client: &mut deadpool_postgres::Object, statements: &[&str], id: &str) -> anyhow::Result<bool> {
+    let tx = client.transaction().await?;
+    let mut deleted = false;
+    for (index, statement) in statements.iter().enumerate() {
+        let count = execute(&tx, &statement.replace("{id}", "$1"), &[&id]).await?;
+        if index == 0 {
+            deleted = count > 0;
+        }
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+/// Inserts a new user with its tags, inside the caller's transaction.
+async fn insert_user<C: GenericClient>(
+    tx: &C,
+    installation_id: Option<&str>,
+    tags: &Tags,
+    name: Option<&str>,
+    picture_url: Option<&str>,
+) -> anyhow::Result<UserRecord> {
+    let user = UserRecord::new(installation_id, tags, name, picture_url, now_ms());
+    execute(
+        tx,
+        "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        &[
+            &user.id,
+            &installation_id,
+            &serde_json::to_string(tags)?,
+            &name,
+            &picture_url,
+            &user.created_at,
+        ],
+    )
+    .await?;
+    insert_tags(tx, "user", &user.id, tags).await?;
+    Ok(user)
 }
 
 /// Inserts a new conversation with its tags and publishes it as `chat:channel:created`,
@@ -100,6 +160,7 @@ async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -
         &[&message.conversation_id, &message.created_at],
     )
     .await?;
+    add_participant_row(tx, &message.conversation_id, &message.user_id, message.created_at).await?;
     publish(
         tx,
         "chat:message:new",
@@ -165,14 +226,15 @@ impl ChatStore for PostgresStore {
             }
         }
         conditions.tags("conversation", "conversations.id", &query.tags);
-        let request = query.page.clone();
+        let (request, sort) = (query.page.clone(), query.sort);
         self.run(move |c| async move {
-            page(
+            sorted_page(
                 &c,
                 &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations"),
                 conditions,
                 &request,
-                conversation_row,
+                sort,
+                |row| Ok(conversation_row(row)),
             )
             .await
         })
@@ -207,31 +269,14 @@ impl ChatStore for PostgresStore {
             if let Some(row) = query_opt(&tx, &sql, &refs(&conditions.params)).await? {
                 return Ok((user_row(&row), false));
             }
-            let now = now_ms();
-            let user = UserRecord {
-                id: record_id("user"),
-                installation_id: installation_id.clone(),
-                tags: tags.clone(),
-                name: name.clone(),
-                picture_url: picture_url.clone(),
-                created_at: now,
-                updated_at: now,
-            };
-            execute(
+            let user = insert_user(
                 &tx,
-                "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                &[
-                    &user.id,
-                    &installation_id,
-                    &serde_json::to_string(&tags)?,
-                    &name,
-                    &picture_url,
-                    &now,
-                ],
+                installation_id.as_deref(),
+                &tags,
+                name.as_deref(),
+                picture_url.as_deref(),
             )
             .await?;
-            insert_tags(&tx, "user", &user.id, &tags).await?;
             tx.commit().await?;
             Ok((user, true))
         })
@@ -251,22 +296,21 @@ impl ChatStore for PostgresStore {
             conditions.equal("installation_id", installation_id.clone());
         }
         if let Some(conversation_id) = &query.conversation_id {
-            // Those who wrote in it, and the contacts linked to it (trigger events).
             let placeholder = conditions.bind(conversation_id.clone());
             conditions.clauses.push(format!(
-                "id IN (SELECT user_id FROM messages WHERE conversation_id = {placeholder}
-                        UNION SELECT user_id FROM conversation_contacts WHERE conversation_id = {placeholder})"
+                "id IN (SELECT user_id FROM participants WHERE conversation_id = {placeholder})"
             ));
         }
         conditions.tags("user", "users.id", &query.tags);
-        let request = query.page.clone();
+        let (request, sort) = (query.page.clone(), query.sort);
         self.run(move |c| async move {
-            page(
+            sorted_page(
                 &c,
                 &format!("SELECT {USER_COLUMNS} FROM users"),
                 conditions,
                 &request,
-                user_row,
+                sort,
+                |row| Ok(user_row(row)),
             )
             .await
         })
@@ -289,7 +333,7 @@ impl ChatStore for PostgresStore {
             if let Some(id) = recorded_under(&tx, Kind::Message, &key).await? {
                 let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
                 if let Some(first) = query_opt(&tx, &sql, &[&id]).await? {
-                    return Ok((message_row(&first), false));
+                    return Ok((message_row(&first)?, false));
                 }
             }
             insert_message_row(&tx, &message).await?;
@@ -303,7 +347,7 @@ impl ChatStore for PostgresStore {
         let id = id.to_owned();
         self.run(move |c| async move {
             let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
-            Ok(query_opt(&c, &sql, &[&id]).await?.as_ref().map(message_row))
+            query_opt(&c, &sql, &[&id]).await?.as_ref().map(message_row).transpose()
         })
     }
 
@@ -316,28 +360,8 @@ impl ChatStore for PostgresStore {
             let Some(row) = query_opt(&tx, &sql, &[&id]).await? else {
                 return Ok(None);
             };
-            let mut message = message_row(&row);
-            for (key, value) in &tags {
-                match value {
-                    Some(value) => {
-                        message.tags.insert(key.clone(), value.clone());
-                    }
-                    None => {
-                        message.tags.remove(key);
-                        execute(
-                            &tx,
-                            "DELETE FROM message_tags WHERE owner_id = $1 AND key = $2",
-                            &[&id, key],
-                        )
-                        .await?;
-                    }
-                }
-            }
-            let set: Tags = tags
-                .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-                .collect();
-            insert_tags(&tx, "message", &id, &set).await?;
+            let mut message = message_row(&row)?;
+            edit_tags(&tx, "message", &id, &TagEdits::apply(&mut message.tags, &tags)).await?;
             if let Some(payload) = payload {
                 message.payload = payload;
             }
@@ -377,6 +401,180 @@ impl ChatStore for PostgresStore {
                 message_row,
             )
             .await
+        })
+    }
+
+    fn create_conversation(
+        &self,
+        installation_id: &str,
+        integration: &str,
+        channel: &str,
+        tags: &Tags,
+    ) -> Pending<ConversationRecord> {
+        let (installation_id, integration, channel, tags) = (
+            installation_id.to_string(),
+            integration.to_string(),
+            channel.to_string(),
+            tags.clone(),
+        );
+        self.run_publishing(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let conversation = insert_conversation(&tx, &installation_id, &integration, &channel, &tags).await?;
+            tx.commit().await?;
+            Ok(conversation)
+        })
+    }
+
+    fn update_conversation(&self, id: &str, tags: &TagChanges) -> Pending<Option<ConversationRecord>> {
+        let now = now_ms();
+        let (id, tags) = (id.to_string(), tags.clone());
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1 FOR UPDATE");
+            let Some(row) = query_opt(&tx, &sql, &[&id]).await? else {
+                return Ok(None);
+            };
+            let mut conversation = conversation_row(&row);
+            edit_tags(
+                &tx,
+                "conversation",
+                &id,
+                &TagEdits::apply(&mut conversation.tags, &tags),
+            )
+            .await?;
+            conversation.updated_at = now;
+            execute(
+                &tx,
+                "UPDATE conversations SET tags = $2, updated_at = $3 WHERE id = $1",
+                &[&id, &serde_json::to_string(&conversation.tags)?, &now],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(conversation))
+        })
+    }
+
+    fn delete_conversation(&self, id: &str) -> Pending<bool> {
+        let id = id.to_string();
+        self.run(move |mut c| async move { delete_with(&mut c, CONVERSATION_DELETION, &id).await })
+    }
+
+    fn create_user(
+        &self,
+        installation_id: Option<&str>,
+        tags: &Tags,
+        name: Option<&str>,
+        picture_url: Option<&str>,
+    ) -> Pending<UserRecord> {
+        let (installation_id, tags, name, picture_url) = (
+            installation_id.map(str::to_string),
+            tags.clone(),
+            name.map(str::to_string),
+            picture_url.map(str::to_string),
+        );
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let user = insert_user(
+                &tx,
+                installation_id.as_deref(),
+                &tags,
+                name.as_deref(),
+                picture_url.as_deref(),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(user)
+        })
+    }
+
+    fn update_user(&self, id: &str, changes: &UserChanges) -> Pending<Option<UserRecord>> {
+        let now = now_ms();
+        let (id, changes) = (id.to_string(), changes.clone());
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE");
+            let Some(row) = query_opt(&tx, &sql, &[&id]).await? else {
+                return Ok(None);
+            };
+            let mut user = user_row(&row);
+            edit_tags(&tx, "user", &id, &user.change(&changes, now)).await?;
+            execute(
+                &tx,
+                "UPDATE users SET tags = $2, name = $3, picture_url = $4, updated_at = $5 WHERE id = $1",
+                &[
+                    &id,
+                    &serde_json::to_string(&user.tags)?,
+                    &user.name,
+                    &user.picture_url,
+                    &now,
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(user))
+        })
+    }
+
+    fn delete_user(&self, id: &str) -> Pending<bool> {
+        let id = id.to_string();
+        self.run(move |mut c| async move { delete_with(&mut c, USER_DELETION, &id).await })
+    }
+
+    fn add_participant(&self, conversation_id: &str, user_id: &str) -> Pending<()> {
+        let (conversation_id, user_id) = (conversation_id.to_string(), user_id.to_string());
+        self.run(move |c| async move { add_participant_row(&c, &conversation_id, &user_id, now_ms()).await })
+    }
+
+    fn participant(&self, conversation_id: &str, user_id: &str) -> Pending<Option<UserRecord>> {
+        let (conversation_id, user_id) = (conversation_id.to_string(), user_id.to_string());
+        self.run(move |c| async move {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id = $2
+                 AND EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = $1 AND p.user_id = $2)"
+            );
+            Ok(query_opt(&c, &sql, &[&conversation_id, &user_id])
+                .await?
+                .as_ref()
+                .map(user_row))
+        })
+    }
+
+    fn remove_participant(&self, conversation_id: &str, user_id: &str) -> Pending<bool> {
+        let (conversation_id, user_id) = (conversation_id.to_string(), user_id.to_string());
+        self.run(move |c| async move {
+            Ok(execute(
+                &c,
+                "DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2",
+                &[&conversation_id, &user_id],
+            )
+            .await?
+                > 0)
+        })
+    }
+
+    fn delete_message(&self, id: &str) -> Pending<bool> {
+        let id = id.to_string();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let Some(row) = query_opt(
+                &tx,
+                "DELETE FROM messages WHERE id = $1 RETURNING conversation_id",
+                &[&id],
+            )
+            .await?
+            else {
+                return Ok(false);
+            };
+            let conversation_id: String = row.get(0);
+            execute(&tx, "DELETE FROM message_tags WHERE owner_id = $1", &[&id]).await?;
+            execute(
+                &tx,
+                "UPDATE conversations SET message_count = GREATEST(message_count - 1, 0) WHERE id = $1",
+                &[&conversation_id],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }

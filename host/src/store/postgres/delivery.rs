@@ -290,7 +290,9 @@ impl DeliveryStore for PostgresStore {
             conditions.equal("status", status.as_str().to_string());
         }
         let request = query.page.clone();
-        self.run(move |c| async move { page(&c, DELIVERY_SELECT, conditions, &request, delivery_row).await })
+        self.run(
+            move |c| async move { page(&c, DELIVERY_SELECT, conditions, &request, |row| Ok(delivery_row(row))).await },
+        )
     }
 
     fn attempts(&self, delivery_seq: i64) -> Pending<Vec<AttemptRecord>> {

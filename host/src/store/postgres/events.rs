@@ -81,7 +81,7 @@ impl EventStore for PostgresStore {
             if let Some(id) = recorded_under(&tx, Kind::Event, &key).await? {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
                 if let Some(first) = query_opt(&tx, &sql, &[&id]).await? {
-                    return Ok((event_row(&first), false));
+                    return Ok((event_row(&first)?, false));
                 }
             }
             insert_event_row(&tx, &event).await?;
@@ -95,7 +95,7 @@ impl EventStore for PostgresStore {
         let id = id.to_owned();
         self.run(move |c| async move {
             let row = query_opt(&c, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1"), &[&id]).await?;
-            Ok(row.as_ref().map(event_row))
+            row.as_ref().map(event_row).transpose()
         })
     }
 

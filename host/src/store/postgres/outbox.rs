@@ -196,17 +196,18 @@ impl OutboxStore for PostgresStore {
                 &[&seq, &(limit as i64)],
             )
             .await?;
-            Ok(rows
-                .iter()
-                .map(|row| OutboxEntry {
-                    seq: row.get(0),
-                    id: row.get(1),
-                    entry_type: row.get(2),
-                    time: row.get(3),
-                    integration_id: row.get(4),
-                    data: super::rows::parse_json(row.get(5)),
+            rows.iter()
+                .map(|row| {
+                    Ok(OutboxEntry {
+                        seq: row.get(0),
+                        id: row.get(1),
+                        entry_type: row.get(2),
+                        time: row.get(3),
+                        integration_id: row.get(4),
+                        data: super::rows::parse_json(row.get(5))?,
+                    })
                 })
-                .collect())
+                .collect()
         })
     }
 }

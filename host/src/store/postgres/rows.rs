@@ -6,10 +6,10 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::store::page_token;
+use crate::store::page_token::{self, Position};
 use crate::store::{
-    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, Tags,
-    UserRecord,
+    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, Sort,
+    SortField, TagEdits, Tags, UserRecord,
 };
 
 /// A parameter of a statement.
@@ -98,25 +98,56 @@ impl Conditions {
 pub(super) async fn page<C: GenericClient, T>(
     client: &C,
     select: &str,
+    conditions: Conditions,
+    request: &PageRequest,
+    map: impl Fn(&Row) -> anyhow::Result<T>,
+) -> anyhow::Result<Page<T>> {
+    sorted_page(client, select, conditions, request, Sort::default(), map).await
+}
+
+/// [`page`] in the order `sort` asks for; ordering by update needs an `updated_at`
+/// column.
+pub(super) async fn sorted_page<C: GenericClient, T>(
+    client: &C,
+    select: &str,
     mut conditions: Conditions,
     request: &PageRequest,
-    map: impl Fn(&Row) -> T,
+    sort: Sort,
+    map: impl Fn(&Row) -> anyhow::Result<T>,
 ) -> anyhow::Result<Page<T>> {
-    if let Some(before) = page_token::decode(&request.token)? {
-        let placeholder = conditions.bind(before);
-        conditions.clauses.push(format!("seq < {placeholder}"));
+    let (compare, order) = page_token::order(sort);
+    if let Some(after) = page_token::decode_sorted(sort, &request.token)? {
+        let clause = match after.updated_at {
+            Some(updated_at) => {
+                let updated_at = conditions.bind(updated_at);
+                let seq = conditions.bind(after.seq);
+                format!("(updated_at, seq) {compare} ({updated_at}, {seq})")
+            }
+            None => format!("seq {compare} {}", conditions.bind(after.seq)),
+        };
+        conditions.clauses.push(clause);
     }
     let limit = request.limit();
     let sql = format!(
-        "{select}{} ORDER BY seq DESC LIMIT {}",
+        "{select}{} ORDER BY {order} LIMIT {}",
         conditions.where_clause(),
         limit + 1
     );
+    let by_update = sort.field == SortField::UpdatedAt;
     let rows = query(client, &sql, &refs(&conditions.params)).await?;
-    let mut items: Vec<(i64, T)> = rows.iter().map(|row| (row.get::<_, i64>(0), map(row))).collect();
+    let mut items: Vec<(Position, T)> = rows
+        .iter()
+        .map(|row| {
+            let position = Position {
+                seq: row.get(0),
+                updated_at: by_update.then(|| row.get("updated_at")),
+            };
+            Ok((position, map(row)?))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let next_token = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|(seq, _)| page_token::encode(*seq))
+        items.last().map(|(at, _)| page_token::encode_sorted(sort, *at))
     } else {
         None
     };
@@ -124,6 +155,20 @@ pub(super) async fn page<C: GenericClient, T>(
         items: items.into_iter().map(|(_, item)| item).collect(),
         next_token,
     })
+}
+
+/// Brings the `<kind>_tags` rows of `owner_id` in line with `edits`.
+pub(super) async fn edit_tags<C: GenericClient>(
+    client: &C,
+    kind: &str,
+    owner_id: &str,
+    edits: &TagEdits,
+) -> anyhow::Result<()> {
+    let sql = format!("DELETE FROM {kind}_tags WHERE owner_id = $1 AND key = $2");
+    for key in &edits.removed {
+        execute(client, &sql, &[&owner_id, key]).await?;
+    }
+    insert_tags(client, kind, owner_id, &edits.set).await
 }
 
 pub(super) async fn insert_tags<C: GenericClient>(
@@ -142,9 +187,13 @@ pub(super) async fn insert_tags<C: GenericClient>(
     Ok(())
 }
 
-/// A JSON column; text that is not JSON reads as a string.
-pub(super) fn parse_json(text: String) -> serde_json::Value {
-    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+/// A JSON column. Text that does not parse (written by hand, say) is an error, logged
+/// and answered, never a value of another shape than the one stored.
+pub(super) fn parse_json(text: String) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(&text).map_err(|error| {
+        tracing::error!(%error, "a stored JSON value does not parse; it is not read back as anything else");
+        anyhow::Error::new(error).context("a stored JSON value does not parse")
+    })
 }
 
 pub(super) fn parse_tags(text: String) -> Tags {
@@ -154,19 +203,19 @@ pub(super) fn parse_tags(text: String) -> Tags {
 pub(super) const EVENT_COLUMNS: &str =
     "seq, id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at";
 
-pub(super) fn event_row(row: &Row) -> EventRecord {
-    EventRecord {
+pub(super) fn event_row(row: &Row) -> anyhow::Result<EventRecord> {
+    Ok(EventRecord {
         id: row.get(1),
         installation_id: row.get(2),
         event_type: row.get(3),
-        payload: parse_json(row.get(4)),
+        payload: parse_json(row.get(4))?,
         conversation_id: row.get(5),
         user_id: row.get(6),
         message_id: row.get(7),
         status: row.get(8),
         failure_reason: row.get(9),
         created_at: row.get(10),
-    }
+    })
 }
 
 pub(super) const CONVERSATION_COLUMNS: &str =
@@ -202,19 +251,19 @@ pub(super) fn user_row(row: &Row) -> UserRecord {
 pub(super) const MESSAGE_COLUMNS: &str =
     "seq, id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at";
 
-pub(super) fn message_row(row: &Row) -> MessageRecord {
-    MessageRecord {
+pub(super) fn message_row(row: &Row) -> anyhow::Result<MessageRecord> {
+    Ok(MessageRecord {
         id: row.get(1),
         installation_id: row.get(2),
         conversation_id: row.get(3),
         user_id: row.get(4),
         message_type: row.get(5),
-        payload: parse_json(row.get(6)),
+        payload: parse_json(row.get(6))?,
         direction: row.get(7),
         tags: parse_tags(row.get(8)),
         created_at: row.get(9),
         updated_at: row.get(10),
-    }
+    })
 }
 
 pub(super) const INSTALLATION_COLUMNS: &str =

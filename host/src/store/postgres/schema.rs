@@ -11,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use super::locks;
 
 /// Schema versions, applied in order; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE installations (
@@ -271,7 +272,28 @@ CREATE TABLE dedupe_keys (
     PRIMARY KEY (installation_id, kind, key)
 );
 CREATE INDEX dedupe_keys_by_age ON dedupe_keys (installation_id, created_at);
-"#];
+"#,
+    // Who takes part in which conversation: added by the bot, by writing a message, or as a
+    // trigger event's contact (those before this migration included). Lists ordered by
+    // update have their indexes.
+    r#"
+CREATE TABLE participants (
+    conversation_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (conversation_id, user_id)
+);
+CREATE INDEX participants_by_user ON participants (user_id);
+INSERT INTO participants (conversation_id, user_id, created_at)
+    SELECT conversation_id, user_id, MIN(created_at) FROM messages GROUP BY conversation_id, user_id
+    ON CONFLICT DO NOTHING;
+INSERT INTO participants (conversation_id, user_id, created_at)
+    SELECT conversation_id, user_id, created_at FROM conversation_contacts
+    ON CONFLICT DO NOTHING;
+CREATE INDEX conversations_by_update ON conversations (updated_at, seq);
+CREATE INDEX users_by_update ON users (updated_at, seq);
+"#,
+];
 
 /// Brings the database's schema up to date, under a session advisory lock held on
 /// `client` meanwhile: a replica that starts while another migrates waits, then finds

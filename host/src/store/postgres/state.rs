@@ -23,13 +23,16 @@ async fn state_row<C: GenericClient>(tx: &C, key: &StateKey, lock: bool) -> anyh
         &[&key.installation_id, &key.scope.as_str(), &key.owner_id, &key.name],
     )
     .await?;
-    Ok(row.map(|row| StateRecord {
-        id: row.get(0),
-        key: key.clone(),
-        payload: parse_json(row.get(1)),
-        created_at: row.get(2),
-        updated_at: row.get(3),
-    }))
+    row.map(|row| {
+        Ok(StateRecord {
+            id: row.get(0),
+            key: key.clone(),
+            payload: parse_json(row.get(1))?,
+            created_at: row.get(2),
+            updated_at: row.get(3),
+        })
+    })
+    .transpose()
 }
 
 impl StateStore for PostgresStore {

@@ -5,7 +5,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::PostgresStore;
-use super::chat::{insert_conversation, lock_key};
+use super::chat::{add_participant_row, insert_conversation, lock_key};
 use super::events::insert_event_row;
 use super::rows::{CONVERSATION_COLUMNS, Conditions, conversation_row, execute, insert_tags, query, query_opt, refs};
 use crate::ids::record_id;
@@ -372,6 +372,7 @@ impl TriggerStore for PostgresStore {
                         &[&conversation.id, &user_id, &resolution.received_at],
                     )
                     .await?;
+                    add_participant_row(&tx, &conversation.id, &user_id, resolution.received_at).await?;
                     Some(user_id)
                 }
                 None => None,

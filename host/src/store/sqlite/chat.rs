@@ -9,15 +9,102 @@ use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{
     CONVERSATION_COLUMNS, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, insert_tags, message_row, one, page,
-    tag_conditions, user_row,
+    sorted_page, tag_conditions, user_row,
 };
 use super::{SqliteStore, execute};
 use crate::envelope::Data;
 use crate::ids::record_id;
 use crate::store::{
-    ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending, TagChanges, Tags, UserRecord,
+    CONVERSATION_DELETION, ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending,
+    TagChanges, TagEdits, Tags, USER_DELETION, UserChanges, UserRecord,
 };
 use crate::time::now_ms;
+
+/// Who takes part in which conversation: added by the bot, by writing a message, or as a
+/// trigger event's contact (those before this migration included). Lists ordered by
+/// update have their indexes.
+pub(super) const PARTICIPANTS_MIGRATION: &str = r#"
+CREATE TABLE participants (
+    conversation_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id)
+);
+CREATE INDEX participants_by_user ON participants (user_id);
+INSERT OR IGNORE INTO participants (conversation_id, user_id, created_at)
+    SELECT conversation_id, user_id, MIN(created_at) FROM messages GROUP BY conversation_id, user_id;
+INSERT OR IGNORE INTO participants (conversation_id, user_id, created_at)
+    SELECT conversation_id, user_id, created_at FROM conversation_contacts;
+CREATE INDEX conversations_by_update ON conversations (updated_at, seq);
+CREATE INDEX users_by_update ON users (updated_at, seq);
+"#;
+
+/// Makes a user a participant of a conversation, inside the caller's transaction.
+pub(super) fn add_participant_row(
+    tx: &Connection,
+    conversation_id: &str,
+    user_id: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    execute(
+        tx,
+        "INSERT OR IGNORE INTO participants (conversation_id, user_id, created_at) VALUES (?1, ?2, ?3)",
+        params![conversation_id, user_id, now],
+    )?;
+    Ok(())
+}
+
+/// Brings the `<kind>_tags` rows of `owner_id` in line with `edits`, inside the caller's
+/// transaction.
+fn edit_tags(tx: &Connection, kind: &str, owner_id: &str, edits: &TagEdits) -> anyhow::Result<()> {
+    for key in &edits.removed {
+        execute(
+            tx,
+            &format!("DELETE FROM {kind}_tags WHERE owner_id = ?1 AND key = ?2"),
+            params![owner_id, key],
+        )?;
+    }
+    insert_tags(tx, kind, owner_id, &edits.set)
+}
+
+/// Runs a deletion ([`CONVERSATION_DELETION`], [`USER_DELETION`]) of `id`, inside the
+/// caller's transaction; `false` when there was nothing to delete.
+fn delete_with(tx: &Connection, statements: &[&str], id: &str) -> anyhow::Result<bool> {
+    let mut deleted = false;
+    for (index, statement) in statements.iter().enumerate() {
+        let count = execute(tx, &statement.replace("{id}", "?1"), [id])?;
+        if index == 0 {
+            deleted = count > 0;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Inserts a new user with its tags, inside the caller's transaction.
+fn insert_user(
+    tx: &Connection,
+    installation_id: Option<&str>,
+    tags: &Tags,
+    name: Option<&str>,
+    picture_url: Option<&str>,
+) -> anyhow::Result<UserRecord> {
+    let user = UserRecord::new(installation_id, tags, name, picture_url, now_ms());
+    execute(
+        tx,
+        "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            user.id,
+            installation_id,
+            serde_json::to_string(tags)?,
+            name,
+            picture_url,
+            user.created_at
+        ],
+    )?;
+    insert_tags(tx, "user", &user.id, tags)?;
+    Ok(user)
+}
 
 /// Inserts a new conversation with its tags and publishes it as `chat:channel:created`,
 /// inside the caller's transaction.
@@ -88,6 +175,7 @@ fn insert_message_row(tx: &Connection, message: &MessageRecord) -> anyhow::Resul
         "UPDATE conversations SET message_count = message_count + 1, updated_at = ?2 WHERE id = ?1",
         params![message.conversation_id, message.created_at],
     )?;
+    add_participant_row(tx, &message.conversation_id, &message.user_id, message.created_at)?;
     publish(
         tx,
         "chat:message:new",
@@ -134,6 +222,47 @@ impl ChatStore for SqliteStore {
         })
     }
 
+    fn create_conversation(
+        &self,
+        installation_id: &str,
+        integration: &str,
+        channel: &str,
+        tags: &Tags,
+    ) -> Pending<ConversationRecord> {
+        let (installation_id, integration, channel, tags) = (
+            installation_id.to_string(),
+            integration.to_string(),
+            channel.to_string(),
+            tags.clone(),
+        );
+        self.write(move |tx| insert_conversation(tx, &installation_id, &integration, &channel, &tags))
+    }
+
+    fn update_conversation(&self, id: &str, tags: &TagChanges) -> Pending<Option<ConversationRecord>> {
+        let now = now_ms();
+        let (id, tags) = (id.to_string(), tags.clone());
+        self.write(move |tx| {
+            let id = id.as_str();
+            let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1");
+            let Some(mut conversation) = one(tx, &sql, id, conversation_row)? else {
+                return Ok(None);
+            };
+            edit_tags(tx, "conversation", id, &TagEdits::apply(&mut conversation.tags, &tags))?;
+            conversation.updated_at = now;
+            execute(
+                tx,
+                "UPDATE conversations SET tags = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, serde_json::to_string(&conversation.tags)?, now],
+            )?;
+            Ok(Some(conversation))
+        })
+    }
+
+    fn delete_conversation(&self, id: &str) -> Pending<bool> {
+        let id = id.to_string();
+        self.write(move |tx| delete_with(tx, CONVERSATION_DELETION, &id))
+    }
+
     fn conversation(&self, id: &str) -> Pending<Option<ConversationRecord>> {
         let id = id.to_owned();
         self.read(move |c| {
@@ -164,12 +293,13 @@ impl ChatStore for SqliteStore {
         let query = query.clone();
         self.read(move |c| {
             let query = &query;
-            page(
+            sorted_page(
                 c,
                 &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE 1"),
                 conditions,
                 values,
                 &query.page,
+                query.sort,
                 conversation_row,
             )
         })
@@ -209,31 +339,83 @@ impl ChatStore for SqliteStore {
             if let Some(user) = found {
                 return Ok((user, false));
             }
-            let now = now_ms();
-            let user = UserRecord {
-                id: record_id("user"),
-                installation_id: installation_id.map(str::to_string),
-                tags: tags.clone(),
-                name: name.map(str::to_string),
-                picture_url: picture_url.map(str::to_string),
-                created_at: now,
-                updated_at: now,
+            Ok((insert_user(tx, installation_id, tags, name, picture_url)?, true))
+        })
+    }
+
+    fn create_user(
+        &self,
+        installation_id: Option<&str>,
+        tags: &Tags,
+        name: Option<&str>,
+        picture_url: Option<&str>,
+    ) -> Pending<UserRecord> {
+        let (installation_id, tags, name, picture_url) = (
+            installation_id.map(str::to_string),
+            tags.clone(),
+            name.map(str::to_string),
+            picture_url.map(str::to_string),
+        );
+        self.write(move |tx| {
+            insert_user(
+                tx,
+                installation_id.as_deref(),
+                &tags,
+                name.as_deref(),
+                picture_url.as_deref(),
+            )
+        })
+    }
+
+    fn update_user(&self, id: &str, changes: &UserChanges) -> Pending<Option<UserRecord>> {
+        let now = now_ms();
+        let (id, changes) = (id.to_string(), changes.clone());
+        self.write(move |tx| {
+            let id = id.as_str();
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
+            let Some(mut user) = one(tx, &sql, id, user_row)? else {
+                return Ok(None);
             };
+            edit_tags(tx, "user", id, &user.change(&changes, now))?;
             execute(
                 tx,
-                "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    user.id,
-                    installation_id,
-                    serde_json::to_string(tags)?,
-                    name,
-                    picture_url,
-                    now
-                ],
+                "UPDATE users SET tags = ?2, name = ?3, picture_url = ?4, updated_at = ?5 WHERE id = ?1",
+                params![id, serde_json::to_string(&user.tags)?, user.name, user.picture_url, now],
             )?;
-            insert_tags(tx, "user", &user.id, tags)?;
-            Ok((user, true))
+            Ok(Some(user))
+        })
+    }
+
+    fn delete_user(&self, id: &str) -> Pending<bool> {
+        let id = id.to_string();
+        self.write(move |tx| delete_with(tx, USER_DELETION, &id))
+    }
+
+    fn add_participant(&self, conversation_id: &str, user_id: &str) -> Pending<()> {
+        let (conversation_id, user_id) = (conversation_id.to_string(), user_id.to_string());
+        self.write(move |tx| add_participant_row(tx, &conversation_id, &user_id, now_ms()))
+    }
+
+    fn participant(&self, conversation_id: &str, user_id: &str) -> Pending<Option<UserRecord>> {
+        let (conversation_id, user_id) = (conversation_id.to_string(), user_id.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id = ?2
+                 AND EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = ?1 AND p.user_id = ?2)"
+            ))?
+            .query_row(params![conversation_id, user_id], user_row)
+            .optional()?)
+        })
+    }
+
+    fn remove_participant(&self, conversation_id: &str, user_id: &str) -> Pending<bool> {
+        let (conversation_id, user_id) = (conversation_id.to_string(), user_id.to_string());
+        self.write(move |tx| {
+            Ok(execute(
+                tx,
+                "DELETE FROM participants WHERE conversation_id = ?1 AND user_id = ?2",
+                params![conversation_id, user_id],
+            )? > 0)
         })
     }
 
@@ -258,25 +440,20 @@ impl ChatStore for SqliteStore {
             values.push(installation_id.clone().into());
         }
         if let Some(conversation_id) = &query.conversation_id {
-            // Those who wrote in it, and the contacts linked to it (trigger events).
-            conditions.push(
-                "id IN (SELECT user_id FROM messages WHERE conversation_id = ?
-                        UNION SELECT user_id FROM conversation_contacts WHERE conversation_id = ?)"
-                    .into(),
-            );
-            values.push(conversation_id.clone().into());
+            conditions.push("id IN (SELECT user_id FROM participants WHERE conversation_id = ?)".into());
             values.push(conversation_id.clone().into());
         }
         tag_conditions("user", &query.tags, &mut conditions, &mut values);
         let query = query.clone();
         self.read(move |c| {
             let query = &query;
-            page(
+            sorted_page(
                 c,
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE 1"),
                 conditions,
                 values,
                 &query.page,
+                query.sort,
                 user_row,
             )
         })
@@ -327,26 +504,7 @@ impl ChatStore for SqliteStore {
             let Some(mut message) = found else {
                 return Ok(None);
             };
-            for (key, value) in &tags {
-                match value {
-                    Some(value) => {
-                        message.tags.insert(key.clone(), value.clone());
-                    }
-                    None => {
-                        message.tags.remove(key);
-                        execute(
-                            tx,
-                            "DELETE FROM message_tags WHERE owner_id = ?1 AND key = ?2",
-                            params![id, key],
-                        )?;
-                    }
-                }
-            }
-            let set: Tags = tags
-                .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-                .collect();
-            insert_tags(tx, "message", id, &set)?;
+            edit_tags(tx, "message", id, &TagEdits::apply(&mut message.tags, &tags))?;
             if let Some(payload) = payload {
                 message.payload = payload;
             }
@@ -362,6 +520,27 @@ impl ChatStore for SqliteStore {
                 ],
             )?;
             Ok(Some(message))
+        })
+    }
+
+    fn delete_message(&self, id: &str) -> Pending<bool> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            let conversation_id: Option<String> = tx
+                .prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1")?
+                .query_row([&id], |row| row.get(0))
+                .optional()?;
+            let Some(conversation_id) = conversation_id else {
+                return Ok(false);
+            };
+            execute(tx, "DELETE FROM messages WHERE id = ?1", [&id])?;
+            execute(tx, "DELETE FROM message_tags WHERE owner_id = ?1", [&id])?;
+            execute(
+                tx,
+                "UPDATE conversations SET message_count = MAX(message_count - 1, 0) WHERE id = ?1",
+                [&conversation_id],
+            )?;
+            Ok(true)
         })
     }
 

@@ -111,7 +111,7 @@ impl OutboxStore for SqliteStore {
                         entry_type: row.get(2)?,
                         time: row.get(3)?,
                         integration_id: row.get(4)?,
-                        data: parse_json(row.get(5)?),
+                        data: parse_json(row.get(5)?)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -5,15 +5,19 @@
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
-use crate::store::page_token;
+use crate::store::page_token::{self, Position};
 use crate::store::{
-    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, Tags,
-    UserRecord,
+    ConversationRecord, EventRecord, InstallationRecord, MessageRecord, Page, PageRequest, RawOutboxEntry, Sort,
+    SortField, Tags, UserRecord,
 };
 
-/// A JSON column; text that is not JSON (written by hand, say) reads as a string.
-pub(super) fn parse_json(text: String) -> Value {
-    serde_json::from_str(&text).unwrap_or(Value::String(text))
+/// A JSON column. Text that does not parse (written by hand, say) is an error, logged
+/// and answered, never a value of another shape than the one stored.
+pub(super) fn parse_json(text: String) -> rusqlite::Result<Value> {
+    serde_json::from_str(&text).map_err(|error| {
+        tracing::error!(%error, "a stored JSON value does not parse; it is not read back as anything else");
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+    })
 }
 
 fn parse_tags(text: String) -> Tags {
@@ -25,14 +29,35 @@ fn parse_tags(text: String) -> Tags {
 pub(super) fn page<T>(
     connection: &Connection,
     base: &str,
-    mut conditions: Vec<String>,
-    mut values: Vec<rusqlite::types::Value>,
+    conditions: Vec<String>,
+    values: Vec<rusqlite::types::Value>,
     page: &PageRequest,
     map: impl Fn(&Row) -> rusqlite::Result<T>,
 ) -> anyhow::Result<Page<T>> {
-    if let Some(before) = page_token::decode(&page.token)? {
-        conditions.push("seq < ?".into());
-        values.push(before.into());
+    sorted_page(connection, base, conditions, values, page, Sort::default(), map)
+}
+
+/// [`page`] in the order `sort` asks for; ordering by update needs an `updated_at`
+/// column.
+pub(super) fn sorted_page<T>(
+    connection: &Connection,
+    base: &str,
+    mut conditions: Vec<String>,
+    mut values: Vec<rusqlite::types::Value>,
+    page: &PageRequest,
+    sort: Sort,
+    map: impl Fn(&Row) -> rusqlite::Result<T>,
+) -> anyhow::Result<Page<T>> {
+    let (compare, order) = page_token::order(sort);
+    if let Some(after) = page_token::decode_sorted(sort, &page.token)? {
+        match after.updated_at {
+            Some(updated_at) => {
+                conditions.push(format!("(updated_at, seq) {compare} (?, ?)"));
+                values.push(updated_at.into());
+            }
+            None => conditions.push(format!("seq {compare} ?")),
+        }
+        values.push(after.seq.into());
     }
     let limit = page.limit();
     let mut sql = base.to_string();
@@ -40,14 +65,21 @@ pub(super) fn page<T>(
         sql.push_str(" AND ");
         sql.push_str(condition);
     }
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {}", limit + 1));
+    let by_update = sort.field == SortField::UpdatedAt;
     let mut statement = connection.prepare_cached(&sql)?;
     let mut rows = statement
-        .query_map(params_from_iter(values), |row| Ok((row.get::<_, i64>(0)?, map(row)?)))?
+        .query_map(params_from_iter(values), |row| {
+            let position = Position {
+                seq: row.get(0)?,
+                updated_at: if by_update { Some(row.get("updated_at")?) } else { None },
+            };
+            Ok((position, map(row)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_token = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|(seq, _)| page_token::encode(*seq))
+        rows.last().map(|(at, _)| page_token::encode_sorted(sort, *at))
     } else {
         None
     };
@@ -91,7 +123,7 @@ pub(super) fn event_row(row: &Row) -> rusqlite::Result<EventRecord> {
         id: row.get(1)?,
         installation_id: row.get(2)?,
         event_type: row.get(3)?,
-        payload: parse_json(row.get(4)?),
+        payload: parse_json(row.get(4)?)?,
         conversation_id: row.get(5)?,
         user_id: row.get(6)?,
         message_id: row.get(7)?,
@@ -141,7 +173,7 @@ pub(super) fn message_row(row: &Row) -> rusqlite::Result<MessageRecord> {
         conversation_id: row.get(3)?,
         user_id: row.get(4)?,
         message_type: row.get(5)?,
-        payload: parse_json(row.get(6)?),
+        payload: parse_json(row.get(6)?)?,
         direction: row.get(7)?,
         tags: parse_tags(row.get(8)?),
         created_at: row.get(9)?,

@@ -24,7 +24,7 @@ fn state_row(tx: &Connection, key: &StateKey) -> anyhow::Result<Option<StateReco
                 Ok(StateRecord {
                     id: row.get(0)?,
                     key: key.clone(),
-                    payload: parse_json(row.get(1)?),
+                    payload: parse_json(row.get(1)?)?,
                     created_at: row.get(2)?,
                     updated_at: row.get(3)?,
                 })

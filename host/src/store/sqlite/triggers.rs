@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::chat::insert_conversation;
+use super::chat::{add_participant_row, insert_conversation};
 use super::events::{EventRow, insert_event_row};
 use super::rows::{CONVERSATION_COLUMNS, conversation_row, insert_tags};
 use super::{SqliteStore, execute};
@@ -410,6 +410,7 @@ impl TriggerStore for SqliteStore {
                         "INSERT OR IGNORE INTO conversation_contacts (conversation_id, user_id, created_at) VALUES (?1, ?2, ?3)",
                         params![conversation.id, user_id, resolution.received_at],
                     )?;
+                    add_participant_row(tx, &conversation.id, &user_id, resolution.received_at)?;
                     Some(user_id)
                 }
                 None => None,

@@ -1,0 +1,86 @@
+//! The one JSON depth rule. JSON that enters sluice (API, webhook and trigger bodies) may
+//! nest [`MAX_DEPTH`] levels; what a plugin hands the host (event and message payloads,
+//! states, action output) may nest [`WRAPPING`] levels more, since a plugin may wrap what it
+//! received. Both stay below the 128 levels the JSON reader takes, so whatever sluice
+//! accepts and stores reads back with the shape it had. The check runs where JSON enters,
+//! before anything is parsed or run, and a refusal names the rule.
+
+/// How deep JSON entering sluice may nest (an object or array is one level).
+pub const MAX_DEPTH: usize = 64;
+
+/// How many levels a plugin may add around what it received.
+pub const WRAPPING: usize = 8;
+
+/// How deep JSON a plugin hands the host may nest.
+pub const RECORDED_MAX_DEPTH: usize = MAX_DEPTH + WRAPPING;
+
+/// The deepest nesting of objects and arrays in `text`, read as JSON (brackets inside
+/// strings do not count). Text that is not JSON gets a number too; parsing it tells what
+/// is wrong.
+pub fn depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// `what` (for example "the body") as a refusal when it nests deeper than `limit`.
+pub fn check(text: &[u8], limit: usize, what: &str) -> Result<(), String> {
+    let found = depth(text);
+    if found > limit {
+        return Err(format!(
+            "{what} nests JSON {found} levels deep; sluice takes at most {limit} (its JSON depth rule)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_objects_and_arrays_outside_strings() {
+        assert_eq!(depth(b"1"), 0);
+        assert_eq!(depth(b"{}"), 1);
+        assert_eq!(depth(br#"{"a":[{"b":1}],"c":{}}"#), 3);
+        assert_eq!(depth(br#"{"a":"[[[{{{\"]]]"}"#), 1, "brackets in strings do not count");
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(depth(deep.as_bytes()), 100);
+        assert!(
+            check(deep.as_bytes(), MAX_DEPTH, "the body")
+                .unwrap_err()
+                .contains("100 levels")
+        );
+        assert!(check(b"[[1]]", MAX_DEPTH, "the body").is_ok());
+    }
+
+    #[test]
+    fn what_is_accepted_reads_back() {
+        let deepest = format!("{}{}", "[".repeat(RECORDED_MAX_DEPTH), "]".repeat(RECORDED_MAX_DEPTH));
+        let value: serde_json::Value = serde_json::from_str(&deepest).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&value.to_string()).unwrap(),
+            value
+        );
+    }
+}
