@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::precompile::{CacheLocation, compile};
-use crate::runtime::{Profiling, Tiering};
+use crate::runtime::Tiering;
 use crate::scaffold::{Language, new_project};
 use crate::serve::{MetricsAt, ServeOptions, serve};
 
@@ -182,11 +182,7 @@ impl From<ServeArgs> for ServeOptions {
             store_url: args.store.filter(|url| !url.is_empty()),
             cache_dir: args.cache,
             cache_key: args.cache_key,
-            profiling: if args.perf_map {
-                Profiling::PerfMap
-            } else {
-                Profiling::Off
-            },
+            perf_map: args.perf_map,
             tiering: match args.tiering {
                 TieringArg::Auto => Tiering::Auto,
                 TieringArg::Off => Tiering::Off,

@@ -1,25 +1,32 @@
 //! The embedding API called in-process, as an application's code calls it: plugins from
 //! bytes, webhooks, actions, bot messages, state and events without HTTP, the event feed,
-//! install, replace and remove, and shutdown.
+//! install, replace and remove, the routers served while it starts, and shutdown. Each
+//! host keeps its records where the run says (`SLUICE_TEST_STORE`).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::json;
-use sluice::{EventQuery, Host, Message, StateScope};
+use sluice::{EventQuery, Host, HostBuilder, Message, StateScope};
+use tower::ServiceExt as _;
 
 use crate::harness::fake_platform::{FakePlatform, chat_sidecar};
-use crate::harness::guest;
+use crate::harness::{guest, postgres};
 
-/// The code cache the harness's hosts share, so plugins compile once per run.
-fn code_cache() -> std::path::PathBuf {
-    crate::harness::target_dir().join("test-code-cache")
-}
-
-/// The key of that cache, shared as hosts sharing a cache share it.
-fn code_cache_key() -> std::path::PathBuf {
-    crate::harness::target_dir().join("test-code-cache.key")
+/// A host in a temporary folder that shares the harness's code cache (so plugins compile
+/// once per run) and keeps its records in a fresh PostgreSQL database in the PostgreSQL run.
+fn temporary_host() -> HostBuilder {
+    let target = crate::harness::target_dir();
+    let builder = Host::builder()
+        .temporary()
+        .cache_dir(target.join("test-code-cache"))
+        .cache_key(target.join("test-code-cache.key"));
+    if postgres::enabled() {
+        builder.store_url(postgres::fresh_database())
+    } else {
+        builder
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -39,10 +46,7 @@ fn webhook_request(path: &str, body: &str) -> http::Request<Bytes> {
 #[test]
 fn a_webhook_in_process_is_recorded_and_reaches_the_feed() {
     runtime().block_on(async {
-        let host = Host::builder()
-            .temporary()
-            .cache_dir(code_cache())
-            .cache_key(code_cache_key())
+        let host = temporary_host()
             .public_url("https://app.example/integrations")
             .plugin("webhook", std::fs::read(guest("webhook")).unwrap(), None)
             .build()
@@ -107,10 +111,7 @@ fn a_webhook_in_process_is_recorded_and_reaches_the_feed() {
 fn actions_messages_and_state_in_process_keep_the_integrations_rules() {
     let platform = FakePlatform::start();
     runtime().block_on(async {
-        let host = Host::builder()
-            .temporary()
-            .cache_dir(code_cache())
-            .cache_key(code_cache_key())
+        let host = temporary_host()
             .plugin(
                 "chat",
                 std::fs::read(guest("chat")).unwrap(),
@@ -131,6 +132,13 @@ fn actions_messages_and_state_in_process_keep_the_integrations_rules() {
             .unwrap_err();
         assert_eq!(refused.status, 400);
         assert!(refused.message.contains("text"), "{refused}");
+        let deep = (0..70).fold(json!("x"), |inner, _| json!([inner]));
+        let too_deep = host
+            .call_action("chat:sendMessage", json!({ "channelId": "C1", "text": deep }))
+            .await
+            .unwrap_err();
+        assert_eq!(too_deep.status, 400);
+        assert!(too_deep.message.contains("JSON depth rule"), "{too_deep}");
         assert_eq!(platform.calls("chat.postMessage").len(), 1);
 
         // A conversation made by the plugin, then a bot message through its channel.
@@ -174,13 +182,7 @@ fn actions_messages_and_state_in_process_keep_the_integrations_rules() {
 #[test]
 fn plugins_are_installed_replaced_and_removed_from_code() {
     runtime().block_on(async {
-        let host = Host::builder()
-            .temporary()
-            .cache_dir(code_cache())
-            .cache_key(code_cache_key())
-            .build()
-            .await
-            .unwrap();
+        let host = temporary_host().build().await.unwrap();
         assert!(host.installations().is_empty());
         let installed = host
             .install_plugin("hook", std::fs::read(guest("webhook")).unwrap(), None)
@@ -215,6 +217,72 @@ fn plugins_are_installed_replaced_and_removed_from_code() {
         assert!(host.remove_plugin("hook").await.unwrap());
         assert!(host.installations().is_empty());
         assert!(!host.remove_plugin("hook").await.unwrap());
+        host.shutdown().await;
+    });
+}
+
+async fn get(router: &axum::Router, path: &str) -> (u16, serde_json::Value) {
+    let response = router
+        .clone()
+        .oneshot(http::Request::get(path).body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn the_start_up_routers_answer_health_while_loading_then_serve_the_host() {
+    runtime().block_on(async {
+        let builder =
+            temporary_host()
+                .api_token("secret")
+                .plugin("webhook", std::fs::read(guest("webhook")).unwrap(), None);
+        let loading = builder.loading_router();
+        let ops = builder.ops_router();
+        assert_eq!(get(&loading, "/healthz").await, (200, json!({ "status": "ok" })));
+        assert_eq!(
+            get(&loading, "/readyz").await,
+            (503, json!({ "status": "not-ready", "reason": "loading plugins" }))
+        );
+        assert_eq!(get(&ops, "/readyz").await.0, 503);
+        // Any other request waits for the host and goes through its router.
+        let waiting = tokio::spawn({
+            let loading = loading.clone();
+            async move {
+                let request = http::Request::get("/v1/admin/installations")
+                    .header("authorization", "Bearer secret")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                loading.oneshot(request).await.unwrap()
+            }
+        });
+
+        let host = builder.build().await.unwrap();
+        let answer = waiting.await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("webhook"), "{body:?}");
+        assert_eq!(get(&loading, "/readyz").await, (200, json!({ "status": "ready" })));
+        assert!(host.metrics_text().await.contains("sluice_installations"));
+        let scrape = ops
+            .clone()
+            .oneshot(http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(scrape.status(), 200);
+        assert_eq!(
+            get(&host.router(), "/metrics").await.0,
+            404,
+            "not on the host's router unless asked"
+        );
+
+        host.start_draining();
+        assert_eq!(
+            get(&ops, "/readyz").await,
+            (503, json!({ "status": "not-ready", "reason": "draining" }))
+        );
         host.shutdown().await;
     });
 }

@@ -22,6 +22,24 @@ fn example_binary(name: &str) -> PathBuf {
         .args(["build", "--quiet", "--workspace", "--example", name, "--target-dir"])
         .arg(&target)
         .current_dir(crate::harness::repo_root());
+    // Without the variables cargo sets for this test's run: build scripts that watch them
+    // (ring's watches CARGO_MANIFEST_DIR and CARGO_PKG_*) would rebuild their crates and
+    // every crate above them here, and again at the next build from a shell.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || name.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name.as_str())
+        {
+            command.env_remove(name);
+        }
+    }
     if profile_dir.file_name().is_some_and(|p| p == "release") {
         command.arg("--release");
     }

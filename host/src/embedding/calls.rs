@@ -15,6 +15,7 @@ use crate::http::ApiError;
 use crate::http::chat::states;
 use crate::http::shapes;
 use crate::ids::record_id;
+use crate::json_depth;
 use crate::plugins::InstallError;
 use crate::store::{PageRequest, StateScope as StoreScope};
 
@@ -145,6 +146,11 @@ pub struct EventList {
     pub next_token: Option<String>,
 }
 
+/// JSON handed in takes the depth rule JSON bodies take over HTTP.
+fn within_depth(value: &Value, what: &str) -> Result<(), Error> {
+    json_depth::check_value(value, json_depth::MAX_DEPTH, what).map_err(|refusal| ApiError::bad_request(refusal).into())
+}
+
 impl Host {
     /// Hands `request` to installation `name`'s webhook as if it had arrived over HTTP
     /// (the request's path is the part after the webhook URL) and answers what its
@@ -187,6 +193,7 @@ impl Host {
     /// Calls action `action_type` (`<installation or integration>:<action>`, for example
     /// `chat:sendMessage`) with `input`, checked against the action's schemas.
     pub async fn call_action(&self, action_type: &str, input: Value) -> Result<ActionResult, Error> {
+        within_depth(&input, "the input")?;
         let answer = bot::call_action(&self.app().plugins, action_type, input, &record_id("req")).await?;
         Ok(ActionResult {
             output: answer.output,
@@ -197,6 +204,7 @@ impl Host {
     /// Sends a bot message through its conversation's channel (the plugin's
     /// `handle-message` delivers it) and answers the stored message.
     pub async fn send_message(&self, message: Message) -> Result<Value, Error> {
+        within_depth(&message.payload, "the payload")?;
         let message = OutgoingMessage {
             conversation_id: message.conversation_id,
             user_id: message.user_id,
@@ -233,6 +241,7 @@ impl Host {
                 if !payload.is_object() {
                     return Err(ApiError::bad_request("a state's payload must be a JSON object").into());
                 }
+                within_depth(&payload, "the payload")?;
                 states::schema_check(self.app(), &key)(&payload).map_err(states::invalid_state)?;
                 self.app().store.put_state(&key, &payload).await.map_err(Error::from)?;
             }

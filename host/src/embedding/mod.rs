@@ -1,11 +1,13 @@
 //! The embedding API: sluice as a library that an application mounts in its own server.
 //! [`Host::builder`] configures and starts a host; [`Host::router`] is its HTTP surface
 //! to nest under any prefix; the other methods of [`Host`] call into it in-process.
-//! `sluice serve` is built on this API alone.
+//! `sluice serve` is built on this API (its own are the process's concerns: signals, the
+//! open-file limit, the listeners and their accept loop).
 
 mod calls;
 mod feed;
 
+use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use tokio::sync::watch;
 
 pub use calls::{ActionResult, Error, EventList, EventQuery, Message, StateScope};
 pub use feed::{Envelope, EventFeed};
@@ -27,7 +30,8 @@ use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
 use crate::precompile::CacheLocation;
 pub use crate::runtime::Tiering;
 use crate::runtime::{Profiling, Runtime};
-use crate::store::{SharedStore, SqliteStore, Tags};
+use crate::store::{self, PostgresStore, SharedStore, SqliteStore, Tags};
+use crate::telemetry::metrics::metrics;
 
 /// How long running requests (and trigger events) may take to finish when the host stops.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -69,11 +73,28 @@ enum StoreChoice {
     Temporary,
 }
 
+/// What a host shows before it is built: the health checks, the router that requests
+/// served while loading wait for, and the host itself for the metrics' state gauges.
+struct StartUp {
+    health: Health,
+    router: watch::Sender<Option<Router>>,
+    serving: http::metrics::Serving,
+}
+
+impl fmt::Debug for StartUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartUp")
+            .field("phase", &self.health.phase())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Configures and starts a [`Host`]; from [`Host::builder`].
 #[derive(Debug)]
 #[must_use = "a builder does nothing until build() is awaited"]
 pub struct HostBuilder {
     store: StoreChoice,
+    store_url: Option<String>,
     plugins_dir: Option<PathBuf>,
     watch_plugins: bool,
     plugins: Vec<(String, Vec<u8>, Option<String>)>,
@@ -84,6 +105,8 @@ pub struct HostBuilder {
     cache_key: Option<PathBuf>,
     profiling: Profiling,
     tiering: Tiering,
+    metrics_route: bool,
+    start_up: Arc<StartUp>,
 }
 
 impl HostBuilder {
@@ -99,6 +122,16 @@ impl HostBuilder {
     /// tests, and for applications that need nothing kept across restarts.
     pub fn temporary(mut self) -> HostBuilder {
         self.store = StoreChoice::Temporary;
+        self
+    }
+
+    /// Keeps what the host records in the PostgreSQL database at `url`
+    /// (`postgres://user:password@host/db`), which several hosts may share, instead of the
+    /// embedded SQLite store; the data folder still holds the API token, the code cache and
+    /// this host's replica id. Without one, the configuration's `[store] url`, if any; the
+    /// configuration also sets the pool size.
+    pub fn store_url(mut self, url: impl Into<String>) -> HostBuilder {
+        self.store_url = Some(url.into()).filter(|url: &String| !url.is_empty());
         self
     }
 
@@ -177,6 +210,29 @@ impl HostBuilder {
         self
     }
 
+    /// Serves `GET /metrics` (the Prometheus metrics, public) on [`Host::router`] too. Off
+    /// by default; [`HostBuilder::ops_router`] serves them on a listener of their own.
+    pub fn metrics_route(mut self, serve: bool) -> HostBuilder {
+        self.metrics_route = serve;
+        self
+    }
+
+    /// A router to serve while [`HostBuilder::build`] runs, so that the application
+    /// listens from the start: `/healthz` answers at once and `/readyz` answers 503
+    /// (`loading plugins`) until the host serves; every other request waits for the build
+    /// and then goes through [`Host::router`] (503 if the build failed). Once the host is
+    /// built, serving [`Host::router`] itself saves that detour.
+    pub fn loading_router(&self) -> Router {
+        http::health::while_loading(self.start_up.health.clone(), self.start_up.router.subscribe())
+    }
+
+    /// `GET /metrics`, `/healthz` and `/readyz` alone, for a listener of their own that
+    /// scrapers and probes reach: they answer from now on, through the build, serving and
+    /// draining. Until the host is built, the metrics are the counters alone.
+    pub fn ops_router(&self) -> Router {
+        http::metrics::ops_router(self.start_up.health.clone(), self.start_up.serving.clone())
+    }
+
     /// Opens the store, loads the plugins (and runs `register` for new installations),
     /// and starts the background work: trigger workers and schedules, event delivery,
     /// and folder watching when asked for. Must be awaited on a multi-threaded tokio
@@ -196,7 +252,12 @@ impl HostBuilder {
         ensure_dir(&data_dir, "data folder")?;
         let plugins_dir = self.plugins_dir.clone().unwrap_or_else(|| data_dir.join("installed"));
         ensure_dir(&plugins_dir, "plugins folder")?;
-        let store: SharedStore = Arc::new(SqliteStore::open(&data_dir)?);
+        let store = match self.store_url.clone().or_else(|| config.store.url.clone()) {
+            Some(url) if !url.is_empty() => open_postgres(&url, &config, &data_dir).await?,
+            _ => Arc::new(SqliteStore::open(&data_dir)?) as SharedStore,
+        };
+        let start_up = self.start_up;
+        start_up.health.set_store(store.clone());
         let (api_token, generated_token) = match self.api_token.clone().or_else(|| config.api_token.clone()) {
             Some(token) if !token.is_empty() => (token, false),
             _ => kept_api_token(&data_dir, temporary.is_none())?,
@@ -251,25 +312,30 @@ impl HostBuilder {
             None
         };
         let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
-        let health = Health::new(store.clone());
-        health.set_phase(Phase::Serving);
         let app = Arc::new(App {
             plugins,
             store,
             api_token,
             delivery,
             jobs,
-            health,
+            health: start_up.health.clone(),
         });
-        Ok(Host {
+        let _ = start_up.serving.set(app.clone());
+        let host = Host {
             inner: Arc::new(Inner {
                 app,
                 generated_token,
                 data_dir,
+                metrics_route: self.metrics_route,
+                start_up,
                 _watcher: watcher,
                 _temporary: temporary,
             }),
-        })
+        };
+        // Requests that came in while loading go on now.
+        host.inner.start_up.router.send_replace(Some(host.router()));
+        host.inner.start_up.health.set_phase(Phase::Serving);
+        Ok(host)
     }
 }
 
@@ -284,6 +350,9 @@ struct Inner {
     app: http::AppState,
     generated_token: bool,
     data_dir: PathBuf,
+    metrics_route: bool,
+    /// Held for the routers given out before the build, which follow it.
+    start_up: Arc<StartUp>,
     _watcher: Option<FolderWatcher>,
     /// A temporary host's folder, removed when the host goes.
     _temporary: Option<tempfile::TempDir>,
@@ -325,6 +394,7 @@ impl Host {
     pub fn builder() -> HostBuilder {
         HostBuilder {
             store: StoreChoice::Folder(PathBuf::from("sluice-data")),
+            store_url: None,
             plugins_dir: None,
             watch_plugins: false,
             plugins: Vec::new(),
@@ -335,16 +405,30 @@ impl Host {
             cache_key: None,
             profiling: Profiling::Off,
             tiering: Tiering::Auto,
+            metrics_route: false,
+            start_up: Arc::new(StartUp {
+                health: Health::default(),
+                router: watch::Sender::new(None),
+                serving: Arc::default(),
+            }),
         }
     }
 
     /// The host's HTTP surface: the webhook routes (`/webhooks/...`), the bot API
     /// (`/v1/chat`), the trigger API, subscriptions, the event stream and admin, with
-    /// their errors and request ids. Nest it under any prefix
+    /// their errors and request ids; `/metrics` too when the builder was asked
+    /// ([`HostBuilder::metrics_route`]). Nest it under any prefix
     /// (`Router::new().nest("/integrations", host.router())`) and give the builder the
     /// matching [`HostBuilder::public_url`].
     pub fn router(&self) -> Router {
-        http::router(self.inner.app.clone(), false).layer(tower::layer::layer_fn(http::request_id::RequestIds::new))
+        http::router(self.inner.app.clone(), self.inner.metrics_route)
+            .layer(tower::layer::layer_fn(http::request_id::RequestIds::new))
+    }
+
+    /// The host's Prometheus metrics now, in the OpenMetrics text format
+    /// (`application/openmetrics-text`): for an application that serves its own `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        metrics().encode(http::metrics::snapshot(&self.inner.app).await)
     }
 
     /// The API token the `/v1` routes require.
@@ -430,6 +514,13 @@ impl Host {
         Ok(self.inner.app.plugins.uninstall(name).await?)
     }
 
+    /// Makes `/readyz` answer 503 (`draining`) from now on while requests are still served,
+    /// so that load balancers stop sending traffic before the application stops accepting
+    /// connections. [`Host::shutdown`] does it too.
+    pub fn start_draining(&self) {
+        self.inner.app.health.set_phase(Phase::Draining);
+    }
+
     /// Stops the background work as `sluice serve` does at exit: `/readyz` answers 503,
     /// live event streams end,
     /// webhook attempts in flight get [`DELIVERY_STOP_TIMEOUT`] to finish, trigger
@@ -437,7 +528,7 @@ impl Host {
     /// running then run again at the next start). Call it while (or after) the
     /// application's server drains.
     pub async fn shutdown(&self) {
-        self.inner.app.health.set_phase(Phase::Draining);
+        self.start_draining();
         self.inner.app.delivery.stop(DELIVERY_STOP_TIMEOUT).await;
         self.inner.app.jobs.shutdown(DRAIN_TIMEOUT).await;
         tracing::info!("stopped");
@@ -452,8 +543,31 @@ fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("cannot create the {what} {}", path.display()))
 }
 
+/// The PostgreSQL store at `url`, with the configuration's pool size.
+async fn open_postgres(url: &str, config: &HostConfig, data_dir: &Path) -> anyhow::Result<SharedStore> {
+    let pool_size = config.store.pool_size.unwrap_or(store::postgres::DEFAULT_POOL_SIZE);
+    let replica_id = replica_id(data_dir)?;
+    let store = PostgresStore::connect(url, pool_size, replica_id.clone()).await?;
+    tracing::info!(store = %store::postgres::redacted(url), replica = %replica_id, "keeping everything in PostgreSQL");
+    Ok(Arc::new(store))
+}
+
+/// This replica's stable name, kept in `<data>/replica-id`: the trigger events it claims
+/// carry it, so that after a restart it gives back the claims it left.
+fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = record_id("rep");
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
 /// The API token kept in the data folder, else a new one (kept there when `keep`).
-pub(crate) fn kept_api_token(data_dir: &Path, keep: bool) -> anyhow::Result<(String, bool)> {
+fn kept_api_token(data_dir: &Path, keep: bool) -> anyhow::Result<(String, bool)> {
     let path = data_dir.join("api-token");
     if let Ok(token) = std::fs::read_to_string(&path)
         && !token.trim().is_empty()
@@ -474,7 +588,7 @@ pub(crate) fn kept_api_token(data_dir: &Path, keep: bool) -> anyhow::Result<(Str
 }
 
 /// The bot's id and its user, created once and kept in the store.
-pub(crate) async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
+async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
     let bot_id = match store.meta("bot_id").await? {
         Some(id) => id,
         None => {

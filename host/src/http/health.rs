@@ -7,8 +7,8 @@
 //! They are served from the moment the listener is bound, before the plugins load
 //! ([`while_loading`]); every other request waits for the whole router then.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -39,19 +39,18 @@ pub enum Phase {
     Draining = 2,
 }
 
-/// What the health checks look at; clones share it.
-#[derive(Clone)]
+/// What the health checks look at; clones share it. Made before the store is open, so
+/// that the checks answer from the start (the default is loading, with no store yet).
+#[derive(Clone, Default)]
 pub struct Health {
     phase: Arc<AtomicU8>,
-    store: SharedStore,
+    store: Arc<OnceLock<SharedStore>>,
 }
 
 impl Health {
-    pub fn new(store: SharedStore) -> Health {
-        Health {
-            phase: Arc::new(AtomicU8::new(Phase::Loading as u8)),
-            store,
-        }
+    /// The store `/readyz` checks once serving.
+    pub fn set_store(&self, store: SharedStore) {
+        let _ = self.store.set(store);
     }
 
     pub fn set_phase(&self, phase: Phase) {
@@ -73,7 +72,10 @@ impl Health {
             Phase::Draining => return Some("draining"),
             Phase::Serving => {}
         }
-        match tokio::time::timeout(STORE_CHECK_TIMEOUT, self.store.check_reachable()).await {
+        let Some(store) = self.store.get() else {
+            return Some("loading plugins");
+        };
+        match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.check_reachable()).await {
             Ok(Ok(())) => None,
             Ok(Err(error)) => {
                 tracing::warn!(error = format!("{error:#}"), "readiness: the store is unreachable");

@@ -66,7 +66,7 @@ async fn answer(app: Option<&AppState>) -> Response {
 
 /// What the state gauges show: installations, the trigger queue, deliveries, NATS. A part
 /// the store cannot answer now is left out of this scrape (and logged).
-async fn snapshot(app: &App) -> Snapshot {
+pub(crate) async fn snapshot(app: &App) -> Snapshot {
     let registry = app.plugins.registry.snapshot();
     let mut installations: Vec<(String, i64)> = Vec::new();
     for installation in registry.installations.values() {
