@@ -19,7 +19,6 @@ pub struct ServeOptions {
     pub listen: String,
     pub public_url: Option<String>,
     pub api_token: Option<String>,
-    pub config: Option<PathBuf>,
     /// A PostgreSQL URL to keep everything in; `None` means the configuration file's, else
     /// the embedded SQLite store.
     pub store_url: Option<String>,
@@ -156,15 +155,12 @@ fn host_builder(options: &ServeOptions, config: Config, address: SocketAddr) -> 
     builder
 }
 
-/// Serves until SIGTERM or Ctrl-C.
-pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+/// Serves until SIGTERM or Ctrl-C, configured by `options` and the host configuration
+/// file (`--config`, read by the command line).
+pub async fn serve(options: ServeOptions, config: Config) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
     // still ends in a clean stop rather than the default kill.
     let mut stop = StopSignals::listen()?;
-    let config = match &options.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
     ensure_dir(&options.data_dir, "data folder")?;
     ensure_writable(&options.data_dir)?;
     let open_file_limit = raise_open_file_limit();

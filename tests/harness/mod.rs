@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod fake_platform;
 pub mod nats;
+pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
 pub mod receiver;

@@ -5,11 +5,13 @@
 pub mod delivery;
 pub mod sidecar;
 pub mod store;
+pub mod telemetry;
 pub mod triggers;
 
 pub use delivery::{DeliveryConfig, NatsConfig, RetryPolicy, SubscriptionConfig};
 pub use sidecar::{HostPattern, Limits, MAX_MEMORY_BYTES, Sidecar};
 pub use store::StoreConfig;
+pub use telemetry::{TelemetryConfig, TracesSettings};
 pub use triggers::TriggerSettings;
 
 use std::path::Path;
@@ -40,6 +42,9 @@ pub struct HostConfig {
     /// Where everything is kept (`[store]`): SQLite in the data folder, or PostgreSQL.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Where traces are sent (`[telemetry]`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 impl HostConfig {

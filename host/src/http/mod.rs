@@ -16,7 +16,8 @@
 //!
 //! What every route shares: the route table the router is built from ([`routes`]), the
 //! extractors that read bodies, paths and queries by one rule ([`extract`]), the request
-//! id every answer carries ([`request_id`]), the error shape ([`errors`]), bodies read
+//! id every answer carries ([`request_id`]), the span of each request while traces are
+//! exported ([`spans`]), the error shape ([`errors`]), bodies read
 //! under limits ([`bodies`]) and the server with its connection limits ([`server`]).
 
 pub mod admin;
@@ -32,6 +33,7 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod shapes;
+pub mod spans;
 pub mod stream;
 pub mod subscriptions;
 pub mod triggers;
@@ -80,7 +82,7 @@ pub fn router(app: AppState, with_metrics: bool) -> Router {
     if with_metrics {
         public = public.merge(metrics::routes());
     }
-    routes::Routes::new()
+    let routes = routes::Routes::new()
         .merge(public)
         .merge(webhooks::routes())
         .merge(protected)
@@ -88,7 +90,14 @@ pub fn router(app: AppState, with_metrics: bool) -> Router {
         // EventSource cannot send the token), so it checks them itself.
         .merge(stream::routes(&app))
         .merge(triggers::routes(&app))
-        .into_router_listed_at(ROUTE_TABLE_PATH, &app)
+        .into_router_listed_at(ROUTE_TABLE_PATH, &app);
+    // Only while traces are exported: a request costs nothing more otherwise.
+    let routes = if crate::telemetry::traces::enabled() {
+        routes.route_layer(axum::middleware::from_fn(spans::traced))
+    } else {
+        routes
+    };
+    routes
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::new(

@@ -214,9 +214,21 @@ impl PostgresStore {
         F: Future<Output = anyhow::Result<T>> + Send + 'static,
     {
         let sequencer = self.sequencer.clone();
+        // A child of the caller's span, while traces are exported and the caller is in
+        // one; what the write publishes carries its trace context (outbox::publish).
+        let commit = if crate::telemetry::traces::in_trace() {
+            tracing::info_span!(
+                target: crate::telemetry::traces::TARGET,
+                "store commit",
+                otel.name = "store commit",
+                db.system.name = "postgresql"
+            )
+        } else {
+            tracing::Span::none()
+        };
         self.run(move |client| async move {
             let started = std::time::Instant::now();
-            let result = work(client).await;
+            let result = tracing::Instrument::instrument(work(client), commit).await;
             if result.is_ok() {
                 // One write, one transaction, as the metrics count the store's commits.
                 crate::telemetry::metrics().store_commit("store", 1, started.elapsed());

@@ -293,6 +293,8 @@ INSERT INTO participants (conversation_id, user_id, created_at)
 CREATE INDEX conversations_by_update ON conversations (updated_at, seq);
 CREATE INDEX users_by_update ON users (updated_at, seq);
 "#,
+    // The trace context of the write that published an entry, for its delivery.
+    "ALTER TABLE outbox ADD COLUMN traceparent TEXT;",
 ];
 
 /// Brings the database's schema up to date, under a session advisory lock held on

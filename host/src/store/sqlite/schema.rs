@@ -130,6 +130,8 @@ CREATE TABLE outbox (
     super::dedupe::MIGRATION,
     // Participants of conversations; lists ordered by update.
     super::chat::PARTICIPANTS_MIGRATION,
+    // The trace context of the write that published an entry, for its delivery.
+    "ALTER TABLE outbox ADD COLUMN traceparent TEXT;",
 ];
 
 /// Applies the `migrations` that `connection`'s database (`what`: the store, the queue)
