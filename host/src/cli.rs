@@ -54,6 +54,8 @@ pub enum Command {
     /// Compile plugins' optimised code into the compiled-code cache ahead of `sluice
     /// serve`, so that they serve at full speed from their first request.
     Compile(CompileArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at /openapi.json).
+    Openapi,
 }
 
 /// `sluice compile`.
@@ -287,6 +289,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(ServeOptions::from(args), config).await,
+            Command::Openapi => {
+                println!("{}", crate::http::openapi::document_json());
+                Ok(())
+            }
             Command::Inspect(args) => crate::inspect::inspect(&args.file, args.json).await,
             Command::New(args) => new_project(&args.name, args.lang, args.dir),
             Command::Compile(args) => {

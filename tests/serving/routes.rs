@@ -86,15 +86,10 @@ fn the_table_lists_every_surface_and_what_each_route_reads() {
         ("ANY", "/webhooks/{webhook_id}", "public", "raw"),
         ("ANY", "/webhooks/{webhook_id}/{*path}", "public", "raw"),
         ("POST", "/v1/chat/events", "api-token", "json-object"),
-        (
-            "POST",
-            "/v1/chat/states/{scope}/{id}/{name}",
-            "api-token",
-            "json-object",
-        ),
+        ("POST", "/v1/chat/states/{type}/{id}/{name}", "api-token", "json-object"),
         (
             "PATCH",
-            "/v1/chat/states/{scope}/{id}/{name}",
+            "/v1/chat/states/{type}/{id}/{name}",
             "api-token",
             "json-object",
         ),

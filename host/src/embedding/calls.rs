@@ -213,7 +213,7 @@ impl Host {
             tags: message.tags,
         };
         let record = bot::send_message(&self.app().plugins, message, &record_id("req")).await?;
-        Ok(shapes::message(&record))
+        Ok(as_json(shapes::message(&record)))
     }
 
     /// The payload of state `name` of `owner_id` in `scope`, if it exists.
@@ -264,8 +264,13 @@ impl Host {
         };
         let page = self.app().store.events(&query).await.map_err(Error::from)?;
         Ok(EventList {
-            events: page.items.iter().map(shapes::event).collect(),
+            events: page.items.iter().map(|event| as_json(shapes::event(event))).collect(),
             next_token: page.next_token,
         })
     }
+}
+
+/// A record in the bot API's JSON shape, as the HTTP answers carry it.
+fn as_json(shape: impl serde::Serialize) -> Value {
+    serde_json::to_value(shape).expect("the bot API's shapes have string keys only")
 }

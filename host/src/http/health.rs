@@ -15,9 +15,10 @@ use axum::Router;
 use axum::extract::{FromRef, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
+use utoipa::{OpenApi, ToSchema};
 
 use super::AppState;
 use super::routes::{Routes, get};
@@ -97,16 +98,55 @@ impl FromRef<AppState> for Health {
     }
 }
 
-pub(super) async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
+/// The OpenAPI tag of the health checks and metrics.
+pub const TAG: &str = "operations";
+
+/// The health checks' part of the OpenAPI document (public).
+#[derive(OpenApi)]
+#[openapi(paths(healthz, readyz))]
+pub struct Api;
+
+/// What a health check answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthAnswer {
+    /// `ok` (healthz); `ready` or `not-ready` (readyz).
+    pub status: &'static str,
+    /// Why it is not ready: `loading plugins`, `store unreachable` or `draining`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
+/// Whether the process is alive and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = TAG, operation_id = "healthz",
+    responses((status = 200, description = "Alive", body = HealthAnswer, example = json!({"status": "ok"}))))]
+pub(super) async fn healthz() -> Response {
+    axum::Json(HealthAnswer {
+        status: "ok",
+        reason: None,
+    })
+    .into_response()
+}
+
+/// Whether the host should get traffic.
+#[utoipa::path(get, path = "/readyz", tag = TAG, operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready", body = HealthAnswer, example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready, and why", body = HealthAnswer,
+            example = json!({"status": "not-ready", "reason": "loading plugins"})),
+    ))]
 pub(super) async fn readyz(State(health): State<Health>) -> Response {
     match health.not_ready_because().await {
-        None => axum::Json(json!({ "status": "ready" })).into_response(),
+        None => axum::Json(HealthAnswer {
+            status: "ready",
+            reason: None,
+        })
+        .into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "not-ready", "reason": reason })),
+            axum::Json(HealthAnswer {
+                status: "not-ready",
+                reason: Some(reason),
+            }),
         )
             .into_response(),
     }

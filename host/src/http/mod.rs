@@ -8,7 +8,8 @@
 //!   or a short-lived stream ticket (`POST /v1/stream/tickets`).
 //! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint;
 //! - [`health`]: `GET /healthz` and `GET /readyz`, public;
-//! - [`metrics`]: `GET /metrics`, public, unless served on its own address or off.
+//! - [`metrics`]: `GET /metrics`, public, unless served on its own address or off;
+//! - [`openapi`]: `GET /openapi.json`, the OpenAPI document of all of these, public.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
@@ -28,6 +29,7 @@ pub mod errors;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod server;
@@ -80,7 +82,7 @@ pub fn router(app: AppState, with_metrics: bool) -> Router {
         .merge(admin::routes())
         .merge(subscriptions::routes())
         .require_api_token(&app);
-    let mut public = health::routes();
+    let mut public = health::routes().route(openapi::PATH, routes::get(openapi::serve));
     if with_metrics {
         public = public.merge(metrics::routes());
     }

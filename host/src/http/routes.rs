@@ -17,15 +17,15 @@ use axum::handler::Handler;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, Route};
 use serde::Serialize;
-use serde_json::{Value, json};
 use tower::{Layer, Service};
+use utoipa::ToSchema;
 
 use super::extract::JsonBody;
 use super::upload::PluginUpload;
 use super::{AppState, auth};
 
 /// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
     /// Anyone (webhooks and trigger events check their own secrets, if any).
@@ -37,7 +37,7 @@ pub enum Access {
 }
 
 /// What a route reads as its body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BodyKind {
     /// Nothing.
@@ -52,14 +52,21 @@ pub enum BodyKind {
 }
 
 /// One method of one route, as the table lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Listed {
     /// `GET`, `POST`, ..., or `ANY`.
+    #[schema(value_type = String)]
     pub method: &'static str,
     /// The path as the router matches it (`{name}` a parameter, `{*name}` the rest).
     pub path: String,
     pub access: Access,
     pub body: BodyKind,
+}
+
+/// The route table as `GET /v1/admin/routes` answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RouteTable {
+    pub routes: Vec<Listed>,
 }
 
 /// The routes of one surface, and their listing.
@@ -140,7 +147,7 @@ impl Routes {
             access: Access::ApiToken,
             body: BodyKind::None,
         });
-        let table: Value = json!({ "routes": listed });
+        let table = RouteTable { routes: listed };
         let listing = Routes::new()
             .route(
                 path,
