@@ -88,6 +88,15 @@ fn every_route_is_in_the_openapi_document_as_the_route_table_says() {
                         );
                     }
                 }
+                "plugin-upload" => {
+                    assert!(body["application/wasm"].is_object(), "{method} {path}: {body}");
+                    for status in ["400", "413", "415"] {
+                        assert!(
+                            operation["responses"][status].is_object(),
+                            "{method} {path} takes an upload, so answers {status}"
+                        );
+                    }
+                }
                 "raw" => assert!(
                     body.as_object().is_some_and(|content| !content.is_empty()),
                     "{method} {path} passes any body on: {body}"

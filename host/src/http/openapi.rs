@@ -315,7 +315,11 @@ fn add_shared_errors(operation: &mut Operation) {
             ("504", "Timeout"),
         ]);
     }
-    if json_body {
+    let plugin_upload = operation
+        .request_body
+        .as_ref()
+        .is_some_and(|body| body.content.contains_key("application/wasm"));
+    if json_body || plugin_upload {
         errors.push(("413", "PayloadTooLarge"));
         errors.push(("415", "UnsupportedMediaType"));
     }
