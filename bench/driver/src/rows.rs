@@ -97,7 +97,7 @@ fn all_rows(options: &Options) -> Vec<Row> {
             key: "c",
             label: "wasmtime serve, wasi:http proxy (the peer)".into(),
             kind: RowKind::Skipped {
-                reason: "wasmtime is not on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)".into(),
+                reason: "wasmtime is not on PATH (cargo install wasmtime-cli --version 50.0.1 --locked)".into(),
             },
         },
     });
