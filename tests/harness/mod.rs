@@ -182,6 +182,30 @@ impl Answer {
     }
 }
 
+/// `{prefix}[{"id":0},{"id":1},...]{suffix}`, exactly `total` bytes long (spaces pad the
+/// array): a body of many small JSON records, the shape that costs a plugin that reads
+/// the body into a tree of values the most memory for its size.
+pub fn small_records_body(prefix: &str, suffix: &str, total: usize) -> String {
+    let mut body = String::with_capacity(total);
+    body.push_str(prefix);
+    body.push('[');
+    let end = total - suffix.len() - 1;
+    let mut n = 0;
+    loop {
+        let record = format!("{}{{\"id\":{n}}}", if n == 0 { "" } else { "," });
+        if body.len() + record.len() > end {
+            break;
+        }
+        body.push_str(&record);
+        n += 1;
+    }
+    body.push_str(&" ".repeat(end - body.len()));
+    body.push(']');
+    body.push_str(suffix);
+    assert_eq!(body.len(), total);
+    body
+}
+
 /// POSTs `body` the way many clients do (Python's `urllib` and `requests`, Node's
 /// `fetch`): the whole request is written before anything is read. Returns the raw answer,
 /// head and body. Panics when writing fails: a server that closes on a body it refuses,
