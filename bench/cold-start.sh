@@ -19,6 +19,7 @@
 #   DURATION=5 LANGUAGES=python bench/cold-start.sh
 #   PROFILE=debug bench/cold-start.sh        # the dev build (its dependencies, wasmtime
 #                                            # among them, are optimised there too)
+#   SLUICE=path/to/sluice bench/cold-start.sh    # a binary built before, as it is
 #
 # "First request" is from launching sluice to the first 200 answer of the webhook;
 # "req/s" is wrk with 4 connections on one thread for DURATION seconds, right after the
@@ -38,9 +39,13 @@ if ! command -v wrk >/dev/null; then
     [ "$(id -u)" = 0 ] || sudo_cmd=sudo
     $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq wrk >/dev/null
 fi
-echo "building sluice ($profile)..." >&2
-if [ "$profile" = release ]; then cargo build --release -p sluice -q; else cargo build -p sluice -q; fi
-sluice="$target/$profile/sluice"
+if [ -n "${SLUICE:-}" ]; then
+    sluice="$SLUICE"
+else
+    echo "building sluice ($profile)..." >&2
+    if [ "$profile" = release ]; then cargo build --release -p sluice -q; else cargo build -p sluice -q; fi
+    sluice="$target/$profile/sluice"
+fi
 
 work="$(mktemp -d)"
 pid=""

@@ -7,10 +7,11 @@ mod harness;
 
 mod bot;
 mod delivery;
+mod embedding;
 mod hostile;
 mod operating;
 mod plugin_host;
 mod replicas;
-mod serving;
+pub(crate) mod serving;
 mod triggers;
 mod webhooks;

@@ -12,10 +12,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::Config;
+use crate::config::TracesSettings;
 use crate::precompile::{CacheLocation, compile};
-use crate::runtime::{Profiling, Tiering};
+use crate::runtime::Tiering;
 use crate::scaffold::{Language, new_project};
 use crate::serve::{MetricsAt, ServeOptions, serve};
+use crate::telemetry::traces::{LogTraceIds, Tracing, WithTraceId, for_the_log};
 
 /// A small, fast WebAssembly plugin host for chatbot and platform integrations.
 #[derive(Debug, Parser)]
@@ -51,6 +54,8 @@ pub enum Command {
     /// Compile plugins' optimised code into the compiled-code cache ahead of `sluice
     /// serve`, so that they serve at full speed from their first request.
     Compile(CompileArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at /openapi.json).
+    Openapi,
 }
 
 /// `sluice compile`.
@@ -176,15 +181,10 @@ impl From<ServeArgs> for ServeOptions {
             listen: args.listen,
             public_url: args.public_url,
             api_token: args.api_token,
-            config: args.config,
             store_url: args.store.filter(|url| !url.is_empty()),
             cache_dir: args.cache,
             cache_key: args.cache_key,
-            profiling: if args.perf_map {
-                Profiling::PerfMap
-            } else {
-                Profiling::Off
-            },
+            perf_map: args.perf_map,
             tiering: match args.tiering {
                 TieringArg::Auto => Tiering::Auto,
                 TieringArg::Off => Tiering::Off,
@@ -200,7 +200,18 @@ impl From<ServeArgs> for ServeOptions {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Starts logging to stderr in `format`, with the spans exported too when `traces` says
+/// where (the export goes through `runtime`). Answers what to flush at the end.
+fn init_logging(
+    format: LogFormat,
+    traces: Option<&TracesSettings>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Option<Tracing>> {
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, Registry};
+
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // wasmtime-wasi-http warns about a plugin's failed outbound call without saying whose;
@@ -208,21 +219,44 @@ fn init_logging(format: LogFormat) {
     if !std::env::var("SLUICE_LOG").is_ok_and(|directives| directives.contains("wasmtime_wasi_http")) {
         filter = filter.add_directive("wasmtime_wasi_http=error".parse().expect("a valid directive"));
     }
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+    // The spans made for traces stay out of the log: its lines read the same either way.
+    let filter = filter.and(filter_fn(for_the_log));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let text = tracing_subscriber::fmt::format().with_ansi(ansi);
+            logs.with_ansi(ansi)
+                .event_format(WithTraceId::text(text))
+                .with_filter(filter)
+                .boxed()
+        }
         // The event's fields at the top level beside `message`, as text shows them.
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Json => {
+            let json = tracing_subscriber::fmt::format().json().flatten_event(true);
+            logs.json()
+                .event_format(WithTraceId::json(json))
+                .with_filter(filter)
+                .boxed()
+        }
+    };
+    let mut layers = vec![logs];
+    let mut exporting = None;
+    if let Some(settings) = traces {
+        let (started, spans) = Tracing::start(settings, runtime.handle().clone())?;
+        layers.push(spans.boxed());
+        layers.push(LogTraceIds.boxed());
+        exporting = Some(started);
     }
+    tracing_subscriber::registry().with(layers).init();
+    if let Some(settings) = traces {
+        tracing::info!(endpoint = %settings.traces_endpoint, service = %settings.service_name, "exporting traces over OTLP/HTTP");
+    }
+    Ok(exporting)
 }
 
 /// Runs a parsed command line; the exit code is 0 on success.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -230,9 +264,35 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `sluice serve` reads its configuration first: its `[telemetry]` says where traces go.
+    let config = match &cli.command {
+        Command::Serve(args) => match args.config.as_deref().map(Config::load).transpose() {
+            Ok(config) => config.unwrap_or_default(),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => Config::default(),
+    };
+    let traces = match &cli.command {
+        Command::Serve(_) => config.0.telemetry.traces(|name| std::env::var(name).ok()),
+        _ => None,
+    };
+    let exporting = match init_logging(cli.log_format, traces.as_ref(), &runtime) {
+        Ok(exporting) => exporting,
+        Err(error) => {
+            eprintln!("error: cannot export traces: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(ServeOptions::from(args)).await,
+            Command::Serve(args) => serve(ServeOptions::from(args), config).await,
+            Command::Openapi => {
+                println!("{}", crate::http::openapi::document_json());
+                Ok(())
+            }
             Command::Inspect(args) => crate::inspect::inspect(&args.file, args.json).await,
             Command::New(args) => new_project(&args.name, args.lang, args.dir),
             Command::Compile(args) => {
@@ -245,6 +305,10 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     });
+    // The runtime still runs: the last spans are sent through it.
+    if let Some(exporting) = exporting {
+        exporting.shutdown();
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -54,6 +54,24 @@ pub fn check(text: &[u8], limit: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The same refusal for JSON handed in already parsed (the embedding API's calls).
+pub fn check_value(value: &serde_json::Value, limit: usize, what: &str) -> Result<(), String> {
+    /// Whether `value` nests deeper than `room` levels; looks no deeper than that.
+    fn deeper_than(value: &serde_json::Value, room: usize) -> bool {
+        match value {
+            serde_json::Value::Array(items) => room == 0 || items.iter().any(|item| deeper_than(item, room - 1)),
+            serde_json::Value::Object(fields) => room == 0 || fields.values().any(|field| deeper_than(field, room - 1)),
+            _ => false,
+        }
+    }
+    if deeper_than(value, limit) {
+        return Err(format!(
+            "{what} nests JSON more than {limit} levels deep; sluice takes at most {limit} (its JSON depth rule)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +90,23 @@ mod tests {
                 .contains("100 levels")
         );
         assert!(check(b"[[1]]", MAX_DEPTH, "the body").is_ok());
+    }
+
+    #[test]
+    fn parsed_json_takes_the_same_rule() {
+        let nested = |levels: usize| -> serde_json::Value {
+            let text = format!("{}1{}", "[{\"a\":".repeat(levels / 2), "}]".repeat(levels / 2));
+            assert_eq!(depth(text.as_bytes()), levels);
+            serde_json::from_str(&text).unwrap()
+        };
+        assert!(check_value(&nested(MAX_DEPTH), MAX_DEPTH, "the input").is_ok());
+        assert!(
+            check_value(&nested(MAX_DEPTH + 2), MAX_DEPTH, "the input")
+                .unwrap_err()
+                .contains("the input nests JSON more than 64 levels")
+        );
+        assert!(check_value(&serde_json::json!(1), 0, "the input").is_ok());
+        assert!(check_value(&serde_json::json!([]), 0, "the input").is_err());
     }
 
     #[test]

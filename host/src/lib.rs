@@ -4,7 +4,47 @@
 //! `wit/`) into a folder and each one is live: it gets a webhook URL, every request sent
 //! there runs in a fresh sandboxed instance of the plugin, and what the plugin records
 //! (events, conversations, users, messages, state) is kept and delivered to the bot.
-//! [`cli`] is what the `sluice` binary runs.
+//!
+//! The `sluice` binary serves a plugins folder on its own (`sluice serve`). This crate
+//! lets an application do the same inside its own server: build a [`Host`], nest its
+//! [`Host::router`] under a prefix of the application's router, and call into it
+//! in-process.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use futures::StreamExt as _;
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let host = sluice::Host::builder()
+//!     .data_dir("sluice-data")
+//!     .public_url("https://app.example.com/integrations")
+//!     .plugin("webhook", std::fs::read("webhook.wasm")?, None)
+//!     .build()
+//!     .await?;
+//!
+//! // React to what the plugins record, without a webhook to yourself.
+//! let mut feed = host.feed(&["webhook:*"], None)?;
+//! tokio::spawn(async move {
+//!     while let Some(envelope) = feed.next().await {
+//!         println!("{}: {}", envelope.event_type, envelope.json["data"]);
+//!     }
+//! });
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "my application" }))
+//!     .nest("/integrations", host.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! host.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The webhook URL of each installation ([`Host::installations`]) starts with the public
+//! URL given to the builder, so it must include the prefix the router is nested under.
+//! `host/examples/embed.rs` is a complete application.
+
+#![deny(missing_docs)]
 
 // The rooms, in the order a webhook request passes through them; arrows point down only
 // (http -> bot/jobs/delivery -> plugins -> runtime -> store -> envelope, config, ids, time):
@@ -19,13 +59,15 @@
 // - store: where everything is kept, one trait per capability and the SQLite backend;
 // - envelope: the delivered format, which the store writes and delivery sends;
 // - config, ids, time, telemetry (metrics), json_depth (the one JSON depth rule): leaves.
-// serve wires them together for `sluice serve`; inspect, scaffold and precompile are
-// `sluice inspect`, `sluice new` and `sluice compile`.
+// embedding is the public API on top of them all; serve wires the rooms together for
+// `sluice serve`; inspect, scaffold and precompile are `sluice inspect`, `sluice new` and
+// `sluice compile`.
 
 pub(crate) mod bot;
-pub mod cli;
+pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod delivery;
+mod embedding;
 pub(crate) mod envelope;
 pub(crate) mod http;
 pub(crate) mod ids;
@@ -40,6 +82,19 @@ pub(crate) mod serve;
 pub(crate) mod store;
 pub(crate) mod telemetry;
 pub(crate) mod time;
+
+/// What the `sluice` binary runs: parses the command line and runs the command (see
+/// `sluice --help`). Not part of the embedding API.
+#[doc(hidden)]
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser as _;
+    cli::run(cli::Cli::parse())
+}
+
+pub use embedding::{
+    ActionResult, Config, DELIVERY_STOP_TIMEOUT, DRAIN_TIMEOUT, Envelope, Error, EventFeed, EventList, EventQuery,
+    Host, HostBuilder, InstallationInfo, LoadFailure, Message, StateScope, Tiering,
+};
 
 /// The runtime's parts the sandbox benchmark (`host/benches/sandbox.rs`) drives directly,
 /// without HTTP: not the library's API, and only there with the `bench` feature.

@@ -2,27 +2,14 @@
 //! SIGTERM or Ctrl-C, then drains running requests and exits.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::HostConfig;
-use crate::delivery::Delivery;
-use crate::http::health::{Health, Phase};
-use crate::http::{self, App};
-use crate::ids::{record_id, secret_token};
-use crate::jobs::Jobs;
-use crate::plugins::{FolderWatcher, HostIdentity, PluginHost};
-use crate::precompile::CacheLocation;
-use crate::runtime::{Profiling, Runtime, Tiering};
-use crate::store::{self, PostgresStore, SharedStore, SqliteStore, Tags};
-
-/// How long running requests may take to finish after a stop signal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long webhook attempts in flight may take to finish after a stop signal.
-pub const DELIVERY_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::http::server;
+use crate::{Config, DRAIN_TIMEOUT, Host, HostBuilder, Tiering};
 
 /// What `sluice serve` needs.
 #[derive(Debug, Clone)]
@@ -32,7 +19,6 @@ pub struct ServeOptions {
     pub listen: String,
     pub public_url: Option<String>,
     pub api_token: Option<String>,
-    pub config: Option<PathBuf>,
     /// A PostgreSQL URL to keep everything in; `None` means the configuration file's, else
     /// the embedded SQLite store.
     pub store_url: Option<String>,
@@ -40,8 +26,8 @@ pub struct ServeOptions {
     pub cache_dir: Option<PathBuf>,
     /// The key that authenticates the cache's entries; `None` means `<data>/cache-key`.
     pub cache_key: Option<PathBuf>,
-    /// Write a perf map of the plugins' compiled code (see [`Profiling`]).
-    pub profiling: Profiling,
+    /// Write a perf map of the plugins' compiled code (see [`HostBuilder::perf_map`]).
+    pub perf_map: bool,
     /// Whether large plugins serve on baseline code first (see [`Tiering`]).
     pub tiering: Tiering,
     /// How long to go on serving after a stop signal, with `/readyz` answering 503, so
@@ -63,53 +49,6 @@ pub enum MetricsAt {
 
 /// The most connections the metrics listener takes at once: scrapers and probes.
 const METRICS_CONNECTIONS: usize = 64;
-
-/// The API token: the flag or environment, else the configuration file, else the one
-/// kept in the data folder, else a new one (kept there and printed once).
-fn api_token(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<(String, bool)> {
-    if let Some(token) = options
-        .api_token
-        .clone()
-        .or_else(|| config.api_token.clone())
-        .filter(|t| !t.is_empty())
-    {
-        return Ok((token, false));
-    }
-    let path = options.data_dir.join("api-token");
-    if let Ok(token) = std::fs::read_to_string(&path)
-        && !token.trim().is_empty()
-    {
-        return Ok((token.trim().to_string(), false));
-    }
-    let token = secret_token(24);
-    let mut file = std::fs::OpenOptions::new();
-    file.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
-    file.open(&path)
-        .and_then(|mut f| f.write_all(token.as_bytes()))
-        .with_context(|| format!("cannot keep the API token in {}", path.display()))?;
-    Ok((token, true))
-}
-
-/// The bot's id and its user, created once and kept in the store.
-async fn identity(store: &SharedStore, public_url: String) -> anyhow::Result<HostIdentity> {
-    let bot_id = match store.meta("bot_id").await? {
-        Some(id) => id,
-        None => {
-            let id = record_id("bot");
-            store.set_meta("bot_id", &id).await?;
-            id
-        }
-    };
-    let bot_tags: Tags = [("role".to_string(), "bot".to_string())].into();
-    let (bot_user, _) = store.get_or_create_user(None, &bot_tags, Some("bot"), None).await?;
-    Ok(HostIdentity {
-        bot_id,
-        bot_user_id: bot_user.id,
-        public_url: public_url.trim_end_matches('/').to_string(),
-    })
-}
 
 fn ensure_dir(path: &Path, what: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("cannot create the {what} {}", path.display()))
@@ -184,80 +123,76 @@ fn raise_open_file_limit() -> u64 {
     soft
 }
 
-/// Opens the store the options and configuration name: PostgreSQL when a URL is given,
-/// else the embedded SQLite store in the data folder.
-async fn open_store(options: &ServeOptions, config: &HostConfig) -> anyhow::Result<SharedStore> {
-    let url = options.store_url.clone().or_else(|| config.store.url.clone());
-    let Some(url) = url.filter(|url| !url.is_empty()) else {
-        return Ok(Arc::new(SqliteStore::open(&options.data_dir)?));
-    };
-    let pool_size = config.store.pool_size.unwrap_or(store::postgres::DEFAULT_POOL_SIZE);
-    let replica_id = replica_id(&options.data_dir)?;
-    let store = PostgresStore::connect(&url, pool_size, replica_id.clone()).await?;
-    tracing::info!(store = %store::postgres::redacted(&url), replica = %replica_id, "keeping everything in PostgreSQL");
-    Ok(Arc::new(store))
-}
-
-/// This replica's stable name, kept in `<data>/replica-id`: the trigger events it claims
-/// carry it, so that after a restart it gives back the claims it left.
-fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("replica-id");
-    if let Ok(id) = std::fs::read_to_string(&path)
-        && !id.trim().is_empty()
-    {
-        return Ok(id.trim().to_string());
+/// The host the options describe, on the embedding API; `address` is where the main
+/// listener listens.
+fn host_builder(options: &ServeOptions, config: Config, address: SocketAddr) -> HostBuilder {
+    let public_url = options
+        .public_url
+        .clone()
+        .or(config.public_url())
+        .unwrap_or_else(|| format!("http://{address}"));
+    let mut builder = Host::builder()
+        .data_dir(&options.data_dir)
+        .plugins_dir(&options.plugins_dir)
+        .watch_plugins(true)
+        .config(config)
+        .public_url(public_url)
+        .perf_map(options.perf_map)
+        .tiering(options.tiering)
+        .metrics_route(options.metrics == MetricsAt::Main);
+    if let Some(token) = &options.api_token {
+        builder = builder.api_token(token);
     }
-    let id = record_id("rep");
-    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(id)
+    if let Some(url) = &options.store_url {
+        builder = builder.store_url(url);
+    }
+    if let Some(folder) = &options.cache_dir {
+        builder = builder.cache_dir(folder);
+    }
+    if let Some(file) = &options.cache_key {
+        builder = builder.cache_key(file);
+    }
+    builder
 }
 
-/// Serves until SIGTERM or Ctrl-C.
-pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+/// Serves until SIGTERM or Ctrl-C, configured by `options` and the host configuration
+/// file (`--config`, read by the command line).
+pub async fn serve(options: ServeOptions, config: Config) -> anyhow::Result<()> {
     // Listen for stop signals from the start, so one that arrives while plugins load
     // still ends in a clean stop rather than the default kill.
     let mut stop = StopSignals::listen()?;
-    let config = match &options.config {
-        Some(path) => HostConfig::load(path)?,
-        None => HostConfig::default(),
-    };
     ensure_dir(&options.data_dir, "data folder")?;
     ensure_writable(&options.data_dir)?;
-    ensure_dir(&options.plugins_dir, "plugins folder")?;
     let open_file_limit = raise_open_file_limit();
-    let max_connections = http::server::connection_cap(open_file_limit);
+    let max_connections = server::connection_cap(open_file_limit);
     tracing::info!(
         max_connections,
         open_file_limit,
         "serving at most {max_connections} connections at once; beyond that the connections idle the longest are closed"
     );
-    let store = open_store(&options, &config).await?;
-    let (api_token, generated) = api_token(&options, &config)?;
 
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
+    let builder = host_builder(&options, config, address);
     // Served from now on: the health checks answer while the plugins load, and every
-    // other request waits for the whole router (see http::health).
-    let health = Health::new(store.clone());
-    let (full_router, full_router_rx) = tokio::sync::watch::channel(None);
-    let (routers, routers_rx) =
-        tokio::sync::watch::channel(http::health::while_loading(health.clone(), full_router_rx));
+    // other request waits for the host's router. Each connection keeps the router served
+    // when it was accepted; those accepted once the host serves get its router directly.
+    let (routers, routers_rx) = tokio::sync::watch::channel(builder.loading_router());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(http::server::run(listener, routers_rx, max_connections, async {
+    let mut server = tokio::spawn(server::run(listener, routers_rx, max_connections, async {
         let _ = stop_rx.await;
     }));
-    let serving: http::metrics::Serving = Arc::default();
     let mut metrics_url = None;
     if let MetricsAt::Listen(metrics_address) = &options.metrics {
         let metrics_listener = tokio::net::TcpListener::bind(metrics_address)
             .await
             .with_context(|| format!("cannot listen on {metrics_address} for metrics"))?;
         let at = metrics_listener.local_addr()?;
-        let (_, router) = tokio::sync::watch::channel(http::metrics::ops_router(health.clone(), serving.clone()));
+        let (_, router) = tokio::sync::watch::channel(builder.ops_router());
         // Never stopped: it answers until the process exits.
-        tokio::spawn(http::server::run(
+        tokio::spawn(server::run(
             metrics_listener,
             router,
             METRICS_CONNECTIONS,
@@ -273,89 +208,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     );
     let _ = std::io::stdout().flush();
 
-    let public_url = options
-        .public_url
-        .clone()
-        .or(config.public_url.clone())
-        .unwrap_or_else(|| format!("http://{address}"));
-    let identity = identity(&store, public_url).await?;
-    // Delivery starts before the plugins so that it follows the outbox from the first
-    // event they record.
-    let delivery = Delivery::start(
-        store.clone(),
-        config.delivery.clone(),
-        config.subscriptions.clone(),
-        config.nats.clone(),
-        identity.bot_id.clone(),
-    )
-    .await
-    .context("cannot start event delivery")?;
-
-    let cache = CacheLocation {
-        data_dir: options.data_dir.clone(),
-        cache_dir: options.cache_dir.clone(),
-        cache_key: options.cache_key.clone(),
-    }
-    .open()?;
-    let runtime = Arc::new(Runtime::new(Some(cache), options.profiling, options.tiering)?);
-    let plugins = Arc::new(PluginHost::new(
-        runtime,
-        store.clone(),
-        identity,
-        options.plugins_dir.clone(),
-        &options.data_dir,
-    )?);
-    plugins.sync().await?;
-    // Hot reload: from here on, changes to the plugins folder are applied while serving.
-    let _watcher = FolderWatcher::start(plugins.clone())?;
-    let jobs = Jobs::start(store.clone(), plugins.clone(), config.triggers.clone()).await?;
-
-    // Serving from here; the lines below tell whoever started sluice.
-    let app = Arc::new(App {
-        plugins: plugins.clone(),
-        store,
-        api_token: api_token.clone(),
-        delivery: delivery.clone(),
-        jobs: jobs.clone(),
-        health: health.clone(),
-    });
-    let _ = serving.set(app.clone());
-    let router = http::router(app, options.metrics == MetricsAt::Main);
-    let _start_up_router = routers.send_replace(router.clone());
-    full_router.send_replace(Some(router));
-    health.set_phase(Phase::Serving);
-    let snapshot = plugins.registry.snapshot();
-    println!(
-        "sluice {} serving {} installation(s) from {}",
-        env!("CARGO_PKG_VERSION"),
-        snapshot.installations.len(),
-        options.plugins_dir.display()
-    );
-    for installation in snapshot.installations.values() {
+    let host = builder.build().await?;
+    let _loading_router = routers.send_replace(host.router());
+    print_installations(&host, &options);
+    if host.api_token_generated() {
         println!(
-            "  {:<20} {:<20} {:<20} {}",
-            installation.name(),
-            format!(
-                "{} {}",
-                installation.plugin.definition.name, installation.plugin.definition.version
-            ),
-            installation.status.as_str(),
-            installation.webhook_url()
-        );
-        for problem in &installation.problems {
-            println!("      problem: {problem}");
-        }
-    }
-    for failure in &snapshot.failures {
-        println!("  {:<20} refused: {}", failure.file, failure.reason);
-    }
-    // Kept until serving ends, it would keep every start-up version's code alive after
-    // hot reload replaced or removed it.
-    drop(snapshot);
-    if generated {
-        println!(
-            "generated an API token (kept in {}): {api_token}",
-            options.data_dir.join("api-token").display()
+            "generated an API token (kept in {}): {}",
+            options.data_dir.join("api-token").display(),
+            host.api_token()
         );
     }
     println!("listening on http://{address}");
@@ -363,7 +223,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let mut ready = serde_json::json!({
         "event": "ready",
         "listen": format!("http://{address}"),
-        "installations": plugins.registry.snapshot().installations.len(),
+        "installations": host.installations().len(),
     });
     if let Some(url) = metrics_url {
         ready["metrics"] = url.into();
@@ -374,7 +234,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     tokio::select! {
         _ = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
         signal = stop.next() => {
-            health.set_phase(Phase::Draining);
+            host.start_draining();
             if !options.drain_delay.is_zero() {
                 tracing::info!(
                     %signal,
@@ -390,21 +250,43 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(());
-    // Live streams end and webhook attempts in flight finish while requests drain.
-    let (drained, ()) = tokio::join!(
-        tokio::time::timeout(DRAIN_TIMEOUT, server),
-        delivery.stop(DELIVERY_STOP_TIMEOUT)
-    );
-    match drained {
-        Ok(_) => {}
-        Err(_) => tracing::warn!(
+    // Live streams end, webhook attempts in flight and trigger events finish while
+    // requests drain.
+    let (drained, ()) = tokio::join!(tokio::time::timeout(DRAIN_TIMEOUT, server), host.shutdown());
+    if drained.is_err() {
+        tracing::warn!(
             timeout_s = DRAIN_TIMEOUT.as_secs(),
             "requests still running after the drain timeout; exiting anyway"
-        ),
+        );
     }
-    jobs.shutdown(DRAIN_TIMEOUT).await;
-    tracing::info!("stopped");
     Ok(())
+}
+
+/// The start-up table: each installation, its plugin, status and webhook URL, and the
+/// files refused.
+fn print_installations(host: &Host, options: &ServeOptions) {
+    let installations = host.installations();
+    println!(
+        "sluice {} serving {} installation(s) from {}",
+        env!("CARGO_PKG_VERSION"),
+        installations.len(),
+        options.plugins_dir.display()
+    );
+    for installation in &installations {
+        println!(
+            "  {:<20} {:<20} {:<20} {}",
+            installation.name,
+            format!("{} {}", installation.integration, installation.version),
+            installation.status,
+            installation.webhook_url
+        );
+        for problem in &installation.problems {
+            println!("      problem: {problem}");
+        }
+    }
+    for failure in host.load_failures() {
+        println!("  {:<20} refused: {}", failure.file, failure.reason);
+    }
 }
 
 /// SIGTERM and SIGINT, listened for from start-up on.

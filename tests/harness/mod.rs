@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod fake_platform;
 pub mod nats;
+pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
 pub mod receiver;
@@ -354,6 +355,9 @@ impl HostBuilder {
         if let Some(url) = store_url {
             self.args.push("--store".into());
             self.args.push(url);
+            // Sidecars are sealed in PostgreSQL; a test's own key (or none) wins.
+            self.env
+                .insert(0, ("SLUICE_STORE_SECRET_KEY".into(), postgres::SECRET_KEY.into()));
         }
         let mut args = self.args;
         if !self.own_code_cache {
@@ -800,6 +804,24 @@ impl Host {
         self.send(self.client.delete(self.url(path)).bearer_auth(API_TOKEN))
     }
 
+    /// Uploads a plugin as installation `name` (`PUT /v1/admin/plugins/{name}` with the
+    /// API token): the component alone as `application/wasm`, or, with a `sidecar`, a
+    /// multipart form of the two.
+    pub fn upload_plugin(&self, name: &str, wasm: &[u8], sidecar: Option<&str>) -> Answer {
+        let request = self
+            .client
+            .put(self.url(&format!("/v1/admin/plugins/{name}")))
+            .bearer_auth(API_TOKEN);
+        let request = match sidecar {
+            None => request.header("content-type", "application/wasm").body(wasm.to_vec()),
+            Some(sidecar) => {
+                let (content_type, body) = multipart_form(&[("component", wasm), ("sidecar", sidecar.as_bytes())]);
+                request.header("content-type", content_type).body(body)
+            }
+        };
+        self.send(request)
+    }
+
     /// The admin API's listing, `GET /v1/admin/installations`: installations, failures,
     /// hot reload, the bot.
     pub fn admin_installations(&self) -> Value {
@@ -843,6 +865,25 @@ impl Host {
             }
         }
     }
+}
+
+/// A `multipart/form-data` body of `parts` (name, content), as a browser or `curl -F`
+/// sends one: its Content-Type (with the boundary) and its bytes.
+pub fn multipart_form(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "sluice-test-boundary-7d3f9a";
+    let mut body = Vec::new();
+    for (name, content) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// Installation `name` in the admin API's listing ([`Host::admin_installations`]).

@@ -23,6 +23,9 @@ use super::{FileLock, repo_root, run};
 /// Where Debian's postgresql-15 package puts its programs.
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
+/// The key test hosts on PostgreSQL seal sidecars with (`SLUICE_STORE_SECRET_KEY`).
+pub const SECRET_KEY: &str = "c2x1aWNlIHRlc3Qgc3RvcmUga2V5OiAzMiBieXRlcyE=";
+
 /// Whether this run keeps every test host's store in PostgreSQL
 /// (`SLUICE_TEST_STORE=postgres`).
 pub fn enabled() -> bool {

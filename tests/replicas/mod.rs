@@ -6,6 +6,7 @@
 //! pass each returns at once.
 
 mod kill;
+mod plugins;
 mod sharing;
 
 use serde_json::Value;

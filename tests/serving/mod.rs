@@ -1,10 +1,11 @@
 //! What every route shares, and the server around them: the route table, JSON bodies and
 //! content types, the error shape and request ids, tokens, queries, connection limits,
-//! and the checks `sluice serve` makes at start-up.
+//! the checks `sluice serve` makes at start-up, and the OpenAPI document against the routes.
 
 mod connections;
 mod json_depth;
+mod openapi;
 mod requests;
-mod routes;
+pub(crate) mod routes;
 mod startup;
 mod store;

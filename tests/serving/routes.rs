@@ -86,15 +86,10 @@ fn the_table_lists_every_surface_and_what_each_route_reads() {
         ("ANY", "/webhooks/{webhook_id}", "public", "raw"),
         ("ANY", "/webhooks/{webhook_id}/{*path}", "public", "raw"),
         ("POST", "/v1/chat/events", "api-token", "json-object"),
-        (
-            "POST",
-            "/v1/chat/states/{scope}/{id}/{name}",
-            "api-token",
-            "json-object",
-        ),
+        ("POST", "/v1/chat/states/{type}/{id}/{name}", "api-token", "json-object"),
         (
             "PATCH",
-            "/v1/chat/states/{scope}/{id}/{name}",
+            "/v1/chat/states/{type}/{id}/{name}",
             "api-token",
             "json-object",
         ),
@@ -102,6 +97,8 @@ fn the_table_lists_every_surface_and_what_each_route_reads() {
         ("POST", "/v1/chat/actions", "api-token", "json-object"),
         ("GET", "/v1/admin/installations", "api-token", "none"),
         ("GET", "/v1/admin/routes", "api-token", "none"),
+        ("PUT", "/v1/admin/plugins/{name}", "api-token", "plugin-upload"),
+        ("DELETE", "/v1/admin/plugins/{name}", "api-token", "none"),
         ("POST", "/v1/subscriptions", "api-token", "json-object"),
         ("POST", "/v1/deliveries/{id}/resend", "api-token", "json-object"),
         ("GET", "/v1/stream", "api-token-or-ticket", "none"),
@@ -121,9 +118,11 @@ fn the_table_lists_every_surface_and_what_each_route_reads() {
             "{method} {path} ({access}, {body}) in {routes:#?}"
         );
     }
-    // A route taking a body reads a JSON object, unless it passes its body on.
+    // A route taking a body reads a JSON object, unless it passes its body on or takes
+    // a plugin.
     for route in &routes {
         let expected = match route["method"].as_str().unwrap() {
+            "PUT" if route["path"] == "/v1/admin/plugins/{name}" => "plugin-upload",
             "POST" | "PUT" | "PATCH" => "json-object",
             "ANY" => "raw",
             _ => "none",

@@ -58,11 +58,13 @@ fn a_schema_newer_than_the_binary_is_refused_naming_both_versions() {
         return; // PostgreSQL pass only.
     }
     let url = postgres::fresh_database();
-    postgres::psql(
-        &url,
-        "CREATE TABLE sluice_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);
-         INSERT INTO sluice_migrations VALUES (999, 0);",
-    );
+    // The newest version this binary knows: the one it brings a fresh database to.
+    drop(Host::builder().postgres(&url).start());
+    let known: i32 = postgres::psql(&url, "SELECT max(version) FROM sluice_migrations")
+        .parse()
+        .unwrap();
+    let newer = known + 1;
+    postgres::psql(&url, &format!("INSERT INTO sluice_migrations VALUES ({newer}, 0)"));
     let dir = tempfile::tempdir().unwrap();
     let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
     let out = sluice_command(
@@ -81,8 +83,9 @@ fn a_schema_newer_than_the_binary_is_refused_naming_both_versions() {
     );
     assert!(!out.success, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("schema is version 999, newer than this sluice knows (version 2)"),
+        out.stderr.contains(&format!(
+            "schema is version {newer}, newer than this sluice knows (version {known})"
+        )),
         "{}",
         out.stderr
     );

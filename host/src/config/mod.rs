@@ -3,13 +3,17 @@
 //! reads its settings from here, and nothing here reads another room.
 
 pub mod delivery;
+pub mod plugins;
 pub mod sidecar;
 pub mod store;
+pub mod telemetry;
 pub mod triggers;
 
 pub use delivery::{DeliveryConfig, NatsConfig, RetryPolicy, SubscriptionConfig};
+pub use plugins::PluginsConfig;
 pub use sidecar::{HostPattern, Limits, MAX_MEMORY_BYTES, Sidecar};
 pub use store::StoreConfig;
+pub use telemetry::{TelemetryConfig, TracesSettings};
 pub use triggers::TriggerSettings;
 
 use std::path::Path;
@@ -40,6 +44,12 @@ pub struct HostConfig {
     /// Where everything is kept (`[store]`): SQLite in the data folder, or PostgreSQL.
     #[serde(default)]
     pub store: StoreConfig,
+    /// How plugins are taken in (`[plugins]`): the upload route's size limit.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Where traces are sent (`[telemetry]`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 impl HostConfig {

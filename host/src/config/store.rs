@@ -13,4 +13,8 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// Connections to PostgreSQL this replica keeps at most (default 16).
     pub pool_size: Option<usize>,
+    /// The key that seals the plugins' sidecars in PostgreSQL, the same for every
+    /// replica: 32 bytes, as 64 hex digits or in base64. `SLUICE_STORE_SECRET_KEY` wins
+    /// over it.
+    pub secret_key: Option<String>,
 }

@@ -41,7 +41,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use self::fanout::Route;
@@ -52,6 +51,46 @@ use self::subscriptions::sync_configured;
 use self::webhooks::{WebhookSender, WorkerHandle};
 use crate::config::{DeliveryConfig, NatsConfig, SubscriptionConfig};
 use crate::store::{AttemptRecord, SharedStore, SubscriptionRecord};
+
+/// Where delivery stands (`GET /v1/delivery`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryOverview {
+    pub outbox: OutboxPosition,
+    pub fan_out: FanOutPosition,
+    /// Each subscription's backlog.
+    pub subscriptions: Vec<SubscriptionBacklog>,
+    /// The JetStream sink, when one is configured.
+    #[schema(required)]
+    pub nats: Option<nats::NatsSinkStatus>,
+}
+
+/// The outbox: where its newest entry is, and the delivered format.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct OutboxPosition {
+    /// The position of the newest committed entry.
+    pub head: i64,
+    /// The envelope's format version.
+    pub format: u32,
+}
+
+/// How far fan-out (making deliveries from the outbox) has come.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct FanOutPosition {
+    /// The last outbox position fanned out.
+    pub cursor: i64,
+}
+
+/// One subscription's deliveries not yet delivered.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionBacklog {
+    pub id: String,
+    pub pending: i64,
+    pub dead: i64,
+    /// Attempts running now.
+    pub in_flight: usize,
+}
 
 /// The running delivery machinery.
 pub struct Delivery {
@@ -288,7 +327,7 @@ impl Delivery {
 
     /// Where delivery stands: the outbox head, each reader's cursor, pending and dead
     /// deliveries per subscription, the NATS sink.
-    pub async fn status(&self) -> anyhow::Result<Value> {
+    pub async fn status(&self) -> anyhow::Result<DeliveryOverview> {
         let head = *self.store.outbox_published().borrow();
         let (fan_out, nats_cursor, counts) = (
             self.store.cursor(FANOUT_CURSOR).await?,
@@ -300,27 +339,30 @@ impl Delivery {
             .iter()
             .map(|(id, w)| (id.clone(), self.config.max_in_flight - w.slots.available_permits()))
             .collect();
-        let subscriptions: Vec<Value> = counts
+        let subscriptions = counts
             .into_iter()
-            .map(|(id, counts)| {
-                json!({
-                    "id": id,
-                    "pending": counts.pending,
-                    "dead": counts.dead,
-                    "inFlight": in_flight.get(&id).copied().unwrap_or(0),
-                })
+            .map(|(id, counts)| SubscriptionBacklog {
+                in_flight: in_flight.get(&id).copied().unwrap_or(0),
+                id,
+                pending: counts.pending,
+                dead: counts.dead,
             })
             .collect();
         let nats = self
             .nats
             .as_ref()
-            .map(|(config, status)| NatsSink::status_json(status, config, nats_cursor.unwrap_or(0)));
-        Ok(json!({
-            "outbox": { "head": head, "format": crate::envelope::FORMAT_VERSION },
-            "fanOut": { "cursor": fan_out.unwrap_or(0) },
-            "subscriptions": subscriptions,
-            "nats": nats,
-        }))
+            .map(|(config, status)| NatsSink::status(status, config, nats_cursor.unwrap_or(0)));
+        Ok(DeliveryOverview {
+            outbox: OutboxPosition {
+                head,
+                format: crate::envelope::FORMAT_VERSION,
+            },
+            fan_out: FanOutPosition {
+                cursor: fan_out.unwrap_or(0),
+            },
+            subscriptions,
+            nats,
+        })
     }
 
     /// Turns true when the host stops (live streams end then).

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Event, jetstream};
-use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::NatsConfig;
@@ -38,6 +37,22 @@ pub struct NatsSink {
     pub status: Arc<Mutex<NatsStatus>>,
 }
 
+/// The JetStream sink, as `GET /v1/delivery` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NatsSinkStatus {
+    pub url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+    pub connected: bool,
+    /// `connected`, `connecting` or `disconnected`.
+    pub state: String,
+    #[schema(required)]
+    pub last_error: Option<String>,
+    /// The last outbox position published.
+    pub cursor: i64,
+}
+
 impl NatsSink {
     pub fn new(store: SharedStore, config: NatsConfig, bot_id: String) -> NatsSink {
         NatsSink {
@@ -48,22 +63,22 @@ impl NatsSink {
         }
     }
 
-    pub fn status_json(status: &Mutex<NatsStatus>, config: &NatsConfig, cursor: i64) -> Value {
+    pub fn status(status: &Mutex<NatsStatus>, config: &NatsConfig, cursor: i64) -> NatsSinkStatus {
         let status = status.lock().unwrap_or_else(|p| p.into_inner());
         let state = match status.client.as_ref().map(async_nats::Client::connection_state) {
             Some(State::Connected) => "connected",
             Some(State::Pending) | None => "connecting",
             Some(State::Disconnected) => "disconnected",
         };
-        json!({
-            "url": config.url,
-            "stream": config.stream,
-            "subjectPrefix": config.subject_prefix,
-            "connected": state == "connected",
-            "state": state,
-            "lastError": status.last_error,
-            "cursor": cursor,
-        })
+        NatsSinkStatus {
+            url: config.url.clone(),
+            stream: config.stream.clone(),
+            subject_prefix: config.subject_prefix.clone(),
+            connected: state == "connected",
+            state: state.to_string(),
+            last_error: status.last_error.clone(),
+            cursor,
+        }
     }
 
     fn note(&self, error: Option<String>) {

@@ -25,7 +25,7 @@ use super::signing;
 use super::target::{GuardedResolver, TargetPolicy, refusal};
 use crate::config::{DeliveryConfig, RetryPolicy};
 use crate::store::{AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 use crate::time::now_ms;
 
 /// Deliveries fetched from the store at once per subscription.
@@ -96,7 +96,25 @@ impl WebhookSender {
         let started_at = now_ms();
         let clock = Instant::now();
         let timeout = self.config.attempt_timeout();
-        let answer = match tokio::time::timeout(timeout, self.send(target, delivery)).await {
+        // Part of the trace of the write that recorded the event, when it was traced.
+        let span = tracing::info_span!(
+            target: traces::TARGET,
+            "delivery attempt",
+            otel.name = "delivery attempt",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            webhook.id = %delivery.entry.id,
+            delivery = delivery.seq,
+            attempt = number,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let parent = match &delivery.entry.traceparent {
+            Some(traceparent) if traces::enabled() => traces::from_traceparent(traceparent),
+            _ => Default::default(),
+        };
+        traces::begin(&span, parent);
+        let sent = tracing::Instrument::instrument(self.send(target, delivery, &span), span.clone());
+        let answer = match tokio::time::timeout(timeout, sent).await {
             Ok(answer) => answer,
             Err(_) => Err(Verdict::Retry {
                 error: format!(
@@ -111,6 +129,12 @@ impl WebhookSender {
             Ok((status, verdict)) => (Some(status as i64), verdict),
             Err(verdict) => (None, verdict),
         };
+        if let Some(status) = status_code {
+            span.record("http.response.status_code", status);
+        }
+        if !matches!(verdict, Verdict::Delivered) {
+            span.record("otel.status_code", "ERROR");
+        }
         // The attempt's place in its round: a resend or recovery starts the schedule again.
         let in_round = number - delivery.round_start;
         let last_allowed = in_round >= self.retry.max_attempts as i64;
@@ -142,12 +166,17 @@ impl WebhookSender {
     }
 
     /// One POST; `Ok` when the receiver answered (with the verdict on its answer).
-    async fn send(&self, target: &Target, delivery: &PendingDelivery) -> Result<(u16, Verdict), Verdict> {
+    async fn send(
+        &self,
+        target: &Target,
+        delivery: &PendingDelivery,
+        span: &tracing::Span,
+    ) -> Result<(u16, Verdict), Verdict> {
         let (uri, key) = target.ready().map_err(|e| Verdict::GiveUp(e.to_string()))?;
         let body = delivery.entry.envelope(&self.bot_id);
         let timestamp = now_ms() / 1000;
         let signature = signing::sign(key, &delivery.entry.id, timestamp, body.as_bytes());
-        let request = http::Request::post(uri.clone())
+        let mut request = http::Request::post(uri.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(USER_AGENT, self.user_agent.clone())
             .header("webhook-id", &delivery.entry.id)
@@ -155,6 +184,7 @@ impl WebhookSender {
             .header("webhook-signature", signature)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Verdict::GiveUp(format!("the request cannot be built: {e}")))?;
+        traces::inject(span, request.headers_mut());
         let response = self
             .client
             .request(request)
@@ -633,6 +663,7 @@ mod tests {
                 time: 0,
                 integration_id: None,
                 data: "{}".into(),
+                traceparent: None,
             },
         }
     }

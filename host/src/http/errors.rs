@@ -6,12 +6,33 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::request_id::RequestId;
 
 /// The largest body the APIs (bot, admin, subscriptions, trigger management) read.
 pub const API_BODY_LIMIT: usize = 2 << 20;
+
+/// An error as every API answers it (the Botpress API's error shape).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error, example = json!({
+    "id": "req_01J2Z3QK8V6S1T7M5N4P3R2Q1W", "code": 404, "type": "ResourceNotFound",
+    "message": "conversation conv_1 does not exist"
+}))]
+pub struct ErrorBody {
+    /// The request id, as in the `x-sluice-request-id` header and the host's log.
+    pub id: String,
+    /// The HTTP status.
+    pub code: u16,
+    /// What kind of error: `InvalidPayload`, `InvalidQuery`, `InvalidIdentifier`,
+    /// `InvalidDataFormat`, `Unauthorized`, `ResourceNotFound`, `MethodNotFound`,
+    /// `PayloadTooLarge`, `UnsupportedMediaType`, `Conflict`, `Internal`, `Unavailable`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What was wrong, for a person to read.
+    pub message: String,
+}
 
 /// An error answer.
 #[derive(Debug, Clone)]
@@ -100,6 +121,17 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+impl From<crate::plugins::InstallError> for ApiError {
+    fn from(error: crate::plugins::InstallError) -> ApiError {
+        use crate::plugins::InstallError;
+        match error {
+            InstallError::InvalidName(message) => ApiError::new(StatusCode::BAD_REQUEST, "InvalidIdentifier", message),
+            InstallError::Refused(message) => ApiError::bad_request(message),
+            InstallError::Host(error) => ApiError::from(error),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let id = RequestId::current_or_new();
@@ -111,7 +143,12 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(request_id = %id, status, kind, reason = %message, "request refused");
         }
-        let body = json!({ "id": id.as_str(), "code": status, "type": kind, "message": self.message });
+        let body = ErrorBody {
+            id: id.as_str().to_string(),
+            code: status,
+            kind: kind.to_string(),
+            message: self.message,
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response

@@ -5,12 +5,16 @@
 //! - [`JsonBody`]: a body is JSON sent as such (`Content-Type: application/json` or
 //!   `+json`; anything else is a 415 `UnsupportedMediaType`), within [`API_BODY_LIMIT`]
 //!   (413), and a JSON object (400 `InvalidPayload` naming what came instead) before its
-//!   fields are read. An empty body reads as `{}`.
+//!   fields are read. An empty body reads as `{}`; one of whitespace only is not JSON
+//!   (400).
 //! - [`PathParams`]: path parameters, whose percent-decoding must be UTF-8 (400
 //!   `InvalidIdentifier`).
 //! - [`QueryParams`] and [`query_pairs`]: the query, whose percent-decoded names and values
 //!   must be UTF-8 (400 `InvalidQuery`): decoding them with replacement characters would
 //!   make two different values one.
+//!
+//! None of them takes U+0000 (NUL) in text (400): PostgreSQL can store it neither in text
+//! nor in JSON, so the APIs refuse it on both stores alike.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
@@ -37,10 +41,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = read_limited(&parts.headers, body, API_BODY_LIMIT as u64)
             .await
             .map_err(|unread| unread.answer(ApiError::api_body_too_large))?;
-        let text = bytes.trim_ascii_start();
-        if text.is_empty() {
+        if bytes.is_empty() {
             return from_json(b"{}").map(JsonBody);
         }
+        let text = bytes.trim_ascii_start();
         if !declared {
             return Err(unsupported_media_type("no Content-Type"));
         }
@@ -53,8 +57,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 Err(error) => not_json(error),
             });
         }
+        if has_escaped_nul(text) {
+            return Err(ApiError::bad_request(
+                "the body has U+0000 (NUL) in a string; sluice does not take NUL in text",
+            ));
+        }
         from_json(&bytes).map(JsonBody)
     }
+}
+
+/// Whether JSON text has the escape `\u0000` in a string (NUL itself cannot appear raw).
+fn has_escaped_nul(text: &[u8]) -> bool {
+    text.windows(5)
+        .enumerate()
+        .any(|(at, window)| window == b"u0000" && text[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1)
 }
 
 fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
@@ -116,6 +132,13 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathParams<T>, ApiError> {
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidIdentifier",
+                "the path has U+0000 (NUL) in it; sluice does not take NUL in text",
+            ));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(params)) => Ok(PathParams(params)),
             Err(rejection) => Err(ApiError::new(
@@ -163,6 +186,11 @@ pub fn query_pairs(raw: Option<&str>) -> ApiResult<Vec<(String, String)>> {
                 "the query parameter {name:?} is not UTF-8 once percent-decoded; send text as UTF-8"
             ))
         })?;
+        if name.contains('\0') || value.contains('\0') {
+            return Err(invalid_query(format!(
+                "the query parameter {name:?} has U+0000 (NUL) in it; sluice does not take NUL in text"
+            )));
+        }
         pairs.push((name, value));
     }
     Ok(pairs)
@@ -239,6 +267,22 @@ mod tests {
         }
         let empty = read(None, "").await.unwrap_err();
         assert!(empty.message.contains("missing field `a`"), "{}", empty.message);
+    }
+
+    #[tokio::test]
+    async fn nul_in_text_is_refused_and_an_escaped_backslash_is_not_nul() {
+        let error = read(Some("application/json"), r#"{"a":1,"b":"x\u0000"}"#)
+            .await
+            .unwrap_err();
+        assert!(error.message.contains("NUL"), "{}", error.message);
+        assert_eq!(
+            read(Some("application/json"), r#"{"a":1,"b":"\\u0000"}"#)
+                .await
+                .unwrap()
+                .a,
+            1
+        );
+        assert!(query_pairs(Some("type=a%00b")).unwrap_err().message.contains("NUL"));
     }
 
     #[test]

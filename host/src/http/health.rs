@@ -7,17 +7,18 @@
 //! They are served from the moment the listener is bound, before the plugins load
 //! ([`while_loading`]); every other request waits for the whole router then.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRef, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
+use utoipa::{OpenApi, ToSchema};
 
 use super::AppState;
 use super::routes::{Routes, get};
@@ -38,19 +39,18 @@ pub enum Phase {
     Draining = 2,
 }
 
-/// What the health checks look at; clones share it.
-#[derive(Clone)]
+/// What the health checks look at; clones share it. Made before the store is open, so
+/// that the checks answer from the start (the default is loading, with no store yet).
+#[derive(Clone, Default)]
 pub struct Health {
     phase: Arc<AtomicU8>,
-    store: SharedStore,
+    store: Arc<OnceLock<SharedStore>>,
 }
 
 impl Health {
-    pub fn new(store: SharedStore) -> Health {
-        Health {
-            phase: Arc::new(AtomicU8::new(Phase::Loading as u8)),
-            store,
-        }
+    /// The store `/readyz` checks once serving.
+    pub fn set_store(&self, store: SharedStore) {
+        let _ = self.store.set(store);
     }
 
     pub fn set_phase(&self, phase: Phase) {
@@ -72,7 +72,10 @@ impl Health {
             Phase::Draining => return Some("draining"),
             Phase::Serving => {}
         }
-        match tokio::time::timeout(STORE_CHECK_TIMEOUT, self.store.check_reachable()).await {
+        let Some(store) = self.store.get() else {
+            return Some("loading plugins");
+        };
+        match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.check_reachable()).await {
             Ok(Ok(())) => None,
             Ok(Err(error)) => {
                 tracing::warn!(error = format!("{error:#}"), "readiness: the store is unreachable");
@@ -95,16 +98,55 @@ impl FromRef<AppState> for Health {
     }
 }
 
-pub(super) async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
+/// The OpenAPI tag of the health checks and metrics.
+pub const TAG: &str = "operations";
+
+/// The health checks' part of the OpenAPI document (public).
+#[derive(OpenApi)]
+#[openapi(paths(healthz, readyz))]
+pub struct Api;
+
+/// What a health check answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthAnswer {
+    /// `ok` (healthz); `ready` or `not-ready` (readyz).
+    pub status: &'static str,
+    /// Why it is not ready: `loading plugins`, `store unreachable` or `draining`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
+/// Whether the process is alive and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = TAG, operation_id = "healthz",
+    responses((status = 200, description = "Alive", body = HealthAnswer, example = json!({"status": "ok"}))))]
+pub(super) async fn healthz() -> Response {
+    axum::Json(HealthAnswer {
+        status: "ok",
+        reason: None,
+    })
+    .into_response()
+}
+
+/// Whether the host should get traffic.
+#[utoipa::path(get, path = "/readyz", tag = TAG, operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready", body = HealthAnswer, example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready, and why", body = HealthAnswer,
+            example = json!({"status": "not-ready", "reason": "loading plugins"})),
+    ))]
 pub(super) async fn readyz(State(health): State<Health>) -> Response {
     match health.not_ready_because().await {
-        None => axum::Json(json!({ "status": "ready" })).into_response(),
+        None => axum::Json(HealthAnswer {
+            status: "ready",
+            reason: None,
+        })
+        .into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "not-ready", "reason": reason })),
+            axum::Json(HealthAnswer {
+                status: "not-ready",
+                reason: Some(reason),
+            }),
         )
             .into_response(),
     }

@@ -20,6 +20,15 @@ pub fn routes() -> Routes {
     Routes::new().route("/metrics", get(scrape))
 }
 
+/// The metrics' part of the OpenAPI document (public).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub struct Api;
+
+/// The host's metrics, for Prometheus.
+#[utoipa::path(get, path = "/metrics", tag = super::health::TAG, operation_id = "metrics",
+    responses((status = 200, description = "The metrics in the OpenMetrics text format",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
 async fn scrape(State(app): State<AppState>) -> Response {
     answer(Some(&app)).await
 }
@@ -57,7 +66,7 @@ async fn answer(app: Option<&AppState>) -> Response {
 
 /// What the state gauges show: installations, the trigger queue, deliveries, NATS. A part
 /// the store cannot answer now is left out of this scrape (and logged).
-async fn snapshot(app: &App) -> Snapshot {
+pub(crate) async fn snapshot(app: &App) -> Snapshot {
     let registry = app.plugins.registry.snapshot();
     let mut installations: Vec<(String, i64)> = Vec::new();
     for installation in registry.installations.values() {
@@ -75,20 +84,13 @@ async fn snapshot(app: &App) -> Snapshot {
     });
     let (deliveries, nats) = match app.delivery.status().await {
         Ok(status) => {
-            let deliveries = status["subscriptions"]
-                .as_array()
+            let deliveries = status
+                .subscriptions
                 .into_iter()
-                .flatten()
-                .map(|s| {
-                    let id = s["id"].as_str().unwrap_or_default().to_string();
-                    (id, s["pending"].as_i64().unwrap_or(0), s["dead"].as_i64().unwrap_or(0))
-                })
+                .map(|s| (s.id, s.pending, s.dead))
                 .collect();
-            let head = status["outbox"]["head"].as_i64().unwrap_or(0);
-            let nats = status["nats"].as_object().map(|nats| {
-                let connected = nats["connected"].as_bool().unwrap_or(false);
-                (connected, (head - nats["cursor"].as_i64().unwrap_or(0)).max(0))
-            });
+            let head = status.outbox.head;
+            let nats = status.nats.map(|nats| (nats.connected, (head - nats.cursor).max(0)));
             (deliveries, nats)
         }
         Err(error) => {

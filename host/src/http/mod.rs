@@ -8,15 +8,18 @@
 //!   or a short-lived stream ticket (`POST /v1/stream/tickets`).
 //! - [`triggers`]: the ChatBotKit-compatible trigger API and its event endpoint;
 //! - [`health`]: `GET /healthz` and `GET /readyz`, public;
-//! - [`metrics`]: `GET /metrics`, public, unless served on its own address or off.
+//! - [`metrics`]: `GET /metrics`, public, unless served on its own address or off;
+//! - [`openapi`]: `GET /openapi.json`, the OpenAPI document of all of these, public.
 //!
 //! The `/v1` routes need the API token (`Authorization: Bearer <token>`); webhooks are
 //! public and each plugin decides how to authenticate its callers.
 //!
 //! What every route shares: the route table the router is built from ([`routes`]), the
 //! extractors that read bodies, paths and queries by one rule ([`extract`]), the request
-//! id every answer carries ([`request_id`]), the error shape ([`errors`]), bodies read
-//! under limits ([`bodies`]) and the server with its connection limits ([`server`]).
+//! id every answer carries ([`request_id`]), the span of each request while traces are
+//! exported ([`spans`]), the error shape ([`errors`]), bodies read under limits
+//! ([`bodies`]), plugin uploads ([`upload`]) and the server with its connection limits
+//! ([`server`]).
 
 pub mod admin;
 pub mod auth;
@@ -26,13 +29,16 @@ pub mod errors;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod shapes;
+pub mod spans;
 pub mod stream;
 pub mod subscriptions;
 pub mod triggers;
+pub mod upload;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -58,6 +64,8 @@ pub struct App {
     pub jobs: Arc<Jobs>,
     /// What the health checks look at.
     pub health: health::Health,
+    /// The largest plugin upload read (`[plugins] max-upload-bytes`).
+    pub max_upload_bytes: u64,
 }
 
 /// Shared handle to [`App`], the router's state.
@@ -74,11 +82,11 @@ pub fn router(app: AppState, with_metrics: bool) -> Router {
         .merge(admin::routes())
         .merge(subscriptions::routes())
         .require_api_token(&app);
-    let mut public = health::routes();
+    let mut public = health::routes().route(openapi::PATH, routes::get(openapi::serve));
     if with_metrics {
         public = public.merge(metrics::routes());
     }
-    routes::Routes::new()
+    let routes = routes::Routes::new()
         .merge(public)
         .merge(webhooks::routes())
         .merge(protected)
@@ -86,7 +94,14 @@ pub fn router(app: AppState, with_metrics: bool) -> Router {
         // EventSource cannot send the token), so it checks them itself.
         .merge(stream::routes(&app))
         .merge(triggers::routes(&app))
-        .into_router_listed_at(ROUTE_TABLE_PATH, &app)
+        .into_router_listed_at(ROUTE_TABLE_PATH, &app);
+    // Only while traces are exported: a request costs nothing more otherwise.
+    let routes = if crate::telemetry::traces::enabled() {
+        routes.route_layer(axum::middleware::from_fn(spans::traced))
+    } else {
+        routes
+    };
+    routes
         .fallback(|| async { ApiError::not_found("no such route; see the README for the routes sluice serves") })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             ApiError::new(

@@ -89,7 +89,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 }
 
 /// A service (the router) behind which every request gets its [`RequestId`]: known to
-/// everything the request runs through, and put on its answer.
+/// everything the request runs through, and put on its answer. Inside another (the
+/// server's around an embedding's router), a request keeps the id it has.
 #[derive(Clone)]
 pub struct RequestIds<S> {
     inner: S,
@@ -114,7 +115,7 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let id = RequestId::new();
+        let id = RequestId::current_or_new();
         Identified {
             inner: CURRENT.scope(id, self.inner.call(request)),
             id,
@@ -173,5 +174,17 @@ mod tests {
         let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
         assert_eq!(body, header.as_bytes());
         assert_eq!(RequestId::current(), None, "known only while the request is handled");
+    }
+    #[tokio::test]
+    async fn a_router_inside_another_keeps_the_outer_id() {
+        let inner = Router::new().route("/", get(|id: RequestId| async move { id.to_string() }));
+        let outer = Router::new().nest_service("/in", RequestIds::new(inner));
+        let response = RequestIds::new(outer)
+            .oneshot(axum::http::Request::get("/in/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let header = response.headers()[REQUEST_ID_HEADER].to_str().unwrap().to_string();
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(body, header.as_bytes());
     }
 }

@@ -6,7 +6,8 @@
 //! A route taking a body (`POST`, `PUT`, `PATCH`) reads it with [`JsonBody`] as its last
 //! argument: [`post`], [`put`] and [`patch`] accept no other handler, so a new route
 //! cannot read its body another way. Routes whose body is passed on as it came (webhooks,
-//! trigger events) are [`any_raw`].
+//! trigger events) are [`any_raw`]; the plugin upload route reads a [`PluginUpload`]
+//! ([`put_plugin_upload`]).
 
 use std::convert::Infallible;
 
@@ -16,14 +17,15 @@ use axum::handler::Handler;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, Route};
 use serde::Serialize;
-use serde_json::{Value, json};
 use tower::{Layer, Service};
+use utoipa::ToSchema;
 
 use super::extract::JsonBody;
+use super::upload::PluginUpload;
 use super::{AppState, auth};
 
 /// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
     /// Anyone (webhooks and trigger events check their own secrets, if any).
@@ -35,7 +37,7 @@ pub enum Access {
 }
 
 /// What a route reads as its body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BodyKind {
     /// Nothing.
@@ -44,17 +46,27 @@ pub enum BodyKind {
     JsonObject,
     /// Any body, passed on as it came.
     Raw,
+    /// A plugin, through [`PluginUpload`]: the component as `application/wasm`, or
+    /// `multipart/form-data` with the component and its sidecar.
+    PluginUpload,
 }
 
 /// One method of one route, as the table lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Listed {
     /// `GET`, `POST`, ..., or `ANY`.
+    #[schema(value_type = String)]
     pub method: &'static str,
     /// The path as the router matches it (`{name}` a parameter, `{*name}` the rest).
     pub path: String,
     pub access: Access,
     pub body: BodyKind,
+}
+
+/// The route table as `GET /v1/admin/routes` answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RouteTable {
+    pub routes: Vec<Listed>,
 }
 
 /// The routes of one surface, and their listing.
@@ -135,7 +147,7 @@ impl Routes {
             access: Access::ApiToken,
             body: BodyKind::None,
         });
-        let table: Value = json!({ "routes": listed });
+        let table = RouteTable { routes: listed };
         let listing = Routes::new()
             .route(
                 path,
@@ -214,6 +226,24 @@ method!(
     /// `PATCH`: reads a JSON object body.
     patch, "PATCH", BodyKind::JsonObject, ReadsJsonBody
 );
+
+/// Handlers whose last argument is a [`PluginUpload`].
+pub trait ReadsPluginUpload {}
+
+impl<M, T1, T2> ReadsPluginUpload for (M, T1, T2, PluginUpload) {}
+
+/// `PUT` of a plugin: reads a [`PluginUpload`], under its own limit
+/// (`[plugins] max-upload-bytes`) rather than axum's default one.
+pub fn put_plugin_upload<H, T>(handler: H) -> Methods
+where
+    H: Handler<T, AppState>,
+    T: 'static + ReadsPluginUpload,
+{
+    Methods {
+        router: axum::routing::put(handler).layer(axum::extract::DefaultBodyLimit::disable()),
+        listed: vec![("PUT", BodyKind::PluginUpload)],
+    }
+}
 
 /// Any method, the body passed on as it came (webhooks, trigger events).
 pub fn any_raw<H, T>(handler: H) -> Methods

@@ -28,10 +28,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::errors::ApiResult;
 use super::extract::{JsonBody, QueryParams};
@@ -62,17 +63,47 @@ pub fn routes(app: &AppState) -> Routes {
     stream.merge(tickets)
 }
 
-#[derive(Debug, Deserialize)]
+/// The OpenAPI tag of the stream.
+pub const TAG: &str = "stream";
+
+/// The stream's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(stream, mint_ticket))]
+pub struct Api;
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Event types, comma-separated, exact or prefixes ending in `*` (`chat:*,shop:newOrderCreated`).
     types: Option<String>,
     /// For clients that cannot set the `Last-Event-ID` header.
+    #[param(pattern = "^[0-9]*$")]
     last_event_id: Option<String>,
-    /// Checked by [`stream_auth`].
+    /// A stream ticket, instead of the API token (checked by [`stream_auth`]).
     #[allow(dead_code, reason = "read by the middleware; named here so it is a known parameter")]
     ticket: Option<String>,
 }
 
+/// The `Last-Event-ID` header.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "describes a header read by hand, for the OpenAPI document")]
+struct StreamHeaders {
+    /// The id of the last event received: the stream goes on after it.
+    #[param(rename = "Last-Event-ID", pattern = "^[0-9]*$")]
+    last_event_id: Option<String>,
+}
+
+/// Every event recorded, live, as Server-Sent Events.
+///
+/// Each event's `id` is its outbox position and its data the delivered envelope. Takes the
+/// API token, or a stream ticket in `?ticket=` (for browsers' `EventSource`).
+#[utoipa::path(get, path = "/v1/stream", tag = TAG, operation_id = "stream",
+    params(StreamQuery, StreamHeaders),
+    responses((status = 200, description = "The stream, until the client or the host closes it",
+        content_type = "text/event-stream", body = String)),
+    security(("apiToken" = []), ("streamTicket" = [])))]
 async fn stream(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -141,13 +172,36 @@ async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// `POST /v1/stream/tickets`: a ticket for one `GET /v1/stream?ticket=...`.
+/// A stream ticket.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Ticket {
+    /// For `GET /v1/stream?ticket=...`, once.
+    ticket: String,
+    /// When it can no longer open a stream (a minute from now).
+    expires_at: String,
+}
+
+/// Any JSON object, not read.
+#[derive(ToSchema)]
+#[schema(as = Unread)]
+#[allow(dead_code, reason = "describes a body that is not read, for the OpenAPI document")]
+struct Unread {}
+
+/// Mint a ticket for one `GET /v1/stream?ticket=...`, good for a minute.
+#[utoipa::path(post, path = "/v1/stream/tickets", tag = TAG, operation_id = "mintStreamTicket",
+    request_body(content = Unread),
+    responses((status = 201, description = "The ticket", body = Ticket)),
+    security(("apiToken" = [])))]
 async fn mint_ticket(State(app): State<AppState>, _: JsonBody<IgnoredAny>) -> impl IntoResponse {
     let expires_at = now_ms() + TICKET_TTL.as_millis() as i64;
     let ticket = Tickets::mint(&app.api_token, expires_at);
     (
         StatusCode::CREATED,
-        Json(json!({ "ticket": ticket, "expiresAt": iso8601(expires_at) })),
+        Json(Ticket {
+            ticket,
+            expires_at: iso8601(expires_at),
+        }),
     )
 }
 

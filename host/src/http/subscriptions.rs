@@ -7,16 +7,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::chat::page_meta;
-use super::errors::ApiResult;
+use super::errors::{ApiResult, ErrorBody};
 use super::extract::{JsonBody, PathParams, QueryParams};
 use super::routes::{Routes, get, post};
+use super::shapes::PageMeta;
 use super::{ApiError, AppState};
-use crate::delivery::{Resume, Resumed, SubscriptionError, SubscriptionInput};
+use crate::delivery::{DeliveryOverview, Resume, Resumed, SubscriptionError, SubscriptionInput};
 use crate::store::{
     AttemptRecord, DeliveryQuery, DeliveryRecord, DeliveryStatus, PageRequest, RecoveryProgress, SubscriptionRecord,
 };
@@ -35,57 +35,165 @@ pub fn routes() -> Routes {
         .route("/v1/delivery", get(status))
 }
 
+/// The OpenAPI tag of the delivery API.
+pub const TAG: &str = "delivery";
+
+/// The delivery API's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(
+    list,
+    create,
+    fetch,
+    update,
+    delete,
+    list_deliveries,
+    fetch_delivery,
+    list_attempts,
+    resend,
+    recover,
+    fetch_recovery,
+    status,
+))]
+pub struct Api;
+
+/// A webhook subscription.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "sub_01J2Z3", "url": "https://example.com/hooks/sluice", "types": ["chat:*"],
+    "enabled": true, "description": null, "source": "api",
+    "createdAt": "2024-07-01T14:00:00.000Z", "updatedAt": "2024-07-01T14:00:00.000Z",
+    "disabledAt": null, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+}))]
+pub struct Subscription {
+    pub id: String,
+    /// Where deliveries are sent.
+    pub url: String,
+    /// The event types delivered, exact or prefixes ending in `*`; empty for every type.
+    pub types: Vec<String>,
+    pub enabled: bool,
+    #[schema(required)]
+    pub description: Option<String>,
+    /// `api` (made with this API) or `config` (from the host configuration file).
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When it was disabled (by a request, or after too many dead deliveries).
+    #[schema(required)]
+    pub disabled_at: Option<String>,
+    /// The signing secret (`whsec_...`); shown by create, fetch and update.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
 /// A subscription as the API shows it; the secret only where asked for.
-pub fn subscription_json(subscription: &SubscriptionRecord, with_secret: bool) -> Value {
-    let mut object = json!({
-        "id": subscription.id,
-        "url": subscription.url,
-        "types": subscription.types,
-        "enabled": subscription.enabled,
-        "description": subscription.description,
-        "source": subscription.source.as_str(),
-        "createdAt": iso8601(subscription.created_at),
-        "updatedAt": iso8601(subscription.updated_at),
-        "disabledAt": subscription.disabled_at.map(iso8601),
-    });
-    if with_secret {
-        object["secret"] = json!(subscription.secret);
+pub fn subscription_json(subscription: &SubscriptionRecord, with_secret: bool) -> Subscription {
+    Subscription {
+        id: subscription.id.clone(),
+        url: subscription.url.clone(),
+        types: subscription.types.clone(),
+        enabled: subscription.enabled,
+        description: subscription.description.clone(),
+        source: subscription.source.as_str().to_string(),
+        created_at: iso8601(subscription.created_at),
+        updated_at: iso8601(subscription.updated_at),
+        disabled_at: subscription.disabled_at.map(iso8601),
+        secret: with_secret.then(|| subscription.secret.clone()),
     }
-    object
 }
 
-pub fn delivery_json(delivery: &DeliveryRecord) -> Value {
-    json!({
-        "id": format!("dlv_{}", delivery.seq),
-        "subscriptionId": delivery.subscription_id,
-        "eventId": delivery.event_id,
-        "eventType": delivery.event_type,
-        "status": delivery.status.as_str(),
-        "attempts": delivery.attempts,
-        "round": delivery.round,
-        "roundAttempts": delivery.attempts - delivery.round_start,
-        "recoveryId": delivery.recovery_id,
-        "nextAttemptAt": delivery.next_attempt_at.filter(|_| delivery.status == DeliveryStatus::Pending).map(iso8601),
-        "lastStatusCode": delivery.last_status_code,
-        "lastError": delivery.last_error,
-        "createdAt": iso8601(delivery.created_at),
-        "updatedAt": iso8601(delivery.updated_at),
-    })
+/// One event's delivery to one subscription.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// `dlv_<n>`.
+    pub id: String,
+    pub subscription_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Attempts so far, every round.
+    pub attempts: i64,
+    /// Rounds of attempts (a resend or recovery starts another).
+    pub round: i64,
+    /// Attempts in this round.
+    pub round_attempts: i64,
+    /// The recovery that sent it again, if one did.
+    #[schema(required)]
+    pub recovery_id: Option<String>,
+    /// When a pending delivery is tried next.
+    #[schema(required)]
+    pub next_attempt_at: Option<String>,
+    #[schema(required)]
+    pub last_status_code: Option<i64>,
+    #[schema(required)]
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Its attempts (fetching one delivery shows them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_list: Option<Vec<Attempt>>,
 }
 
-pub fn attempt_json(attempt: &AttemptRecord) -> Value {
-    json!({
-        "number": attempt.number,
-        "startedAt": iso8601(attempt.started_at),
-        "durationMs": attempt.duration_ms,
-        "statusCode": attempt.status_code,
-        "error": attempt.error,
-        "outcome": match attempt.outcome {
+pub fn delivery_json(delivery: &DeliveryRecord) -> Delivery {
+    Delivery {
+        id: format!("dlv_{}", delivery.seq),
+        subscription_id: delivery.subscription_id.clone(),
+        event_id: delivery.event_id.clone(),
+        event_type: delivery.event_type.clone(),
+        status: delivery.status.as_str().to_string(),
+        attempts: delivery.attempts,
+        round: delivery.round,
+        round_attempts: delivery.attempts - delivery.round_start,
+        recovery_id: delivery.recovery_id.clone(),
+        next_attempt_at: delivery
+            .next_attempt_at
+            .filter(|_| delivery.status == DeliveryStatus::Pending)
+            .map(iso8601),
+        last_status_code: delivery.last_status_code,
+        last_error: delivery.last_error.clone(),
+        created_at: iso8601(delivery.created_at),
+        updated_at: iso8601(delivery.updated_at),
+        attempt_list: None,
+    }
+}
+
+/// One attempt at a delivery.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// 1 for the first.
+    pub number: i64,
+    pub started_at: String,
+    pub duration_ms: i64,
+    /// The receiver's status, when it answered.
+    #[schema(required)]
+    pub status_code: Option<i64>,
+    /// Why it failed, when it did.
+    #[schema(required)]
+    pub error: Option<String>,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+    /// When the next attempt is due, after a `retry`.
+    #[schema(required)]
+    pub next_attempt_at: Option<String>,
+}
+
+pub fn attempt_json(attempt: &AttemptRecord) -> Attempt {
+    Attempt {
+        number: attempt.number,
+        started_at: iso8601(attempt.started_at),
+        duration_ms: attempt.duration_ms,
+        status_code: attempt.status_code,
+        error: attempt.error.clone(),
+        outcome: match attempt.outcome {
             DeliveryStatus::Pending => "retry",
             other => other.as_str(),
-        },
-        "nextAttemptAt": attempt.next_attempt_at.map(iso8601),
-    })
+        }
+        .to_string(),
+        next_attempt_at: attempt.next_attempt_at.map(iso8601),
+    }
 }
 
 impl From<SubscriptionError> for ApiError {
@@ -102,18 +210,61 @@ impl From<SubscriptionError> for ApiError {
 }
 
 /// The body of create and update. `description: null` clears it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"url": "https://example.com/hooks/sluice", "types": ["chat:*"]}))]
 struct SubscriptionBody {
+    /// Where to deliver: an http or https URL (required by create).
     url: Option<String>,
+    /// Event types, exact or prefixes ending in `*`; every type when left out.
     types: Option<Vec<String>>,
+    /// The signing secret (`whsec_` and base64); one is made when left out.
     secret: Option<String>,
     enabled: Option<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     /// When a disabled subscription is enabled: `backlog` (what was recorded while it
     /// was disabled is delivered; the default) or `now` (that is skipped).
+    #[schema(pattern = "^(backlog|now)$")]
     resume: Option<String>,
+}
+
+/// One subscription.
+#[derive(Debug, Serialize, ToSchema)]
+struct SubscriptionAnswer {
+    subscription: Subscription,
+}
+
+/// A subscription as updated, and what enabling it did.
+#[derive(Debug, Serialize, ToSchema)]
+struct SubscriptionUpdated {
+    subscription: Subscription,
+    /// Set when this update enabled a disabled subscription.
+    #[schema(required)]
+    resumed: Option<ResumedAnswer>,
+}
+
+/// What enabling a disabled subscription did.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "from", rename_all = "lowercase")]
+enum ResumedAnswer {
+    /// What was recorded while it was disabled is being delivered.
+    Backlog {
+        /// Deliveries pending for it.
+        pending: i64,
+    },
+    /// What was recorded while it was disabled is skipped.
+    Now {
+        /// Events skipped.
+        skipped: u64,
+    },
+}
+
+/// Every subscription.
+#[derive(Debug, Serialize, ToSchema)]
+struct SubscriptionList {
+    subscriptions: Vec<Subscription>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a field left out (`None`).
@@ -143,14 +294,28 @@ fn input(body: SubscriptionBody) -> ApiResult<SubscriptionInput> {
 }
 
 /// What enabling a disabled subscription did, as the API says it.
-fn resumed_json(resumed: Option<Resumed>) -> Value {
-    match resumed {
-        None => Value::Null,
-        Some(Resumed::Backlog { pending }) => json!({ "from": "backlog", "pending": pending }),
-        Some(Resumed::Now { skipped }) => json!({ "from": "now", "skipped": skipped }),
-    }
+fn resumed_json(resumed: Option<Resumed>) -> Option<ResumedAnswer> {
+    resumed.map(|resumed| match resumed {
+        Resumed::Backlog { pending } => ResumedAnswer::Backlog { pending },
+        Resumed::Now { skipped } => ResumedAnswer::Now {
+            skipped: skipped as u64,
+        },
+    })
 }
 
+/// The path of a subscription, delivery or recovery.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the path, for the OpenAPI document")]
+struct IdPath {
+    /// Its id.
+    id: String,
+}
+
+/// Subscribe a URL to events: every event recorded is delivered to it, signed.
+#[utoipa::path(post, path = "/v1/subscriptions", tag = TAG, operation_id = "createSubscription",
+    request_body = SubscriptionBody,
+    responses((status = 201, description = "The subscription, with its secret", body = SubscriptionAnswer)))]
 async fn create(
     State(app): State<AppState>,
     JsonBody(body): JsonBody<SubscriptionBody>,
@@ -158,57 +323,111 @@ async fn create(
     let subscription = app.delivery.create(input(body)?).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "subscription": subscription_json(&subscription, true) })),
+        Json(SubscriptionAnswer {
+            subscription: subscription_json(&subscription, true),
+        }),
     ))
 }
 
-async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+/// List the subscriptions (without their secrets).
+#[utoipa::path(get, path = "/v1/subscriptions", tag = TAG, operation_id = "listSubscriptions",
+    responses((status = 200, description = "Every subscription", body = SubscriptionList)))]
+async fn list(State(app): State<AppState>) -> ApiResult<Json<SubscriptionList>> {
     let subscriptions = app.store.subscriptions().await?;
-    Ok(Json(json!({
-        "subscriptions": subscriptions.iter().map(|s| subscription_json(s, false)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(SubscriptionList {
+        subscriptions: subscriptions.iter().map(|s| subscription_json(s, false)).collect(),
+    }))
 }
 
-async fn fetch(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+/// Fetch a subscription, with its secret.
+#[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = TAG, operation_id = "getSubscription",
+    params(IdPath),
+    responses((status = 200, description = "The subscription", body = SubscriptionAnswer)))]
+async fn fetch(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<SubscriptionAnswer>> {
     let lookup = id.clone();
     let subscription = app
         .store
         .subscription(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("subscription {id} does not exist")))?;
-    Ok(Json(json!({ "subscription": subscription_json(&subscription, true) })))
+    Ok(Json(SubscriptionAnswer {
+        subscription: subscription_json(&subscription, true),
+    }))
 }
 
+/// Change a subscription: the fields given.
+#[utoipa::path(patch, path = "/v1/subscriptions/{id}", tag = TAG, operation_id = "updateSubscription",
+    params(IdPath), request_body = SubscriptionBody,
+    responses(
+        (status = 200, description = "The subscription as updated", body = SubscriptionUpdated),
+        (status = 409, description = "A subscription from the configuration file cannot be changed here (Conflict)", body = ErrorBody),
+    ))]
 async fn update(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<SubscriptionBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SubscriptionUpdated>> {
     let (subscription, resumed) = app.delivery.update(&id, input(body)?).await?;
-    Ok(Json(json!({
-        "subscription": subscription_json(&subscription, true),
-        "resumed": resumed_json(resumed),
-    })))
+    Ok(Json(SubscriptionUpdated {
+        subscription: subscription_json(&subscription, true),
+        resumed: resumed_json(resumed),
+    }))
 }
 
+/// Delete a subscription and its deliveries.
+#[utoipa::path(delete, path = "/v1/subscriptions/{id}", tag = TAG, operation_id = "deleteSubscription",
+    params(IdPath),
+    responses(
+        (status = 204, description = "The subscription is deleted"),
+        (status = 409, description = "A subscription from the configuration file cannot be deleted here (Conflict)", body = ErrorBody),
+    ))]
 async fn delete(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<StatusCode> {
     app.delivery.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
+    /// Only deliveries in this status.
+    #[param(pattern = "^(pending|delivered|dead)?$")]
     status: Option<String>,
-    page_size: Option<usize>,
+    /// Deliveries per page: 20 when left out; 1 to 100 (more is served as 100, 0 as 1).
+    #[param(minimum = 0, maximum = 4294967295u64, format = Int64)]
+    page_size: Option<u32>,
+    /// The `meta.nextToken` of the page before.
     next_token: Option<String>,
 }
 
+/// A page of deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+struct DeliveryList {
+    deliveries: Vec<Delivery>,
+    meta: PageMeta,
+}
+
+/// One delivery.
+#[derive(Debug, Serialize, ToSchema)]
+struct DeliveryAnswer {
+    delivery: Delivery,
+}
+
+/// A delivery's attempts.
+#[derive(Debug, Serialize, ToSchema)]
+struct AttemptList {
+    attempts: Vec<Attempt>,
+}
+
+/// List a subscription's deliveries, newest first.
+#[utoipa::path(get, path = "/v1/subscriptions/{id}/deliveries", tag = TAG, operation_id = "listDeliveries",
+    params(IdPath, DeliveriesQuery),
+    responses((status = 200, description = "A page of deliveries", body = DeliveryList)))]
 async fn list_deliveries(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<DeliveriesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveryList>> {
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(DeliveryStatus::parse(text).ok_or_else(|| {
@@ -227,15 +446,15 @@ async fn list_deliveries(
         subscription_id: id,
         status,
         page: PageRequest {
-            size: query.page_size,
+            size: query.page_size.map(|size| size as usize),
             token: query.next_token,
         },
     };
     let page = app.store.deliveries(&query).await?;
-    Ok(Json(json!({
-        "deliveries": page.items.iter().map(delivery_json).collect::<Vec<_>>(),
-        "meta": page_meta(page.next_token),
-    })))
+    Ok(Json(DeliveryList {
+        deliveries: page.items.iter().map(delivery_json).collect(),
+        meta: PageMeta::new(page.next_token),
+    }))
 }
 
 fn delivery_seq(id: &str) -> ApiResult<i64> {
@@ -244,26 +463,53 @@ fn delivery_seq(id: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::not_found(format!("delivery {id} does not exist (delivery ids look like dlv_42)")))
 }
 
-async fn fetch_delivery(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+/// Fetch a delivery with its attempts.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = TAG, operation_id = "getDelivery",
+    params(IdPath),
+    responses((status = 200, description = "The delivery, with `attemptList`", body = DeliveryAnswer)))]
+async fn fetch_delivery(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<DeliveryAnswer>> {
     let seq = delivery_seq(&id)?;
     let (delivery, attempts) = (app.store.delivery(seq).await?, app.store.attempts(seq).await?);
     let delivery = delivery.ok_or_else(|| ApiError::not_found(format!("delivery {id} does not exist")))?;
     let mut shown = delivery_json(&delivery);
-    shown["attemptList"] = attempts.iter().map(attempt_json).collect();
-    Ok(Json(json!({ "delivery": shown })))
+    shown.attempt_list = Some(attempts.iter().map(attempt_json).collect());
+    Ok(Json(DeliveryAnswer { delivery: shown }))
 }
 
-async fn list_attempts(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+/// List a delivery's attempts.
+#[utoipa::path(get, path = "/v1/deliveries/{id}/attempts", tag = TAG, operation_id = "listAttempts",
+    params(IdPath),
+    responses((status = 200, description = "The delivery's attempts", body = AttemptList)))]
+async fn list_attempts(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<AttemptList>> {
     let seq = delivery_seq(&id)?;
     let (delivery, attempts) = (app.store.delivery(seq).await?, app.store.attempts(seq).await?);
     if delivery.is_none() {
         return Err(ApiError::not_found(format!("delivery {id} does not exist")));
     }
-    Ok(Json(
-        json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(AttemptList {
+        attempts: attempts.iter().map(attempt_json).collect(),
+    }))
 }
 
+/// Any JSON object, not read.
+#[derive(ToSchema)]
+#[schema(as = Unread)]
+#[allow(dead_code, reason = "describes a body that is not read, for the OpenAPI document")]
+struct Unread {}
+
+/// Send a dead delivery again, in a new round of attempts.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/resend", tag = TAG, operation_id = "resendDelivery",
+    params(IdPath), request_body(content = Unread),
+    responses(
+        (status = 202, description = "The delivery, pending again", body = DeliveryAnswer),
+        (status = 409, description = "The delivery is not dead, or its subscription is disabled (Conflict)", body = ErrorBody),
+    ))]
 async fn resend(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
@@ -273,33 +519,66 @@ async fn resend(
     let delivery = app.delivery.resend(seq).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "delivery": delivery_json(&delivery) })),
+        Json(DeliveryAnswer {
+            delivery: delivery_json(&delivery),
+        }),
     ))
 }
 
-/// A recovery and its progress as the API shows it.
-pub fn recovery_json(progress: &RecoveryProgress) -> Value {
-    let recovery = &progress.recovery;
-    json!({
-        "id": recovery.id,
-        "subscriptionId": recovery.subscription_id,
-        "since": iso8601(recovery.since),
-        "status": if progress.pending > 0 { "running" } else { "finished" },
-        "deliveries": recovery.total,
-        "pending": progress.pending,
-        "delivered": progress.delivered,
-        "dead": progress.dead,
-        "createdAt": iso8601(recovery.created_at),
-    })
+/// A recovery: a subscription's dead deliveries since a time, sent again.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    pub id: String,
+    pub subscription_id: String,
+    pub since: String,
+    /// `running` while deliveries are pending, then `finished`.
+    pub status: String,
+    /// Deliveries it sends again.
+    pub deliveries: i64,
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    pub created_at: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A recovery and its progress as the API shows it.
+pub fn recovery_json(progress: &RecoveryProgress) -> Recovery {
+    let recovery = &progress.recovery;
+    Recovery {
+        id: recovery.id.clone(),
+        subscription_id: recovery.subscription_id.clone(),
+        since: iso8601(recovery.since),
+        status: if progress.pending > 0 { "running" } else { "finished" }.to_string(),
+        deliveries: recovery.total,
+        pending: progress.pending,
+        delivered: progress.delivered,
+        dead: progress.dead,
+        created_at: iso8601(recovery.created_at),
+    }
+}
+
+/// One recovery.
+#[derive(Debug, Serialize, ToSchema)]
+struct RecoveryAnswer {
+    recovery: Recovery,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"since": "2024-07-01T14:00:00Z"}))]
 struct RecoverBody {
     /// ISO 8601: dead deliveries created at or after it are sent again.
     since: String,
 }
 
+/// Send every dead delivery of a subscription since a time again.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/recover", tag = TAG, operation_id = "recoverSubscription",
+    params(IdPath), request_body = RecoverBody,
+    responses(
+        (status = 202, description = "The recovery, started", body = RecoveryAnswer),
+        (status = 409, description = "The subscription is disabled, or a recovery of it is running (Conflict)", body = ErrorBody),
+    ))]
 async fn recover(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
@@ -316,20 +595,34 @@ async fn recover(
     let progress = app.delivery.recover(&id, since).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "recovery": recovery_json(&progress) })),
+        Json(RecoveryAnswer {
+            recovery: recovery_json(&progress),
+        }),
     ))
 }
 
-async fn fetch_recovery(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+/// Fetch a recovery and its progress.
+#[utoipa::path(get, path = "/v1/recoveries/{id}", tag = TAG, operation_id = "getRecovery",
+    params(IdPath),
+    responses((status = 200, description = "The recovery", body = RecoveryAnswer)))]
+async fn fetch_recovery(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<RecoveryAnswer>> {
     let lookup = id.clone();
     let progress = app
         .store
         .recovery(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("recovery {id} does not exist")))?;
-    Ok(Json(json!({ "recovery": recovery_json(&progress) })))
+    Ok(Json(RecoveryAnswer {
+        recovery: recovery_json(&progress),
+    }))
 }
 
-async fn status(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+/// Where delivery stands: the outbox, fan-out, each subscription's backlog, NATS.
+#[utoipa::path(get, path = "/v1/delivery", tag = TAG, operation_id = "getDeliveryStatus",
+    responses((status = 200, description = "Where delivery stands", body = DeliveryOverview)))]
+async fn status(State(app): State<AppState>) -> ApiResult<Json<DeliveryOverview>> {
     Ok(Json(app.delivery.status().await?))
 }

@@ -32,6 +32,42 @@ pub struct WebhookPath {
     path: Option<String>,
 }
 
+/// The OpenAPI tag of the webhooks.
+pub const TAG: &str = "webhooks";
+
+/// The webhooks' part of the OpenAPI document (public; the plugin authenticates).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(receive_documented, receive_path))]
+pub struct Api;
+
+/// An installation's webhook URL: any method, any body, passed to the plugin's `handler`.
+///
+/// The answer is the plugin's, whatever its status, headers and body; the host answers
+/// itself (in the error shape) only when no installation has the id (404), the
+/// installation cannot serve (503), the body is over its limit (413) or the plugin fails.
+#[utoipa::path(method(get, post, put, patch, delete, head, options), path = "/webhooks/{webhook_id}", tag = TAG, operation_id = "webhook",
+    params(("webhook_id" = String, Path, description = "The installation's webhook id (printed at start, and in the admin API)")),
+    request_body(description = "Any body, passed to the plugin as it came", content((Vec<u8> = "*/*"))),
+    responses((status = "default", description = "The plugin's answer, or the host's error", headers(
+        ("x-sluice-request-id" = String, description = "The request id, which the plugin's log lines carry")))))]
+#[allow(dead_code, reason = "documents the webhook route, which `receive` serves")]
+fn receive_documented() {}
+
+/// The same as the webhook URL, with a path after it, passed to the plugin.
+#[utoipa::path(method(get, post, put, patch, delete, head, options), path = "/webhooks/{webhook_id}/{path}", tag = TAG, operation_id = "webhookWithPath",
+    params(
+        ("webhook_id" = String, Path, description = "The installation's webhook id"),
+        ("path" = String, Path, description = "The rest of the path, passed to the plugin"),
+    ),
+    request_body(description = "Any body, passed to the plugin as it came", content((Vec<u8> = "*/*"))),
+    responses((status = "default", description = "The plugin's answer, or the host's error", headers(
+        ("x-sluice-request-id" = String, description = "The request id, which the plugin's log lines carry")))))]
+#[allow(
+    dead_code,
+    reason = "documents the webhook route with a path, which `receive` serves"
+)]
+fn receive_path() {}
+
 /// Runs the plugin behind a webhook URL. The answer carries the request id (given by the
 /// server), which the plugin's log lines carry too.
 pub async fn receive(

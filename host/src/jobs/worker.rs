@@ -25,7 +25,7 @@ use crate::ids::record_id;
 use crate::plugins::Installation;
 use crate::runtime::{Answer, CallError, CallReport, PluginErrorKind, TriggerInfo, WebhookRequest, WebhookResponse};
 use crate::store::{EventRecord, EventResolution, TriggerEventLink, TriggerRecord};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 use crate::time::{iso8601, now_ms};
 
 /// Longest part of a plugin's response body kept in the outcome event.
@@ -84,9 +84,14 @@ pub(super) async fn dispatch(jobs: Arc<Jobs>) {
             let jobs = jobs.clone();
             tokio::spawn(async move {
                 let (id, trigger_id) = (job.id.clone(), job.trigger_id.clone());
-                let finish = run(&jobs, job).await;
+                let span = run_span(&job);
+                let finish = tracing::Instrument::instrument(run(&jobs, job), span.clone()).await;
+                if !matches!(finish, Finish::Done) {
+                    span.record("otel.status_code", "ERROR");
+                }
                 count_run(&jobs, &trigger_id, &finish);
-                if let Err(error) = jobs.queue.finish(&id, finish).await {
+                let recorded = tracing::Instrument::instrument(jobs.queue.finish(&id, finish), span).await;
+                if let Err(error) = recorded {
                     // The job stays `running` and runs again at the next start.
                     tracing::error!(event = %id, error = %format!("{error:#}"), "cannot record the end of a trigger event in the queue");
                 }
@@ -109,6 +114,30 @@ fn count_run(jobs: &Jobs, trigger_id: &str, finish: &Finish) {
         .map(|trigger| jobs.installation_name(&trigger))
         .unwrap_or_default();
     metrics().trigger_run(&installation, outcome);
+}
+
+/// The span of one attempt of a trigger event, the child of the `traceparent` the event
+/// was sent with, if any.
+fn run_span(job: &Job) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: traces::TARGET,
+        "trigger event",
+        otel.name = "trigger event",
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        trigger = %job.trigger_id,
+        event = %job.id,
+        attempt = job.attempt,
+    );
+    if traces::enabled() {
+        let headers: http::HeaderMap = job
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.parse::<http::HeaderName>().ok()?, value.parse().ok()?)))
+            .collect();
+        traces::begin(&span, traces::incoming(&headers));
+    }
+    span
 }
 
 /// Why an attempt did not succeed.

@@ -33,13 +33,20 @@ const REPORTS_CLOSE_WRITE: bool = cfg!(any(target_os = "linux", target_os = "and
 pub struct FolderWatcher {
     _watcher: RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
+    /// Serves what other replicas change in a shared store.
+    follower: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for FolderWatcher {
     fn drop(&mut self) {
         self.task.abort();
+        self.follower.abort();
     }
 }
+
+/// How often a replica on a shared store reads the installations again when no change
+/// was announced (a lost notification connection misses some).
+pub const STORE_POLL: Duration = Duration::from_secs(2);
 
 /// Whether `path` is a file the plugins folder is made of: `<name>.wasm` or `<name>.toml`,
 /// not hidden (editors and copy tools write to hidden or other temporary names first).
@@ -127,10 +134,12 @@ impl FolderWatcher {
             .watch(&folder, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch the plugins folder {}", folder.display()))?;
         tracing::info!(folder = %folder.display(), "watching the plugins folder: added, replaced and removed plugins are applied while serving");
+        let follower = tokio::spawn(follow_store(host.clone()));
         let task = tokio::spawn(reload_loop(host, events, being_written));
         Ok(FolderWatcher {
             _watcher: watcher,
             task,
+            follower,
         })
     }
 }
@@ -196,6 +205,34 @@ async fn reload_loop(
             }
         }
         host.registry.note_reload(now_ms());
+    }
+}
+
+/// With a shared store, serves what other replicas installed, replaced or removed: when a
+/// change is announced, and every [`STORE_POLL`] in case an announcement was missed.
+async fn follow_store(host: Arc<PluginHost>) {
+    if !host.store.is_shared() {
+        return;
+    }
+    let mut changes = host.store.changes();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(STORE_POLL).await;
+                }
+            }
+            () = tokio::time::sleep(STORE_POLL) => {}
+        }
+        match host.sync_from_store().await {
+            Ok(report) if !report.installed.is_empty() || !report.updated.is_empty() || !report.removed.is_empty() => {
+                tracing::info!(installed = ?report.installed, updated = ?report.updated, removed = ?report.removed, "applied the store's plugin changes")
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(error = %format!("{error:#}"), "cannot read the store's installations; trying again")
+            }
+        }
     }
 }
 

@@ -57,7 +57,7 @@ pub struct Engine {
 /// How plugins are compiled before they serve.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Tiering {
-    /// Plugins of [`BASELINE_MIN_BYTES`] and more without optimised code in the cache are
+    /// Plugins of 1 MiB (`BASELINE_MIN_BYTES`) and more without optimised code in the cache are
     /// compiled by the baseline compiler (Winch, seconds) and serve at once; their
     /// optimised code (Cranelift) is compiled in the background, written to the cache, and
     /// replaces the baseline code when ready. Smaller plugins are compiled optimised.

@@ -12,7 +12,7 @@ use http::uri::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::HostPattern;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 
 /// The outbound policy of one installation, shared by all of its calls.
 #[derive(Debug, Clone, Default)]
@@ -114,7 +114,24 @@ impl WasiHttpHooks for OutboundPolicy {
         tracing::debug!(plugin = %self.label, request_id = %self.request_id, method = %request.method(), url = %request.uri(), "outbound request");
         let (label, request_id) = (self.label.clone(), self.request_id.clone());
         let installation = self.installation.clone();
-        Box::new(async move {
+        // The call goes on the plugin call's trace: the receiver sees a `traceparent`.
+        let span = if traces::in_trace() {
+            tracing::info_span!(
+                target: traces::TARGET,
+                "outbound request",
+                otel.name = %format!("{} {}", request.method(), entry),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = %request.method(),
+                http.response.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let mut request = request;
+        traces::inject(&span, request.headers_mut());
+        let traced = span.clone();
+        let call = async move {
             use http_body_util::BodyExt;
             let (method, url) = (request.method().clone(), request.uri().clone());
             let sent = wasmtime_wasi_http::default_send_request(request, options).await;
@@ -123,12 +140,15 @@ impl WasiHttpHooks for OutboundPolicy {
                 // wasmtime-wasi-http's own line lacks the plugin and request (the
                 // default log filter keeps it out): this one says whose call failed.
                 tracing::warn!(plugin = %label, %request_id, %method, %url, %error, "outbound request failed");
+                traced.record("otel.status_code", "ERROR");
             })?;
+            traced.record("http.response.status_code", i64::from(response.status().as_u16()));
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
-        })
+        };
+        Box::new(tracing::Instrument::instrument(call, span))
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
 use wasmtime::component::Instance;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -16,6 +17,7 @@ use super::engine::{CodeTier, Engine};
 use super::exports::PluginExports;
 use super::host::{Caller, CreatedRecord, HostState, LogLine, MemoryLimitExceeded};
 use crate::config::Limits;
+use crate::telemetry::traces;
 
 /// A plugin's code, ready to instantiate: the pre-linked instance template every call
 /// starts from and where its exports are. Shared by every installation of the plugin.
@@ -147,6 +149,21 @@ impl Engine {
             }
         });
 
+        // Part of the trace of what asked for the call; a call outside one (a plugin's
+        // definition, at load) starts none of its own.
+        let span = if traces::in_trace() {
+            tracing::info_span!(
+                target: traces::TARGET,
+                "plugin call",
+                otel.name = %format!("plugin {export_name}"),
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+                plugin = %store.data().label,
+                export = export_name,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let call = async {
             let instance = code.pre.instance_pre().instantiate_async(&mut store).await?;
             if !code.exports_checked.load(Ordering::Relaxed) {
@@ -157,7 +174,7 @@ impl Engine {
         };
         // The epoch callback stops running wasm; the timeout also covers time spent
         // waiting on the host (the store, outbound HTTP).
-        let result = match tokio::time::timeout(timeout, call).await {
+        let result = match tokio::time::timeout(timeout, call.instrument(span.clone())).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(error)) => {
                 let label = &store.data().label;
@@ -170,6 +187,8 @@ impl Engine {
         if let Err(failure) = &result {
             let label = &store.data().label;
             tracing::error!(plugin = %label, %request_id, export = export_name, elapsed_ms = elapsed.as_millis() as u64, error = %failure, "plugin call failed");
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", tracing::field::display(failure));
         }
         let logs = std::mem::take(&mut store.data_mut().logs);
         let created = std::mem::take(&mut store.data_mut().created);

@@ -1,5 +1,7 @@
 //! Host-wide settings kept in the store, and the installations remembered across restarts.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use super::Pending;
@@ -15,8 +17,8 @@ pub struct InstallationRecord {
     pub webhook_id: String,
     /// SHA-256 of the plugin file the installation last ran.
     pub plugin_hash: String,
-    /// The sidecar text the installation last ran with (empty without one), so that
-    /// `unregister` can run with its configuration after its files are gone.
+    /// The sidecar text the installation runs with (empty without one). A shared store
+    /// keeps it sealed (see [`super::sealing`]); records carry it in plain text.
     pub sidecar: String,
     /// When `register` last succeeded, if it ever did.
     pub registered_at: Option<i64>,
@@ -30,12 +32,26 @@ pub trait MetaStore {
     fn meta(&self, key: &str) -> Pending<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Pending<()>;
 
-    /// Every installation, by name.
+    /// Every installation, by name, with its sidecar in plain text.
     fn installations(&self) -> Pending<Vec<InstallationRecord>>;
-    /// Creates or replaces an installation record.
-    fn save_installation(&self, record: &InstallationRecord) -> Pending<()>;
-    /// Forgets an installation; what it produced stays.
-    fn delete_installation(&self, id: &str) -> Pending<()>;
+    /// Creates or replaces an installation record, in one transaction with `code`, the
+    /// plugin whose hash is `record.plugin_hash` (`None` when the store has it already).
+    /// Code no installation runs any more is dropped.
+    fn save_installation(&self, record: &InstallationRecord, code: Option<Arc<[u8]>>) -> Pending<()>;
+    /// Forgets an installation, and its code unless another one runs it; what it produced
+    /// stays. Answers whether this call removed it: of replicas removing one installation
+    /// at once, one hears `true` and runs `unregister`.
+    fn delete_installation(&self, id: &str) -> Pending<bool>;
+    /// A plugin's code, by its SHA-256 (of the installations' `plugin_hash`).
+    fn plugin_code(&self, hash: &str) -> Pending<Option<Vec<u8>>>;
+    /// Claims running `register` for an installation not registered yet (marking it
+    /// registered at `at`): of replicas asking at once, one hears `true`.
+    fn claim_registration(&self, id: &str, at: i64) -> Pending<bool>;
+    /// Gives a claim back after `register` failed, so that a later start tries again.
+    fn release_registration(&self, id: &str) -> Pending<()>;
+    /// Whether several replicas may share this store (then it, not a plugins folder, says
+    /// which plugins are installed).
+    fn is_shared(&self) -> bool;
 
     /// Whether this replica leads `role` (`delivery`, say): of the replicas sharing a
     /// store, one at a time does the role's work, and another takes over when it dies.

@@ -23,6 +23,7 @@ mod page_token;
 pub mod pending;
 pub mod postgres;
 pub mod queue;
+pub mod sealing;
 pub mod sqlite;
 pub mod state;
 pub mod triggers;

@@ -34,6 +34,9 @@ pub struct RawOutboxEntry {
     pub time: i64,
     pub integration_id: Option<String>,
     pub data: String,
+    /// The W3C `traceparent` of the write that published the entry, when it was traced:
+    /// its delivery continues that trace.
+    pub traceparent: Option<String>,
 }
 
 impl RawOutboxEntry {

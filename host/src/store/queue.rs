@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use super::{Contact, Pending};
 
 /// What made a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobSource {
     /// An event sent to the trigger's event URL.
@@ -110,8 +110,9 @@ pub enum Finish {
 }
 
 /// A job without its request, as the trigger API shows it (serialised as it is).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = TriggerEvent)]
 pub struct JobSummary {
     pub id: String,
     pub trigger_id: String,

@@ -7,18 +7,38 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::{entity_query, page_meta, tag_changes};
+use super::query::{EntityFilters, PageQuery};
+use super::{TAG, entity_query, tag_changes};
 use crate::bot::{self, OutgoingMessage};
 use crate::http::errors::ApiResult;
 use crate::http::extract::{JsonBody, PathParams};
 use crate::http::request_id::RequestId;
-use crate::http::{ApiError, AppState, shapes};
+use crate::http::shapes::{self, Deleted, PageMeta};
+use crate::http::{ApiError, AppState};
 use crate::store::{Sort, Tags};
 
-pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+/// A page of messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    messages: Vec<shapes::Message>,
+    meta: PageMeta,
+}
+
+/// One message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageAnswer {
+    message: shapes::Message,
+}
+
+/// List messages (`listMessages`).
+#[utoipa::path(get, path = "/v1/chat/messages", tag = TAG, operation_id = "listMessages",
+    params(PageQuery, EntityFilters),
+    responses((status = 200, description = "A page of messages, newest first", body = MessageList)))]
+pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<MessageList>> {
     let query = entity_query(raw.as_deref())?;
     if query.sort != Sort::default() {
         return Err(ApiError::new(
@@ -28,41 +48,59 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiRe
         ));
     }
     let page = app.store.messages(&query).await?;
-    Ok(Json(json!({
-        "messages": page.items.iter().map(shapes::message).collect::<Vec<_>>(),
-        "meta": page_meta(page.next_token),
-    })))
+    Ok(Json(MessageList {
+        messages: page.items.iter().map(shapes::message).collect(),
+        meta: PageMeta::new(page.next_token),
+    }))
 }
 
-pub async fn get(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+/// Get a message (`getMessage`).
+#[utoipa::path(get, path = "/v1/chat/messages/{id}", tag = TAG, operation_id = "getMessage",
+    params(("id" = String, Path, description = "The message's id")),
+    responses((status = 200, description = "The message", body = MessageAnswer)))]
+pub async fn get(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<MessageAnswer>> {
     let lookup = id.clone();
     let message = app
         .store
         .message(&lookup)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("message {id} does not exist")))?;
-    Ok(Json(json!({ "message": shapes::message(&message) })))
+    Ok(Json(MessageAnswer {
+        message: shapes::message(&message),
+    }))
 }
 
 /// Body of `createMessage`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = CreateMessageBody, example = json!({
+    "conversationId": "conv_01J2Z3", "userId": "user_01J2Z3", "type": "text", "payload": {"text": "Hello"}
+}))]
 pub struct CreateBody {
+    /// A JSON object, checked against the channel's message type.
+    #[schema(value_type = Object)]
     payload: Value,
+    /// The bot's user (`bot.userId` in the admin API), or the conversation's user.
     user_id: String,
     conversation_id: String,
+    /// A message type of the conversation's channel.
     #[serde(rename = "type")]
     message_type: String,
     #[serde(default)]
     tags: Tags,
+    /// Not supported: anything but null is a 400.
     schedule: Option<Value>,
 }
 
+/// Send a message: the integration delivers it (`createMessage`).
+#[utoipa::path(post, path = "/v1/chat/messages", tag = TAG, operation_id = "createMessage",
+    request_body = CreateBody,
+    responses((status = 200, description = "The message, delivered by the integration", body = MessageAnswer)))]
 pub async fn create(
     State(app): State<AppState>,
     request_id: RequestId,
     JsonBody(request): JsonBody<CreateBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessageAnswer>> {
     if request.schedule.as_ref().is_some_and(|s| !s.is_null()) {
         return Err(ApiError::bad_request(
             "schedule is not supported by sluice: create the message when it is due",
@@ -80,29 +118,46 @@ pub async fn create(
         request_id.as_str(),
     )
     .await?;
-    Ok(Json(json!({ "message": shapes::message(&message) })))
+    Ok(Json(MessageAnswer {
+        message: shapes::message(&message),
+    }))
 }
 
-pub async fn delete(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Value>> {
+/// Forget a message; the platform keeps its copy (`deleteMessage`).
+#[utoipa::path(delete, path = "/v1/chat/messages/{id}", tag = TAG, operation_id = "deleteMessage",
+    params(("id" = String, Path, description = "The message's id")),
+    responses((status = 200, description = "The message is deleted", body = Deleted)))]
+pub async fn delete(State(app): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult<Json<Deleted>> {
     if !app.store.delete_message(&id).await? {
         return Err(ApiError::not_found(format!("message {id} does not exist")));
     }
-    Ok(Json(json!({})))
+    Ok(Json(Deleted {}))
 }
 
 /// Body of `updateMessage`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = UpdateMessageBody, example = json!({"tags": {"edited": "yes"}}))]
 pub struct UpdateBody {
+    /// Tags to set; null or an empty value removes one.
     #[serde(default)]
     tags: BTreeMap<String, Option<String>>,
+    /// A new payload (a JSON object), checked as createMessage checks one.
+    #[schema(value_type = Option<Object>)]
     payload: Option<Value>,
 }
 
+/// Update a message's tags or payload (`updateMessage`).
+#[utoipa::path(put, path = "/v1/chat/messages/{id}", tag = TAG, operation_id = "updateMessage",
+    params(("id" = String, Path, description = "The message's id")),
+    request_body = UpdateBody,
+    responses((status = 200, description = "The message as updated", body = MessageAnswer)))]
 pub async fn update(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonBody(request): JsonBody<UpdateBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessageAnswer>> {
     let message = bot::update_message(&app.plugins, &id, tag_changes(request.tags), request.payload).await?;
-    Ok(Json(json!({ "message": shapes::message(&message) })))
+    Ok(Json(MessageAnswer {
+        message: shapes::message(&message),
+    }))
 }

@@ -12,13 +12,14 @@ mod conversations;
 mod events;
 mod messages;
 mod query;
-mod states;
+pub(crate) mod states;
 mod users;
 
 use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::OpenApi;
 
 use super::ApiError;
 use super::routes::{Routes, get, post};
@@ -65,26 +66,68 @@ pub fn routes() -> Routes {
             get(messages::get).put(messages::update).delete(messages::delete),
         )
         .route(
-            "/v1/chat/states/{scope}/{id}/{name}",
+            "/v1/chat/states/{type}/{id}/{name}",
             get(states::get)
                 .post(states::set)
                 .patch(states::patch)
                 .delete(states::delete),
         )
         .route(
-            "/v1/chat/states/{scope}/{id}/{name}/get-or-set",
+            "/v1/chat/states/{type}/{id}/{name}/get-or-set",
             post(states::get_or_set),
         )
         .route("/v1/chat/actions", post(actions::call))
 }
 
-/// The `meta` of a list answer: `nextToken` only when there is a next page.
-pub fn page_meta(next_token: Option<String>) -> Value {
-    match next_token {
-        Some(token) => json!({ "nextToken": token }),
-        None => json!({}),
-    }
-}
+/// The OpenAPI tag of the bot API.
+pub const TAG: &str = "bot";
+
+/// The operations that run an integration's plugin, which may refuse (403), conflict
+/// (409), be rate limited by its platform (429), fail upstream (502) or time out (504):
+/// the OpenAPI document lists those answers for them.
+pub const RUNS_A_PLUGIN: &[&str] = &[
+    "getOrCreateConversation",
+    "getOrCreateUser",
+    "createMessage",
+    "updateMessage",
+    "callAction",
+];
+
+/// The bot API's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(
+    events::list,
+    events::create,
+    events::get,
+    conversations::list,
+    conversations::create,
+    conversations::get_or_create,
+    conversations::get,
+    conversations::update,
+    conversations::delete,
+    conversations::list_participants,
+    conversations::add_participant_route,
+    conversations::get_participant,
+    conversations::remove_participant,
+    users::list,
+    users::create,
+    users::get_or_create,
+    users::get,
+    users::update,
+    users::delete,
+    messages::list,
+    messages::create,
+    messages::get,
+    messages::update,
+    messages::delete,
+    states::get,
+    states::set,
+    states::patch,
+    states::delete,
+    states::get_or_set,
+    actions::call,
+))]
+pub struct Api;
 
 /// Refuses fields of the Botpress API that sluice does not keep, rather than dropping
 /// them: `null` counts as absent.

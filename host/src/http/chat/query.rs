@@ -4,6 +4,8 @@
 //! ignored.
 
 use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::ApiError;
 use crate::http::errors::ApiResult;
@@ -24,6 +26,80 @@ fn invalid_query(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidQuery", message)
 }
 
+/// The page a list route answers, as the OpenAPI document lists it ([`entity_query`]
+/// reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query entity_query reads by hand, for the OpenAPI document"
+)]
+pub struct PageQuery {
+    /// The `meta.nextToken` of the page before.
+    #[param(rename = "nextToken")]
+    next_token: Option<String>,
+    /// Items per page: 20 when left out; 1 to 100 (more is served as 100, 0 as 1).
+    #[param(rename = "pageSize", minimum = 0, maximum = 4294967295u64, format = Int64)]
+    page_size: Option<u32>,
+}
+
+/// The filters of `listConversations`, `listUsers` and `listMessages`, as the OpenAPI
+/// document lists them. Tags filter as `tags.<name>=<value>` (or `tags[<name>]=<value>`),
+/// any number of them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query entity_query reads by hand, for the OpenAPI document"
+)]
+pub struct EntityFilters {
+    /// Only those of this conversation (messages), or with it (users).
+    #[param(rename = "conversationId")]
+    conversation_id: Option<String>,
+    /// Only conversations of this channel.
+    channel: Option<String>,
+    /// Only those of this integration (its name).
+    #[param(rename = "integrationName")]
+    integration_name: Option<String>,
+}
+
+/// What a list of conversations or users is sorted by.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SortField)]
+#[allow(dead_code, reason = "describes sortField for the OpenAPI document")]
+pub enum SortFieldParam {
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// Which way a list of conversations or users is sorted.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SortDirection)]
+#[allow(dead_code, reason = "describes sortDirection for the OpenAPI document")]
+pub enum SortDirectionParam {
+    Asc,
+    Desc,
+}
+
+/// The order of `listConversations` and `listUsers` (messages are listed newest first,
+/// and refuse these), as the OpenAPI document lists it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query entity_query reads by hand, for the OpenAPI document"
+)]
+pub struct SortQuery {
+    /// What to sort by: `createdAt` when left out.
+    #[param(rename = "sortField", inline)]
+    sort_field: Option<SortFieldParam>,
+    /// `desc` (newest first) when left out.
+    #[param(rename = "sortDirection", inline)]
+    sort_direction: Option<SortDirectionParam>,
+}
+
 /// The tag name in a `tags.<name>` or `tags[<name>]` key.
 fn tag_name(key: &str) -> Option<&str> {
     key.strip_prefix("tags.")
@@ -39,11 +115,9 @@ pub fn entity_query(raw: Option<&str>) -> ApiResult<EntityQuery> {
         match key.as_str() {
             "nextToken" => query.page.token = Some(value),
             "pageSize" => {
-                query.page.size = Some(
-                    value
-                        .parse()
-                        .map_err(|_| invalid_query(format!("pageSize {value:?} is not a number")))?,
-                )
+                query.page.size = Some(value.parse::<u32>().map_err(|_| {
+                    invalid_query(format!("pageSize {value:?} is not a whole number from 0 to 4294967295"))
+                })? as usize)
             }
             "sortField" => {
                 query.sort.field = match value.as_str() {

@@ -4,12 +4,15 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
+use super::TAG;
 use crate::http::errors::ApiResult;
 use crate::http::extract::{JsonBody, PathParams};
-use crate::http::{ApiError, AppState, shapes};
+use crate::http::shapes::{self, CachedMeta, Deleted};
+use crate::http::{ApiError, AppState};
 use crate::store::{Patched, StateCheck, StateKey, StateRecord, StateScope};
 
 /// Resolves the state key of `/v1/chat/states/{type}/{id}/{name}`: integration state
@@ -56,7 +59,7 @@ pub async fn state_key(app: &AppState, scope: &str, id: &str, name: &str) -> Api
 /// The schema the installation's plugin declares for this state, as a check a payload
 /// must pass: the same check a plugin's own `set-state` gets. Bot states, and states the
 /// plugin does not declare, take any object.
-fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
+pub(crate) fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
     let installation = match key.scope {
         StateScope::Bot => None,
         _ => app.plugins.registry.snapshot().by_id(&key.installation_id).cloned(),
@@ -77,33 +80,72 @@ fn schema_check(app: &AppState, key: &StateKey) -> StateCheck {
 }
 
 /// A payload that does not match the state's schema.
-fn invalid_state(why: String) -> ApiError {
+pub(crate) fn invalid_state(why: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "InvalidDataFormat", why)
 }
 
-fn state_json(app: &AppState, state: &StateRecord) -> Value {
+fn state_json(app: &AppState, state: &StateRecord) -> shapes::State {
     shapes::state(state, &app.plugins.identity.bot_id)
 }
 
+/// The path of a state.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the path read as a tuple, for the OpenAPI document")]
+pub struct StatePath {
+    /// `bot`, `integration`, `conversation` or `user`.
+    #[param(rename = "type")]
+    scope: String,
+    /// Whose state: the bot's id (any text for `bot`), an installation's id, a
+    /// conversation's or a user's.
+    id: String,
+    /// The state's name (the integration declares its states).
+    name: String,
+}
+
+/// A state, as `getState` and `getOrSetState` answer it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateAnswer {
+    state: shapes::State,
+    meta: CachedMeta,
+}
+
+/// A state set or patched; `setState` with a null payload deleted it (`state: null`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateSet {
+    #[schema(required)]
+    state: Option<shapes::State>,
+}
+
+/// Get a state (`getState`).
+#[utoipa::path(get, path = "/v1/chat/states/{type}/{id}/{name}", tag = TAG, operation_id = "getState",
+    params(StatePath),
+    responses((status = 200, description = "The state", body = StateAnswer)))]
 pub async fn get(
     State(app): State<AppState>,
     PathParams((scope, id, name)): PathParams<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StateAnswer>> {
     let key = state_key(&app, &scope, &id, &name).await?;
     let state = app
         .store
         .state(&key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("state {scope}/{id}/{name} does not exist")))?;
-    Ok(Json(
-        json!({ "state": state_json(&app, &state), "meta": { "cached": false } }),
-    ))
+    Ok(Json(StateAnswer {
+        state: state_json(&app, &state),
+        meta: CachedMeta::NOT,
+    }))
 }
 
 /// Body of `setState`, `getOrSetState` and `patchState`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"payload": {"greeting": "hello"}}))]
 pub struct StateBody {
+    /// A JSON object (checked against the state's schema when the integration declares
+    /// it); `setState` also takes null, which deletes the state.
+    #[schema(value_type = Option<Object>)]
     payload: Value,
+    /// Not supported: anything but null is a 400.
     #[serde(default)]
     expiry: Option<Value>,
 }
@@ -128,16 +170,21 @@ impl StateBody {
     }
 }
 
+/// Set a state, or delete it with a null payload (`setState`).
+#[utoipa::path(post, path = "/v1/chat/states/{type}/{id}/{name}", tag = TAG, operation_id = "setState",
+    params(StatePath),
+    request_body = StateBody,
+    responses((status = 200, description = "The state as set (null once deleted)", body = StateSet)))]
 pub async fn set(
     State(app): State<AppState>,
     PathParams((scope, id, name)): PathParams<(String, String, String)>,
     JsonBody(request): JsonBody<StateBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StateSet>> {
     request.check_expiry()?;
     let key = state_key(&app, &scope, &id, &name).await?;
     if request.payload.is_null() {
         app.store.delete_state(&key).await?;
-        return Ok(Json(json!({ "state": null })));
+        return Ok(Json(StateSet { state: None }));
     }
     let payload = Value::Object(
         request
@@ -146,29 +193,43 @@ pub async fn set(
     );
     schema_check(&app, &key)(&payload).map_err(invalid_state)?;
     let state = app.store.put_state(&key, &payload).await?;
-    Ok(Json(json!({ "state": state_json(&app, &state) })))
+    Ok(Json(StateSet {
+        state: Some(state_json(&app, &state)),
+    }))
 }
 
+/// Get a state, or set it when there is none (`getOrSetState`).
+#[utoipa::path(post, path = "/v1/chat/states/{type}/{id}/{name}/get-or-set", tag = TAG,
+    operation_id = "getOrSetState",
+    params(StatePath),
+    request_body = StateBody,
+    responses((status = 200, description = "The state, found or set", body = StateAnswer)))]
 pub async fn get_or_set(
     State(app): State<AppState>,
     PathParams((scope, id, name)): PathParams<(String, String, String)>,
     JsonBody(request): JsonBody<StateBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StateAnswer>> {
     request.check_expiry()?;
     let payload = Value::Object(request.object()?);
     let key = state_key(&app, &scope, &id, &name).await?;
     schema_check(&app, &key)(&payload).map_err(invalid_state)?;
     let (state, _created) = app.store.get_or_put_state(&key, &payload).await?;
-    Ok(Json(
-        json!({ "state": state_json(&app, &state), "meta": { "cached": false } }),
-    ))
+    Ok(Json(StateAnswer {
+        state: state_json(&app, &state),
+        meta: CachedMeta::NOT,
+    }))
 }
 
+/// Merge fields into a state (`patchState`).
+#[utoipa::path(patch, path = "/v1/chat/states/{type}/{id}/{name}", tag = TAG, operation_id = "patchState",
+    params(StatePath),
+    request_body = StateBody,
+    responses((status = 200, description = "The state as patched", body = StateSet)))]
 pub async fn patch(
     State(app): State<AppState>,
     PathParams((scope, id, name)): PathParams<(String, String, String)>,
     JsonBody(request): JsonBody<StateBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StateSet>> {
     request.check_expiry()?;
     let patch = request.object()?;
     let key = state_key(&app, &scope, &id, &name).await?;
@@ -182,17 +243,23 @@ pub async fn patch(
         }
         Patched::Refused(why) => return Err(invalid_state(why)),
     };
-    Ok(Json(json!({ "state": state_json(&app, &state) })))
+    Ok(Json(StateSet {
+        state: Some(state_json(&app, &state)),
+    }))
 }
 
+/// Delete a state.
+#[utoipa::path(delete, path = "/v1/chat/states/{type}/{id}/{name}", tag = TAG, operation_id = "deleteState",
+    params(StatePath),
+    responses((status = 200, description = "The state is deleted", body = Deleted)))]
 pub async fn delete(
     State(app): State<AppState>,
     PathParams((scope, id, name)): PathParams<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Deleted>> {
     let key = state_key(&app, &scope, &id, &name).await?;
     let existed = app.store.delete_state(&key).await?;
     if !existed {
         return Err(ApiError::not_found(format!("state {scope}/{id}/{name} does not exist")));
     }
-    Ok(Json(json!({})))
+    Ok(Json(Deleted {}))
 }

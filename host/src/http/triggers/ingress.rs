@@ -55,8 +55,61 @@ pub fn event_parameters(query: &str) -> Result<EventParameters, String> {
     })
 }
 
-/// `GET|POST .../{id}/event`: checks the request, writes the event to the queue and
-/// answers `{"ok":true}` once it is on disk.
+/// The query an event may carry.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the query read by hand, for the OpenAPI document")]
+pub(super) struct EventQuery {
+    /// The session: events with one session run one at a time, in one conversation.
+    #[param(max_length = 256)]
+    session: Option<String>,
+    /// The contact's name (also `contact_name`).
+    #[param(rename = "contact.name", max_length = 256)]
+    contact_name: Option<String>,
+    /// The contact's email (also `contact_email`).
+    #[param(rename = "contact.email", max_length = 256)]
+    contact_email: Option<String>,
+    /// The contact's phone (also `contact_phone`).
+    #[param(rename = "contact.phone", max_length = 256)]
+    contact_phone: Option<String>,
+}
+
+/// The headers an event may carry.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "describes the headers read by hand, for the OpenAPI document")]
+pub(super) struct EventHeaders {
+    /// An event sent again with the same key is recorded once (answered with
+    /// `idempotent-replayed: true`).
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
+    idempotency_key: Option<String>,
+}
+
+/// The answer to an event.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Accepted {
+    /// Always true.
+    ok: bool,
+}
+
+/// Send an event to a trigger: it is queued for the trigger's bot.
+///
+/// Any body, passed on as it came: JSON (`application/json`) must parse, text (`text/*`)
+/// must be UTF-8. The answer comes once the event is on disk; a worker runs it afterwards.
+#[utoipa::path(method(get, post), path = "/v1/integration/trigger/{id}/event", tag = TAG,
+    operation_id = "sendTriggerEvent",
+    params(manage::TriggerPath, EventQuery, EventHeaders),
+    request_body(description = "Any body, passed to the bot as it came",
+        content((Object = "application/json"), (String = "text/plain"), (Vec<u8> = "application/octet-stream"))),
+    responses(
+        (status = 200, description = "The event is queued", body = Accepted, headers(
+            ("x-sluice-event-id" = String, description = "The queued event's id"),
+            ("idempotent-replayed" = String, description = "`true` when the Idempotency-Key was seen before"),
+        )),
+        (status = 405, description = "Another method than GET or POST (MethodNotFound)", body = TriggerErrorBody),
+        (status = 413, description = "The body is over `triggers.max-body-bytes` (PayloadTooLarge)", body = TriggerErrorBody),
+    ),
+    security((), ("triggerSecret" = [])))]
 pub(super) async fn receive_event(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,

@@ -32,12 +32,14 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use serde::Serialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
+use utoipa::{OpenApi, ToSchema};
 
 use super::auth::bearer_token;
 use super::bodies::read_limited;
-use super::errors::ApiResult;
+use super::errors::{ApiResult, ErrorBody};
 use super::extract::{JsonBody, PathParams, json_type, query_pairs};
 use super::routes::{Routes, any_raw, get, post};
 use super::{ApiError, AppState};
@@ -57,7 +59,87 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Default `sessionDuration`: one hour.
 pub const DEFAULT_SESSION_DURATION_MS: i64 = 3_600_000;
 
-const PREFIXES: [&str; 2] = ["/v1/integration/trigger", "/api/v1/integration/trigger"];
+/// Where the trigger API is served: the OpenAPI annotations name the first; the document
+/// repeats each operation under the second ([`Api::document`]).
+pub const PREFIXES: [&str; 2] = ["/v1/integration/trigger", "/api/v1/integration/trigger"];
+
+/// The operation id of the event endpoint (one per method, and per prefix).
+pub const EVENT_OPERATION: &str = "sendTriggerEvent";
+
+/// The OpenAPI tag of the trigger API.
+pub const TAG: &str = "triggers";
+
+/// The trigger API's management routes, for the OpenAPI document (behind the API token).
+#[derive(OpenApi)]
+#[openapi(paths(
+    manage::create,
+    manage::list,
+    manage::fetch,
+    manage::update,
+    manage::delete,
+    manage::setup,
+    manage::invoke,
+    events::list_events,
+    events::get_event,
+    events::retry_event,
+))]
+pub struct ManagementApi;
+
+/// The trigger event endpoint, for the OpenAPI document (public).
+#[derive(OpenApi)]
+#[openapi(paths(ingress::receive_event))]
+pub struct EventApi;
+
+/// A trigger as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "trg_01J2Z3", "name": "Daily report", "description": null, "botId": "trigger",
+    "authenticate": false, "triggerSchedule": "0 9 * * *", "schedule": "0 9 * * *",
+    "timezone": "Europe/Paris", "sessionDuration": 3600000, "blueprintId": null, "meta": {},
+    "lastTriggerAt": null, "nextTriggerAt": 1719824400000_i64,
+    "createdAt": "2024-07-01T14:00:00.000Z", "updatedAt": "2024-07-01T14:00:00.000Z",
+    "secret": "s3cr3t"
+}))]
+pub struct Trigger {
+    pub id: String,
+    #[schema(required)]
+    pub name: Option<String>,
+    #[schema(required)]
+    pub description: Option<String>,
+    /// The installation (name or id) that runs the trigger's events.
+    pub bot_id: String,
+    /// Whether events must carry `Authorization: Bearer <secret>`.
+    pub authenticate: bool,
+    /// A cron expression (five fields), or null.
+    #[schema(required)]
+    pub trigger_schedule: Option<String>,
+    /// The same as `triggerSchedule`.
+    #[schema(required)]
+    pub schedule: Option<String>,
+    /// An IANA time zone for the schedule (UTC when null).
+    #[schema(required)]
+    pub timezone: Option<String>,
+    /// Milliseconds a session's conversation lasts.
+    pub session_duration: i64,
+    #[schema(required)]
+    pub blueprint_id: Option<String>,
+    /// Any object, to find triggers by (`meta.<key>=` in list).
+    #[schema(value_type = Object)]
+    pub meta: Value,
+    /// When an event last came, in ms since the epoch.
+    #[schema(required)]
+    pub last_trigger_at: Option<i64>,
+    /// When the schedule next fires, in ms since the epoch.
+    #[schema(required)]
+    pub next_trigger_at: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The trigger's secret: shown by create and fetch, and by list for triggers that
+    /// authenticate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
 
 /// The trigger routes: management behind the API token, the event endpoint open (each
 /// trigger checks its own secret).
@@ -107,9 +189,32 @@ fn chatbotkit_code(status: StatusCode) -> &'static str {
 /// The largest error body rewritten; the host's own are far smaller.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// Error answers of the trigger API carry ChatBotKit's string `code` (`NOT_FOUND`), which
-/// its SDK hands to callers, with the HTTP status as `status` beside the error's `type`,
-/// `message` and `id`.
+/// An error as the trigger API answers it: the host's error ([`ErrorBody`]) with
+/// ChatBotKit's string `code`, which its SDK hands to callers, and the HTTP status as
+/// `status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TriggerError, example = json!({
+    "id": "req_01J2Z3QK8V6S1T7M5N4P3R2Q1W", "code": "NOT_FOUND", "status": 404,
+    "type": "ResourceNotFound", "message": "trigger trg_1 does not exist"
+}))]
+pub struct TriggerErrorBody {
+    /// The request id, as in the `x-sluice-request-id` header and the host's log.
+    pub id: String,
+    /// ChatBotKit's code for the status: `BAD_REQUEST`, `UNAUTHORIZED`, `FORBIDDEN`,
+    /// `NOT_FOUND`, `METHOD_NOT_ALLOWED`, `CONFLICT`, `CONTENT_TOO_LARGE`,
+    /// `UNSUPPORTED_MEDIA_TYPE`, `TOO_MANY_REQUESTS`, `INTERNAL_SERVER_ERROR`,
+    /// `SERVICE_UNAVAILABLE`, `GATEWAY_TIMEOUT`, ...
+    pub code: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What kind of error, as the other APIs name it (`ResourceNotFound`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What was wrong, for a person to read.
+    pub message: String,
+}
+
+/// Error answers of the trigger API in ChatBotKit's shape ([`TriggerErrorBody`]).
 async fn chatbotkit_error_codes(response: Response) -> Response {
     let status = response.status();
     let is_json = response
@@ -123,13 +228,18 @@ async fn chatbotkit_error_codes(response: Response) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
         return (status, "the error answer could not be read").into_response();
     };
-    let rewritten = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(mut error)) if error.get("code").is_some_and(Value::is_number) => {
-            error.insert("status".into(), json!(status.as_u16()));
-            error.insert("code".into(), json!(chatbotkit_code(status)));
-            Bytes::from(Value::Object(error).to_string())
+    let rewritten = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(error) => {
+            let error = TriggerErrorBody {
+                id: error.id,
+                code: chatbotkit_code(status).to_string(),
+                status: status.as_u16(),
+                kind: error.kind,
+                message: error.message,
+            };
+            Bytes::from(serde_json::to_vec(&error).unwrap_or_default())
         }
-        _ => bytes,
+        Err(_) => bytes,
     };
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(rewritten))
@@ -141,31 +251,28 @@ fn jobs(app: &AppState) -> &Jobs {
 
 /// A trigger as the API shows it. `with_secret`: fetch and create show the secret; list
 /// shows it only for triggers that authenticate.
-pub fn trigger_json(trigger: &TriggerRecord, next_trigger_at: Option<i64>, with_secret: bool) -> Value {
-    let mut object = json!({
-        "id": trigger.id,
-        "name": trigger.name,
-        "description": trigger.description,
-        "botId": trigger.bot_id,
-        "authenticate": trigger.authenticate,
-        "triggerSchedule": trigger.schedule,
-        "schedule": trigger.schedule,
-        "timezone": trigger.timezone,
-        "sessionDuration": trigger.session_duration_ms,
-        "blueprintId": trigger.blueprint_id,
-        "meta": trigger.meta,
-        "lastTriggerAt": trigger.last_trigger_at,
-        "nextTriggerAt": next_trigger_at,
-        "createdAt": iso8601(trigger.created_at),
-        "updatedAt": iso8601(trigger.updated_at),
-    });
-    if with_secret {
-        object["secret"] = Value::String(trigger.secret.clone());
+pub fn trigger_json(trigger: &TriggerRecord, next_trigger_at: Option<i64>, with_secret: bool) -> Trigger {
+    Trigger {
+        id: trigger.id.clone(),
+        name: trigger.name.clone(),
+        description: trigger.description.clone(),
+        bot_id: trigger.bot_id.clone(),
+        authenticate: trigger.authenticate,
+        trigger_schedule: trigger.schedule.clone(),
+        schedule: trigger.schedule.clone(),
+        timezone: trigger.timezone.clone(),
+        session_duration: trigger.session_duration_ms,
+        blueprint_id: trigger.blueprint_id.clone(),
+        meta: trigger.meta.clone(),
+        last_trigger_at: trigger.last_trigger_at,
+        next_trigger_at,
+        created_at: iso8601(trigger.created_at),
+        updated_at: iso8601(trigger.updated_at),
+        secret: with_secret.then(|| trigger.secret.clone()),
     }
-    object
 }
 
-fn shown(app: &AppState, trigger: &TriggerRecord, with_secret: bool) -> Value {
+fn shown(app: &AppState, trigger: &TriggerRecord, with_secret: bool) -> Trigger {
     trigger_json(trigger, jobs(app).timetable.next_at(&trigger.id), with_secret)
 }
 

@@ -82,6 +82,15 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// The span of one host import a plugin calls (`client.create-event`), a child of its
+/// call's span; none outside a trace.
+fn import_span(name: &'static str) -> tracing::Span {
+    if !crate::telemetry::traces::in_trace() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(target: crate::telemetry::traces::TARGET, "host import", otel.name = name, import = name)
+}
+
 /// The label of calls made while a plugin loads (no installation yet).
 static LOADING_LABEL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "loading".into());
 

@@ -56,7 +56,7 @@ fn delivery_row(row: &Row) -> DeliveryRecord {
 }
 
 const PENDING_SELECT: &str = "SELECT d.seq, d.attempts, d.round_start, coalesce(d.next_attempt_at, 0),
-        o.seq, o.id, o.type, o.time, o.integration_id, o.data
+        o.seq, o.id, o.type, o.time, o.integration_id, o.data, o.traceparent
     FROM deliveries d JOIN outbox o ON o.seq = d.outbox_seq";
 
 fn pending_row(row: &Row) -> PendingDelivery {

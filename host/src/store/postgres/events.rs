@@ -10,6 +10,7 @@ use super::rows::{Conditions, EVENT_COLUMNS, event_row, execute, page, query_opt
 use crate::envelope::Data;
 use crate::ids::record_id;
 use crate::store::{DedupeKey, EventQuery, EventRecord, EventStore, Page, Pending};
+use crate::telemetry::traces;
 
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
 pub(super) async fn insert_event_row<C: GenericClient>(tx: &C, event: &EventRecord) -> anyhow::Result<()> {
@@ -53,7 +54,8 @@ impl EventStore for PostgresStore {
                     INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id,
                         status, failure_reason, created_at)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
-                 INSERT INTO outbox (id, type, time, integration_id, data) VALUES ($11, $3, $10, $2, $12)",
+                 INSERT INTO outbox (id, type, time, integration_id, data, traceparent)
+                    VALUES ($11, $3, $10, $2, $12, $13)",
                 &[
                     &event.id,
                     &event.installation_id,
@@ -67,6 +69,7 @@ impl EventStore for PostgresStore {
                     &event.created_at,
                     &record_id("ntf"),
                     &Data::Event((&event).into()).to_json(),
+                    &traces::current_traceparent(),
                 ],
             )
             .await?;

@@ -19,13 +19,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use tokio::sync::{Notify, watch};
 use tokio_postgres::NoTls;
 
+use super::sealing::SecretKey;
 use super::{Pending, StoreError};
 
 mod chat;
 mod dedupe;
 mod delivery;
 mod events;
-mod installations;
+pub mod installations;
 mod leadership;
 mod listen;
 mod outbox;
@@ -56,6 +57,8 @@ pub struct PostgresStore {
     replica_id: String,
     /// How to reach the database, for the connections that are not pooled.
     config: tokio_postgres::Config,
+    /// Seals and opens the installations' sidecars.
+    secret_key: Option<Arc<SecretKey>>,
     /// The background tasks (sequencer, listener, leadership), stopped with the store.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -90,8 +93,14 @@ impl PostgresStore {
     /// Connects to the database at `url`, brings its schema up to date (once, whichever
     /// replica gets there first) and starts following what other replicas publish.
     /// `replica_id` names this replica in the claims it makes; claims it left behind in
-    /// an earlier life are given back.
-    pub async fn connect(url: &str, pool_size: usize, replica_id: String) -> anyhow::Result<PostgresStore> {
+    /// an earlier life are given back. Sidecars are sealed with `secret_key`; without
+    /// one, an installation with a sidecar cannot be kept.
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        replica_id: String,
+        secret_key: Option<SecretKey>,
+    ) -> anyhow::Result<PostgresStore> {
         let shown = redacted(url);
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -154,6 +163,7 @@ impl PostgresStore {
             changes,
             replica_id,
             config,
+            secret_key: secret_key.map(Arc::new),
             tasks: std::sync::Mutex::new(tasks),
         })
     }
@@ -214,9 +224,21 @@ impl PostgresStore {
         F: Future<Output = anyhow::Result<T>> + Send + 'static,
     {
         let sequencer = self.sequencer.clone();
+        // A child of the caller's span, while traces are exported and the caller is in
+        // one; what the write publishes carries its trace context (outbox::publish).
+        let commit = if crate::telemetry::traces::in_trace() {
+            tracing::info_span!(
+                target: crate::telemetry::traces::TARGET,
+                "store commit",
+                otel.name = "store commit",
+                db.system.name = "postgresql"
+            )
+        } else {
+            tracing::Span::none()
+        };
         self.run(move |client| async move {
             let started = std::time::Instant::now();
-            let result = work(client).await;
+            let result = tracing::Instrument::instrument(work(client), commit).await;
             if result.is_ok() {
                 // One write, one transaction, as the metrics count the store's commits.
                 crate::telemetry::metrics().store_commit("store", 1, started.elapsed());

@@ -20,6 +20,7 @@ use crate::ids::record_id;
 #[cfg(test)]
 use crate::store::OutboxEntry;
 use crate::store::{OutboxStore, Pending, RawOutboxEntry};
+use crate::telemetry::traces;
 
 /// The channel numbering announces the highest seq on.
 pub(super) const CHANNEL: &str = "sluice_outbox";
@@ -40,8 +41,15 @@ pub(super) async fn publish<C: GenericClient>(
 ) -> anyhow::Result<()> {
     execute(
         tx,
-        "INSERT INTO outbox (id, type, time, integration_id, data) VALUES ($1, $2, $3, $4, $5)",
-        &[&record_id("ntf"), &entry_type, &time, &integration_id, &data],
+        "INSERT INTO outbox (id, type, time, integration_id, data, traceparent) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &record_id("ntf"),
+            &entry_type,
+            &time,
+            &integration_id,
+            &data,
+            &traces::current_traceparent(),
+        ],
     )
     .await?;
     Ok(())
@@ -179,7 +187,7 @@ impl OutboxStore for PostgresStore {
         self.run(move |c| async move {
             let rows = query(
                 &c,
-                "SELECT seq, id, type, time, integration_id, data FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+                "SELECT seq, id, type, time, integration_id, data, traceparent FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
                 &[&seq, &(limit as i64)],
             )
             .await?;

@@ -292,5 +292,6 @@ pub(super) fn raw_entry(row: &Row, offset: usize) -> RawOutboxEntry {
         time: row.get(offset + 3),
         integration_id: row.get(offset + 4),
         data: row.get(offset + 5),
+        traceparent: row.get(offset + 6),
     }
 }

@@ -293,6 +293,17 @@ INSERT INTO participants (conversation_id, user_id, created_at)
 CREATE INDEX conversations_by_update ON conversations (updated_at, seq);
 CREATE INDEX users_by_update ON users (updated_at, seq);
 "#,
+    // The trace context of the write that published an entry, for its delivery.
+    "ALTER TABLE outbox ADD COLUMN traceparent TEXT;",
+    // Plugin code kept with the installations, so that every replica serves them; the
+    // installations' sidecars are sealed from here on (see sealing.rs).
+    r#"
+CREATE TABLE plugin_code (
+    hash TEXT PRIMARY KEY,
+    code BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the database's schema up to date, under a session advisory lock held on

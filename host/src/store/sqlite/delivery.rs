@@ -127,7 +127,7 @@ fn delivery_row(row: &Row) -> rusqlite::Result<DeliveryRecord> {
 
 /// A pending delivery with its outbox entry, for [`pending_row`].
 const PENDING_SELECT: &str = "SELECT d.seq, d.attempts, d.round_start, coalesce(d.next_attempt_at, 0),
-        o.seq, o.id, o.type, o.time, o.integration_id, o.data
+        o.seq, o.id, o.type, o.time, o.integration_id, o.data, o.traceparent
     FROM deliveries d JOIN outbox o ON o.seq = d.outbox_seq";
 
 fn pending_row(row: &Row) -> rusqlite::Result<PendingDelivery> {

@@ -17,6 +17,7 @@ use crate::ids::record_id;
 #[cfg(test)]
 use crate::store::OutboxEntry;
 use crate::store::{OutboxStore, Pending, RawOutboxEntry};
+use crate::telemetry::traces;
 
 /// Follows what is published on the write connection: answers the announcement for the
 /// connection's writer and the signal it keeps at the highest outbox seq committed. The
@@ -63,8 +64,15 @@ pub(super) fn publish(
 ) -> anyhow::Result<()> {
     execute(
         tx,
-        "INSERT INTO outbox (id, type, time, integration_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![record_id("ntf"), entry_type, time, integration_id, data],
+        "INSERT INTO outbox (id, type, time, integration_id, data, traceparent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            record_id("ntf"),
+            entry_type,
+            time,
+            integration_id,
+            data,
+            traces::current_traceparent()
+        ],
     )?;
     Ok(())
 }
@@ -88,7 +96,7 @@ impl OutboxStore for SqliteStore {
     fn raw_outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<RawOutboxEntry>> {
         self.read(move |c| {
             let mut statement = c.prepare_cached(
-                "SELECT seq, id, type, time, integration_id, data FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, id, type, time, integration_id, data, traceparent FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let entries = statement
                 .query_map(params![seq, limit as i64], |row| raw_entry(row, 0))?

@@ -212,5 +212,6 @@ pub(super) fn raw_entry(row: &Row, offset: usize) -> rusqlite::Result<RawOutboxE
         time: row.get(offset + 3)?,
         integration_id: row.get(offset + 4)?,
         data: row.get(offset + 5)?,
+        traceparent: row.get(offset + 6)?,
     })
 }

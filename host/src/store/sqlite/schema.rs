@@ -130,6 +130,10 @@ CREATE TABLE outbox (
     super::dedupe::MIGRATION,
     // Participants of conversations; lists ordered by update.
     super::chat::PARTICIPANTS_MIGRATION,
+    // The trace context of the write that published an entry, for its delivery.
+    "ALTER TABLE outbox ADD COLUMN traceparent TEXT;",
+    // Plugin code kept with the installations.
+    super::installations::PLUGIN_CODE_MIGRATION,
 ];
 
 /// Applies the `migrations` that `connection`'s database (`what`: the store, the queue)

@@ -17,14 +17,18 @@ use std::time::Instant;
 use anyhow::anyhow;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
+use tracing::Span;
 
 use crate::store::pending::{Answer, Pending};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
 
 struct Job {
     work: Box<dyn FnOnce(&Connection) -> Answer + Send>,
     /// A oneshot, so that async callers wait without holding a thread.
     reply: oneshot::Sender<Answer>,
+    /// The write's span while it is part of a trace (a child of the span it was asked
+    /// for in, from then until its transaction is committed); none otherwise.
+    commit: Option<Span>,
 }
 
 /// The handle through which every write of one database goes.
@@ -71,6 +75,9 @@ impl GroupWriter {
         let job = Job {
             work: Box::new(move |connection| work(connection).map(|value| Box::new(value) as Box<dyn Any + Send>)),
             reply,
+            commit: traces::in_trace().then(|| {
+                tracing::info_span!(target: traces::TARGET, "store commit", otel.name = "store commit", db.system.name = "sqlite")
+            }),
         };
         match self.jobs.send(job) {
             Ok(()) => Pending::waiting(answer),
@@ -124,6 +131,8 @@ fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec
     let mut jobs = batch.into_iter();
     // Answers wait here until their transaction is committed.
     let mut done: Vec<(oneshot::Sender<Answer>, Answer)> = Vec::new();
+    // The traced writes' commit spans, ended when the transaction is.
+    let mut commits: Vec<Span> = Vec::new();
     'transaction: loop {
         if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
             for job in jobs {
@@ -135,9 +144,14 @@ fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec
         }
         for job in jobs.by_ref() {
             let mark = announcement.mark();
+            let traceparent = job.commit.as_ref().and_then(traces::traceparent_of);
+            commits.extend(job.commit);
+            let work = job.work;
             let result = run_cached(connection, "SAVEPOINT job").and_then(|()| {
-                catch_unwind(AssertUnwindSafe(|| (job.work)(connection)))
-                    .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
+                traces::publishing_under(traceparent, || {
+                    catch_unwind(AssertUnwindSafe(|| work(connection)))
+                        .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
+                })
             });
             let result = match result {
                 Ok(value) => run_cached(connection, "RELEASE job").map(|()| value),

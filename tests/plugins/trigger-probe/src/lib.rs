@@ -5,6 +5,9 @@
 //! - `"sleepMs": n`: sleep first (so tests can catch events while they run);
 //! - `"sleepAfterMs": n`: sleep after recording `processed` (a run killed then has
 //!   left its record, and its repeat leaves a second one);
+//! - `"holdUntilState": "name"`: after recording `processed`, wait until the installation's state
+//!   `name` exists (a test opens this gate through the API, so it knows the run is still
+//!   running until then, whatever the machine's speed);
 //! - `"failUntilAttempt": k`: fail (upstream, retryable) on attempts before `k`;
 //! - `"reject": true`: fail with invalid-input (not retryable);
 //! - `"trap": true`: panic;
@@ -145,6 +148,11 @@ impl Guest for TriggerProbe {
         )?;
         if let Some(ms) = body["sleepAfterMs"].as_u64() {
             std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        if let Some(gate) = body["holdUntilState"].as_str() {
+            while client::get_state(StateScope::Integration, &ctx.integration_id, gate)?.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         let status = body["status"].as_u64().map(|s| s as u16).unwrap_or(200);
         Ok(HttpResponse {
