@@ -12,8 +12,8 @@ use super::rows::{
     CONVERSATION_COLUMNS, Conditions, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, edit_tags, execute, insert_tags,
     message_row, page, query_opt, refs, sorted_page, user_row,
 };
-use crate::envelope::Data;
 use crate::ids::record_id;
+use crate::store::outbox::{conversation_data, message_data, printed};
 use crate::store::{
     CONVERSATION_DELETION, ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending,
     TagChanges, TagEdits, Tags, USER_DELETION, UserChanges, UserRecord,
@@ -126,7 +126,7 @@ pub(super) async fn insert_conversation<C: GenericClient>(
         "chat:channel:created",
         Some(installation_id),
         now,
-        &Data::Conversation((&conversation).into()).to_json(),
+        &conversation_data(&conversation),
     )
     .await?;
     Ok(conversation)
@@ -135,6 +135,7 @@ pub(super) async fn insert_conversation<C: GenericClient>(
 /// Records a message with its tags, counts it on its conversation and publishes it as
 /// `chat:message:new`, inside the caller's transaction.
 async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -> anyhow::Result<()> {
+    let payload = printed(&message.payload);
     execute(
         tx,
         "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
@@ -145,7 +146,7 @@ async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -
             &message.conversation_id,
             &message.user_id,
             &message.message_type,
-            &message.payload.to_string(),
+            &payload.get(),
             &message.direction,
             &serde_json::to_string(&message.tags)?,
             &message.created_at,
@@ -166,7 +167,7 @@ async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -
         "chat:message:new",
         Some(&message.installation_id),
         message.created_at,
-        &Data::Message(message.into()).to_json(),
+        &message_data(message, &payload),
     )
     .await?;
     Ok(())
