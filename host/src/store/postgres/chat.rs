@@ -10,7 +10,7 @@ use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{
     CONVERSATION_COLUMNS, Conditions, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, edit_tags, execute, insert_tags,
-    message_row, page, query_opt, refs, sorted_page, user_row,
+    lock_key, message_row, page, query_opt, refs, sorted_page, user_row,
 };
 use crate::envelope::Data;
 use crate::ids::record_id;
@@ -19,13 +19,6 @@ use crate::store::{
     TagChanges, TagEdits, Tags, USER_DELETION, UserChanges, UserRecord,
 };
 use crate::time::now_ms;
-
-/// Serialises find-or-create on `key` until the transaction ends: two replicas (or two
-/// requests) looking for the same conversation or user create it once.
-pub(super) async fn lock_key<C: GenericClient>(tx: &C, key: &str) -> anyhow::Result<()> {
-    execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key]).await?;
-    Ok(())
-}
 
 /// Makes a user a participant of a conversation, inside the caller's transaction.
 pub(super) async fn add_participant_row<C: GenericClient>(
