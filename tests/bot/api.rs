@@ -396,6 +396,65 @@ fn conversations_and_users_are_got_or_created_by_tags() {
 }
 
 #[test]
+fn list_routes_take_the_query_parameters_they_honour_and_refuse_the_others_by_name() {
+    let host = host();
+    let conversation = conversation(&host, "guests");
+    let id = conversation["id"].as_str().unwrap();
+    for guest in ["g1", "g2", "g3"] {
+        let user = host.api_post("/v1/chat/users", &json!({ "tags": { "guest": guest } }));
+        assert_eq!(user.status, 200, "{}", user.body);
+        let added = host.api_post(
+            &format!("/v1/chat/conversations/{id}/participants"),
+            &json!({ "userId": user.json()["user"]["id"] }),
+        );
+        assert_eq!(added.status, 200, "{}", added.body);
+    }
+    let participants = format!("/v1/chat/conversations/{id}/participants");
+    let first = host.api_get(&format!("{participants}?pageSize=2"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["participants"].as_array().unwrap().len(), 2);
+    let token = first.json()["meta"]["nextToken"].as_str().unwrap().to_string();
+    let second = host.api_get(&format!("{participants}?pageSize=2&nextToken={token}"));
+    assert_eq!(
+        second.json()["participants"].as_array().unwrap().len(),
+        1,
+        "{}",
+        second.body
+    );
+
+    // Botpress's listParticipants takes nextToken and pageSize alone; each list route takes
+    // what Botpress takes there and sluice honours.
+    for (path, parameter) in [
+        (format!("{participants}?sortField=createdAt"), "sortField"),
+        (format!("{participants}?sortDirection=asc"), "sortDirection"),
+        (format!("{participants}?tags.guest=g1"), "tags.guest"),
+        (format!("{participants}?conversationId={id}"), "conversationId"),
+        (
+            "/v1/chat/conversations?conversationId=conv_1".to_string(),
+            "conversationId",
+        ),
+        ("/v1/chat/users?integrationName=courier".to_string(), "integrationName"),
+        ("/v1/chat/messages?channel=notes".to_string(), "channel"),
+        ("/v1/chat/messages?sortDirection=asc".to_string(), "sortDirection"),
+        ("/v1/chat/users?afterDate=2024-01-01".to_string(), "afterDate"),
+        ("/v1/chat/conversations?colour=blue".to_string(), "colour"),
+        ("/v1/chat/events?workflowId=wf_1".to_string(), "workflowId"),
+        ("/v1/chat/events?colour=blue".to_string(), "colour"),
+    ] {
+        let refused = host.api_get(&path);
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        assert_eq!(refused.json()["type"], "InvalidQuery", "{path}");
+        assert!(message(&refused).contains(parameter), "{path}: {}", refused.body);
+    }
+    let refused = host.api_get(&format!("{participants}?sortField=createdAt"));
+    assert!(
+        message(&refused).contains("nextToken, pageSize"),
+        "says what it takes: {}",
+        refused.body
+    );
+}
+
+#[test]
 fn discriminating_tags_find_a_conversation_by_some_of_its_tags() {
     let host = host();
     let first = host.api_post(
