@@ -294,6 +294,37 @@ fn a_failed_delivery_stores_nothing_and_says_why() {
 }
 
 #[test]
+fn a_message_in_a_conversation_whose_installation_was_removed_is_a_404_saying_so() {
+    let host = host();
+    let conversation = conversation(&host, "orphaned");
+    let id = conversation["id"].as_str().unwrap();
+    let removed = host.api_delete("/v1/admin/plugins/courier");
+    assert_eq!(removed.status, 204, "{}", removed.body);
+
+    let answer = host.api_post(
+        "/v1/chat/messages",
+        &json!({ "conversationId": id, "userId": bot_id(&host), "type": "note", "payload": { "text": "x" }, "tags": {} }),
+    );
+    // ResourceNotFound is an error @botpress/client knows (a 503 `Unavailable` it does not).
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "ResourceNotFound");
+    assert!(message(&answer).contains(id), "{}", answer.body);
+    assert!(message(&answer).contains("courier"), "{}", answer.body);
+    assert!(message(&answer).contains("not installed"), "{}", answer.body);
+    assert_eq!(
+        host.api_get(&format!("/v1/chat/conversations/{id}")).status,
+        200,
+        "the conversation itself stays"
+    );
+    let stored = host.api_get(&format!("/v1/chat/messages?conversationId={id}"));
+    assert!(
+        stored.json()["messages"].as_array().unwrap().is_empty(),
+        "{}",
+        stored.body
+    );
+}
+
+#[test]
 fn a_message_can_be_updated_within_its_channel_rules() {
     let host = host();
     let conversation = conversation(&host, "edits");

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::query::{EntityList, MessageFilters, PageQuery};
 use super::{TAG, entity_query, tag_changes};
 use crate::bot::{self, OutgoingMessage};
-use crate::http::errors::ApiResult;
+use crate::http::errors::{ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, PathParams};
 use crate::http::request_id::RequestId;
 use crate::http::shapes::{self, Deleted, PageMeta};
@@ -87,7 +87,10 @@ pub struct CreateBody {
 /// Send a message: the integration delivers it (`createMessage`).
 #[utoipa::path(post, path = "/v1/chat/messages", tag = TAG, operation_id = "createMessage",
     request_body = CreateBody,
-    responses((status = 200, description = "The message, delivered by the integration", body = MessageAnswer)))]
+    responses(
+        (status = 200, description = "The message, delivered by the integration", body = MessageAnswer),
+        (status = 404, description = "The conversation's installation was removed, or the integration answered not-found (ResourceNotFound)", body = ErrorBody),
+    ))]
 pub async fn create(
     State(app): State<AppState>,
     request_id: RequestId,
