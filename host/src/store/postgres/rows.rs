@@ -30,6 +30,14 @@ pub(super) async fn execute<C: GenericClient>(
     Ok(client.execute(&statement, params).await?)
 }
 
+/// Serialises whatever the caller does under `key` until its transaction ends: two replicas
+/// (or two requests) finding-or-creating the same conversation or user, or recording under
+/// the same dedupe key, do it once.
+pub(super) async fn lock_key<C: GenericClient>(tx: &C, key: &str) -> anyhow::Result<()> {
+    execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key]).await?;
+    Ok(())
+}
+
 /// Runs a query (prepared once per connection).
 pub(super) async fn query<C: GenericClient>(
     client: &C,

@@ -5,9 +5,11 @@ use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::PostgresStore;
-use super::chat::{add_participant_row, insert_conversation, lock_key};
+use super::chat::{add_participant_row, insert_conversation};
 use super::events::insert_event_row;
-use super::rows::{CONVERSATION_COLUMNS, Conditions, conversation_row, execute, insert_tags, query, query_opt, refs};
+use super::rows::{
+    CONVERSATION_COLUMNS, Conditions, conversation_row, execute, insert_tags, lock_key, query, query_opt, refs,
+};
 use crate::ids::record_id;
 use crate::store::events::EventRow;
 use crate::store::{
