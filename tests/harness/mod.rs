@@ -124,6 +124,25 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// A loopback port where nothing answers: bound but never listened on, so a connection is
+/// refused, and held until dropped, so no other test's server can take it meanwhile (a port
+/// merely freed again can be, and then the connection is reset instead of refused).
+pub struct DownPort {
+    _bound: socket2::Socket,
+    pub port: u16,
+}
+
+impl DownPort {
+    pub fn bind() -> DownPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a TCP socket");
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("a loopback port");
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        DownPort { _bound: socket, port }
+    }
+}
+
 /// Polls `condition` (every 10 ms) until it holds or `timeout` passes; whether it held.
 /// For state only visible by asking (an HTTP answer), where no log line tells.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
