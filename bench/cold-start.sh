@@ -24,7 +24,7 @@
 # "First request" is from launching sluice to the first 200 answer of the webhook;
 # "req/s" is wrk with 4 connections on one thread for DURATION seconds, right after the
 # first request ("at first") and once the optimised code serves ("optimised").
-set -euo pipefail
+set -Eeuo pipefail
 trap 'echo "bench/cold-start.sh: failed at line $LINENO" >&2' ERR
 cd "$(dirname "$0")/.."
 scripts/setup >/dev/null
@@ -82,7 +82,7 @@ start() {
         kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
         sleep 0.005
     done
-    url=$(grep -o 'http://127.0.0.1:[0-9]*/webhooks/[0-9a-f]*' "$log" | head -1)
+    url=$(grep -m1 -o 'http://127.0.0.1:[0-9]*/webhooks/[0-9a-f]*' "$log")
 }
 
 stop() {

@@ -29,19 +29,21 @@ use serde_json::Value;
 /// that changing it is a decision and not an accident. `GET /v1/delivery` shows it.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// The `data` of a notification.
+/// The `data` of a notification. `Payload` is how an event's or a message's payload is
+/// held: a [`Value`], or its JSON text already printed (a [`serde_json::value::RawValue`]),
+/// which is copied in as it is rather than walked and printed again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Data {
+pub enum Data<Payload = Value> {
     /// `{"event": {...}}`: an event was recorded (by a plugin, the bot or a trigger run).
-    Event(Event),
+    Event(Event<Payload>),
     /// `{"conversation": {...}}`: a conversation was created (`chat:channel:created`).
     Conversation(Conversation),
     /// `{"message": {...}}`: a message was recorded (`chat:message:new`).
-    Message(Message),
+    Message(Message<Payload>),
 }
 
-impl Data {
+impl<Payload: Serialize> Data<Payload> {
     /// The JSON text the outbox stores and delivery sends.
     pub fn to_json(&self) -> String {
         // Strings, numbers, JSON values and maps with string keys: nothing here can fail
@@ -53,7 +55,7 @@ impl Data {
 /// A recorded event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Event {
+pub struct Event<Payload = Value> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
     #[serde(with = "iso8601")]
@@ -66,7 +68,7 @@ pub struct Event {
     pub integration_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    pub payload: Value,
+    pub payload: Payload,
     pub status: String,
     /// The full type, `integration:name` for integration events.
     #[serde(rename = "type")]
@@ -96,14 +98,14 @@ pub struct Conversation {
 /// One message in a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Message {
+pub struct Message<Payload = Value> {
     pub conversation_id: String,
     #[serde(with = "iso8601")]
     pub created_at: i64,
     /// `incoming` (platform to bot) or `outgoing` (bot to platform).
     pub direction: String,
     pub id: String,
-    pub payload: Value,
+    pub payload: Payload,
     pub tags: BTreeMap<String, String>,
     #[serde(rename = "type")]
     pub message_type: String,

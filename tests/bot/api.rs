@@ -294,6 +294,37 @@ fn a_failed_delivery_stores_nothing_and_says_why() {
 }
 
 #[test]
+fn a_message_in_a_conversation_whose_installation_was_removed_is_a_404_saying_so() {
+    let host = host();
+    let conversation = conversation(&host, "orphaned");
+    let id = conversation["id"].as_str().unwrap();
+    let removed = host.api_delete("/v1/admin/plugins/courier");
+    assert_eq!(removed.status, 204, "{}", removed.body);
+
+    let answer = host.api_post(
+        "/v1/chat/messages",
+        &json!({ "conversationId": id, "userId": bot_id(&host), "type": "note", "payload": { "text": "x" }, "tags": {} }),
+    );
+    // ResourceNotFound is an error @botpress/client knows (a 503 `Unavailable` it does not).
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert_eq!(answer.json()["type"], "ResourceNotFound");
+    assert!(message(&answer).contains(id), "{}", answer.body);
+    assert!(message(&answer).contains("courier"), "{}", answer.body);
+    assert!(message(&answer).contains("not installed"), "{}", answer.body);
+    assert_eq!(
+        host.api_get(&format!("/v1/chat/conversations/{id}")).status,
+        200,
+        "the conversation itself stays"
+    );
+    let stored = host.api_get(&format!("/v1/chat/messages?conversationId={id}"));
+    assert!(
+        stored.json()["messages"].as_array().unwrap().is_empty(),
+        "{}",
+        stored.body
+    );
+}
+
+#[test]
 fn a_message_can_be_updated_within_its_channel_rules() {
     let host = host();
     let conversation = conversation(&host, "edits");
@@ -393,6 +424,65 @@ fn conversations_and_users_are_got_or_created_by_tags() {
         &json!({ "tags": { "shoeSize": "9" }, "integrationName": "courier" }),
     );
     assert_eq!(bad_tag.status, 400, "{}", bad_tag.body);
+}
+
+#[test]
+fn list_routes_take_the_query_parameters_they_honour_and_refuse_the_others_by_name() {
+    let host = host();
+    let conversation = conversation(&host, "guests");
+    let id = conversation["id"].as_str().unwrap();
+    for guest in ["g1", "g2", "g3"] {
+        let user = host.api_post("/v1/chat/users", &json!({ "tags": { "guest": guest } }));
+        assert_eq!(user.status, 200, "{}", user.body);
+        let added = host.api_post(
+            &format!("/v1/chat/conversations/{id}/participants"),
+            &json!({ "userId": user.json()["user"]["id"] }),
+        );
+        assert_eq!(added.status, 200, "{}", added.body);
+    }
+    let participants = format!("/v1/chat/conversations/{id}/participants");
+    let first = host.api_get(&format!("{participants}?pageSize=2"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["participants"].as_array().unwrap().len(), 2);
+    let token = first.json()["meta"]["nextToken"].as_str().unwrap().to_string();
+    let second = host.api_get(&format!("{participants}?pageSize=2&nextToken={token}"));
+    assert_eq!(
+        second.json()["participants"].as_array().unwrap().len(),
+        1,
+        "{}",
+        second.body
+    );
+
+    // Botpress's listParticipants takes nextToken and pageSize alone; each list route takes
+    // what Botpress takes there and sluice honours.
+    for (path, parameter) in [
+        (format!("{participants}?sortField=createdAt"), "sortField"),
+        (format!("{participants}?sortDirection=asc"), "sortDirection"),
+        (format!("{participants}?tags.guest=g1"), "tags.guest"),
+        (format!("{participants}?conversationId={id}"), "conversationId"),
+        (
+            "/v1/chat/conversations?conversationId=conv_1".to_string(),
+            "conversationId",
+        ),
+        ("/v1/chat/users?integrationName=courier".to_string(), "integrationName"),
+        ("/v1/chat/messages?channel=notes".to_string(), "channel"),
+        ("/v1/chat/messages?sortDirection=asc".to_string(), "sortDirection"),
+        ("/v1/chat/users?afterDate=2024-01-01".to_string(), "afterDate"),
+        ("/v1/chat/conversations?colour=blue".to_string(), "colour"),
+        ("/v1/chat/events?workflowId=wf_1".to_string(), "workflowId"),
+        ("/v1/chat/events?colour=blue".to_string(), "colour"),
+    ] {
+        let refused = host.api_get(&path);
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        assert_eq!(refused.json()["type"], "InvalidQuery", "{path}");
+        assert!(message(&refused).contains(parameter), "{path}: {}", refused.body);
+    }
+    let refused = host.api_get(&format!("{participants}?sortField=createdAt"));
+    assert!(
+        message(&refused).contains("nextToken, pageSize"),
+        "says what it takes: {}",
+        refused.body
+    );
 }
 
 #[test]

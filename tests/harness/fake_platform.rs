@@ -239,6 +239,11 @@ pub fn chat_sidecar(platform: &FakePlatform, allowed: &[&str], timeout_ms: Optio
 
 /// Sends `body` to a chat webhook URL, signed with `timestamp` and the test secret.
 pub fn post_signed_chat(host: &super::Host, url: &str, body: &Value, timestamp: i64) -> super::Answer {
+    post_signed_chat_text(host, url, &body.to_string(), timestamp)
+}
+
+/// [`post_signed_chat`] with the body as it is to be sent.
+pub fn post_signed_chat_text(host: &super::Host, url: &str, body: &str, timestamp: i64) -> super::Answer {
     let body = body.to_string();
     host.send(
         host.client()

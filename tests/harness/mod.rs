@@ -124,6 +124,25 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// A loopback port where nothing answers: bound but never listened on, so a connection is
+/// refused, and held until dropped, so no other test's server can take it meanwhile (a port
+/// merely freed again can be, and then the connection is reset instead of refused).
+pub struct DownPort {
+    _bound: socket2::Socket,
+    pub port: u16,
+}
+
+impl DownPort {
+    pub fn bind() -> DownPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a TCP socket");
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("a loopback port");
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        DownPort { _bound: socket, port }
+    }
+}
+
 /// Polls `condition` (every 10 ms) until it holds or `timeout` passes; whether it held.
 /// For state only visible by asking (an HTTP answer), where no log line tells.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -181,6 +200,30 @@ impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// `{prefix}[{"id":0},{"id":1},...]{suffix}`, exactly `total` bytes long (spaces pad the
+/// array): a body of many small JSON records, the shape that costs a plugin that reads
+/// the body into a tree of values the most memory for its size.
+pub fn small_records_body(prefix: &str, suffix: &str, total: usize) -> String {
+    let mut body = String::with_capacity(total);
+    body.push_str(prefix);
+    body.push('[');
+    let end = total - suffix.len() - 1;
+    let mut n = 0;
+    loop {
+        let record = format!("{}{{\"id\":{n}}}", if n == 0 { "" } else { "," });
+        if body.len() + record.len() > end {
+            break;
+        }
+        body.push_str(&record);
+        n += 1;
+    }
+    body.push_str(&" ".repeat(end - body.len()));
+    body.push(']');
+    body.push_str(suffix);
+    assert_eq!(body.len(), total);
+    body
 }
 
 /// POSTs `body` the way many clients do (Python's `urllib` and `requests`, Node's

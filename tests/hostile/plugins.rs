@@ -131,6 +131,26 @@ fn eating_memory_answers_500_naming_the_limit() {
 }
 
 #[test]
+fn running_out_of_memory_on_a_body_the_default_limit_admits_names_both_limits() {
+    let host = host();
+    let hog = host.installation("hog");
+    // A thirty-second of its 16 MiB: the largest body hog takes by default.
+    assert_eq!(hog["limits"]["maxBodyBytes"], 512 << 10);
+    let answer = host.post(
+        &format!("{}/misbehave", host.webhook_url("hog")),
+        &"x".repeat(512 << 10),
+    );
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    let message = answer.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("memory limit of 16777216 bytes"), "{message}");
+    assert!(message.contains("the request's body was 524288 bytes"), "{message}");
+    assert!(
+        message.contains("raise limits.max-memory-bytes in hog.toml, or lower limits.max-body-bytes"),
+        "{message}"
+    );
+}
+
+#[test]
 fn the_sandbox_grants_no_files_environment_or_sockets() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();

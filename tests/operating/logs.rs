@@ -5,16 +5,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Host, guest};
+use crate::harness::{DownPort, Host, guest};
 
 #[test]
 fn json_logs_are_one_object_a_line_with_the_fields_of_the_text_format() {
-    // A port nothing listens on: the plugin's call fails and sluice logs it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nothing answers there: the plugin's call fails and sluice logs it.
+    let down = DownPort::bind();
+    let port = down.port;
     let host = Host::builder()
         .plugin(
             "courier",

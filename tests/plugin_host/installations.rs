@@ -233,8 +233,8 @@ fn the_admin_api_describes_installations() {
     assert_eq!(installation["limits"]["timeoutMs"], 2500);
     assert_eq!(
         installation["limits"]["maxBodyBytes"],
-        8 * 1024 * 1024,
-        "an eighth of the memory limit"
+        2 * 1024 * 1024,
+        "a thirty-second of the memory limit"
     );
     assert_eq!(installation["allowedHosts"], json!(["https://api.example.com"]));
     assert_eq!(installation["problems"], json!([]));

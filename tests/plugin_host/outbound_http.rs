@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::harness::fake_platform::FakePlatform;
-use crate::harness::{Answer, Host, guest};
+use crate::harness::{Answer, DownPort, Host, guest};
 use serde_json::{Value, json};
 
 fn courier(sidecar: Option<&str>) -> Host {
@@ -89,12 +89,8 @@ fn a_host_that_is_not_allowed_is_refused_inside_the_plugin_and_nothing_is_sent()
 
 #[test]
 fn an_allowed_host_that_is_down_fails_inside_the_plugin_and_the_log_says_whose_call() {
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let down = DownPort::bind();
+    let port = down.port;
     let host = courier(Some(&format!("allowed-hosts = [\"http://127.0.0.1:{port}\"]\n")));
     let answer = fetch(&host, json!({ "url": format!("http://127.0.0.1:{port}/api/ping") }));
     assert_eq!(answer.status, 502, "{}", answer.body);

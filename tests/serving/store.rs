@@ -10,17 +10,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::harness::postgres::{self, StoreProxy};
-use crate::harness::{Host, eventually, guest, sluice_command};
+use crate::harness::{DownPort, Host, eventually, guest, sluice_command};
 
 #[test]
 fn an_unreachable_store_at_start_is_named_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let down = DownPort::bind();
+    let port = down.port;
     let url = format!("postgres://sluice:hunter2@127.0.0.1:{port}/sluice");
     let (data, plugins) = (dir.path().join("data"), dir.path().join("plugins"));
     let out = sluice_command(

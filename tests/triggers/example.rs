@@ -157,3 +157,28 @@ fn orders_and_report_requests_become_messages_and_events() {
             .contains("order 777 needs amount")
     );
 }
+
+#[test]
+fn an_order_of_many_small_records_at_the_trigger_body_limit_is_processed() {
+    let host = Host::builder().plugin("trigger", guest("trigger"), None).start();
+    let created = host.create_trigger(&json!({ "botId": "trigger", "authenticate": false }));
+    let url = host.trigger_event_url(created["id"].as_str().unwrap());
+    // The order's lines arrive as small records beside what the plugin reads.
+    let body = crate::harness::small_records_body(
+        r#"{"event":"order_created","order_id":"777","amount":5.5,"items":["SKU-7"],"lines":"#,
+        "}",
+        1 << 20,
+    );
+    let event_id = accepted(
+        &host.send(
+            host.client()
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body),
+        ),
+    );
+    let done = outcome(&host, &event_id);
+    assert_eq!(done["type"], "trigger:execution:finished", "{done}");
+    let orders = host.events(Some("orders:orderCreated"));
+    assert_eq!(orders[0]["payload"]["orderId"], "777");
+}

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use crate::harness::fake_platform::{
-    CHAT_BOT_TOKEN, CHAT_SIGNING_SECRET, FakePlatform, chat_sidecar, chat_signature, post_signed_chat, unix_now,
+    CHAT_BOT_TOKEN, CHAT_SIGNING_SECRET, FakePlatform, chat_sidecar, chat_signature, post_signed_chat,
+    post_signed_chat_text, unix_now,
 };
-use crate::harness::{Answer, Host, guest};
+use crate::harness::{Answer, Host, guest, small_records_body};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -188,6 +189,28 @@ fn an_incoming_message_becomes_a_conversation_a_user_and_a_message() {
         conversation.json()["conversation"]["messageCount"],
         2,
         "the same conversation"
+    );
+}
+
+#[test]
+fn a_message_of_many_small_records_at_the_default_body_limit_is_recorded() {
+    let platform = FakePlatform::start();
+    let host = chat_host(&platform);
+    // Rich text arrives as blocks of small records beside the text.
+    let body = small_records_body(
+        r#"{"type":"event_callback","event_id":"Ev0BIG","event":{"type":"message","channel":"C9","user":"U9","text":"big","ts":"1700000009.000900","blocks":"#,
+        "}}",
+        2 << 20,
+    );
+    let answer = post_signed_chat_text(&host, &host.webhook_url("chat"), &body, unix_now());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let messages = host
+        .api_get("/v1/chat/messages?tags.messageId=1700000009.000900")
+        .json();
+    assert_eq!(
+        messages["messages"][0]["payload"],
+        json!({ "text": "big" }),
+        "{messages}"
     );
 }
 

@@ -5,7 +5,7 @@
 //! acknowledged without an event; unsigned or badly signed calls are refused with 401
 //! and record nothing.
 
-use crate::harness::{Answer, Host, guest};
+use crate::harness::{Answer, Host, guest, small_records_body};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -68,6 +68,17 @@ fn deliver_as(host: &Host, webhook_id: Option<&str>, topic: &str, body: &str, si
         request = request.header("x-shopify-webhook-id", webhook_id);
     }
     host.send(request)
+}
+
+#[test]
+fn an_order_of_many_small_records_at_the_default_body_limit_is_recorded() {
+    let host = host();
+    let body = small_records_body(r#"{"id":820982911946154508,"line_items":"#, "}", 2 << 20);
+    let answer = deliver(&host, "orders/create", &body, Some(&sign(SECRET, &body)));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let events = host.events(Some("shop:newOrderCreated"));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(events[0]["payload"]["fullBody"], sent);
 }
 
 #[test]

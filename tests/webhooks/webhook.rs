@@ -2,7 +2,7 @@
 //! events, secret, CORS and limits. Every test runs against each build of the plugin
 //! (see `webhook_builds`), so all languages behave the same.
 
-use crate::harness::{Host, post_whole_then_read, webhook_build};
+use crate::harness::{Host, post_whole_then_read, small_records_body, webhook_build};
 use serde_json::json;
 
 /// Every build of the webhook example, each built from source: (language, component).
@@ -216,23 +216,42 @@ fn a_body_over_the_limit_gets_413_before_the_plugin_runs() {
 }
 
 #[test]
-fn the_default_body_limit_is_an_eighth_of_the_memory_limit() {
+fn the_default_body_limit_is_a_thirty_second_of_the_memory_limit() {
     let host = host_with(&webhook_build("rust"), None);
-    assert_eq!(host.installation("webhook")["limits"]["maxBodyBytes"], 8 << 20);
+    assert_eq!(host.installation("webhook")["limits"]["maxBodyBytes"], 2 << 20);
     let url = host.webhook_url("webhook");
     // Written whole before anything is read, as most clients do: the 413 still arrives.
-    let answer = post_whole_then_read(&url, &[], &vec![b'x'; (8 << 20) + 1]);
+    let answer = post_whole_then_read(&url, &[], &vec![b'x'; (2 << 20) + 1]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("limit of 8388608 bytes"), "{answer}");
+    assert!(answer.contains("limit of 2097152 bytes"), "{answer}");
     assert!(host.events(None).is_empty());
     assert_eq!(
-        host.post(&url, &"x".repeat(8 << 20)).status,
+        host.post(&url, &"x".repeat(2 << 20)).status,
         200,
         "the limit itself passes"
     );
 
     let smaller = host_with(&webhook_build("rust"), Some("[limits]\nmax-memory-bytes = 16777216\n"));
-    assert_eq!(smaller.installation("webhook")["limits"]["maxBodyBytes"], 2 << 20);
+    assert_eq!(smaller.installation("webhook")["limits"]["maxBodyBytes"], 512 << 10);
+}
+
+#[test]
+fn every_build_handles_a_body_of_small_records_at_the_default_limit() {
+    // The shape that costs the most memory for its size, as large as the defaults admit.
+    let body = small_records_body("", "", 2 << 20);
+    let records = serde_json::from_str::<serde_json::Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    for (language, build) in webhook_builds() {
+        let host = host_with(&build, None);
+        let answer = host.post(&host.webhook_url("webhook"), &body);
+        assert_eq!(answer.status, 200, "[{language}] {}", answer.body);
+        let events = host.events(Some("webhook:event"));
+        let stored = events[0]["payload"]["body"].as_array().map(Vec::len);
+        assert_eq!(stored, Some(records), "[{language}] every record, as an array");
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! host has already resolved the conversation (channel `trigger`) and contact and hands
 //! them over in `ctx.trigger`.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 wit_bindgen::generate!({
@@ -86,6 +87,39 @@ fn ok(body: Value) -> Result<HttpResponse, Error> {
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.to_string().into_bytes(),
     })
+}
+
+/// The fields of a JSON event the plugin reads; the rest of the body is skipped as it is
+/// read, so that a body of many small records is never a tree of values (which would take
+/// many times its size in the plugin's memory).
+#[derive(Deserialize)]
+struct JsonEvent {
+    #[serde(default)]
+    event: Value,
+    #[serde(default)]
+    order_id: Value,
+    #[serde(default)]
+    amount: Value,
+    #[serde(default)]
+    total: Value,
+    #[serde(default)]
+    items: Value,
+    #[serde(default)]
+    shipping_address: Value,
+}
+
+impl JsonEvent {
+    /// The fields read, as an object.
+    fn into_value(self) -> Value {
+        json!({
+            "event": self.event,
+            "order_id": self.order_id,
+            "amount": self.amount,
+            "total": self.total,
+            "items": self.items,
+            "shipping_address": self.shipping_address,
+        })
+    }
 }
 
 /// An order as senders write it.
@@ -305,8 +339,9 @@ impl Guest for Orders {
             ));
         }
         if content_type.contains("json") {
-            let body: Value =
-                serde_json::from_slice(&request.body).map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
+            let body = serde_json::from_slice::<JsonEvent>(&request.body)
+                .map_err(|e| invalid(format!("the body is not a JSON object: {e}")))?
+                .into_value();
             return match body["event"].as_str() {
                 None | Some("order_created") if !body["order_id"].is_null() => {
                     order_created(trigger, Order::from_json(&body)?)

@@ -26,7 +26,9 @@ pub struct OutgoingMessage {
     pub tags: Tags,
 }
 
-/// The installation that owns `conversation`, ready to take calls.
+/// The installation that owns `conversation`. One that was uninstalled is a 404
+/// (`ResourceNotFound`, which `@botpress/client` knows) rather than a 503: waiting does not
+/// bring it back (installed again, a plugin is a new installation with a new id).
 fn owner(plugins: &PluginHost, conversation: &ConversationRecord) -> Result<std::sync::Arc<Installation>, BotError> {
     let installation = plugins
         .registry
@@ -34,13 +36,11 @@ fn owner(plugins: &PluginHost, conversation: &ConversationRecord) -> Result<std:
         .by_id(&conversation.installation_id)
         .cloned()
         .ok_or_else(|| {
-            BotError::new(
-                BotErrorKind::Unavailable,
-                format!(
-                    "conversation {} belongs to integration {}, whose installation {} is not running any more",
-                    conversation.id, conversation.integration, conversation.installation_id
-                ),
-            )
+            BotError::not_found(format!(
+                "conversation {} belongs to an installation of integration {} ({}) that is not installed any more; \
+                 it takes no more messages",
+                conversation.id, conversation.integration, conversation.installation_id
+            ))
         })?;
     Ok(installation)
 }

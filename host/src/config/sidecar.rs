@@ -15,15 +15,22 @@ pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 #[serde(rename_all = "kebab-case", try_from = "LimitsFile")]
 pub struct Limits {
     /// Largest request body accepted; bigger requests get 413 before the plugin runs.
-    /// Unless set, an eighth of the memory limit (a plugin holds its body, and what it
-    /// parses from it, in that memory), at most the Botpress Webhook integration's 100 MB;
-    /// never more than the memory limit.
+    /// Unless set, a thirty-second of the memory limit ([`DEFAULT_BODY_SHARE`]), at most
+    /// the Botpress Webhook integration's 100 MB; never more than the memory limit.
     pub max_body_bytes: u64,
     /// Largest linear memory the plugin may grow to.
     pub max_memory_bytes: u64,
     /// Wall-clock deadline for one call, host calls and outbound HTTP included.
     pub timeout_ms: u64,
 }
+
+/// The default body limit is the memory limit divided by this. A plugin holds its body,
+/// and what it parses from it, in that memory, besides its own runtime: the example
+/// plugins, the Python and JavaScript ones with their interpreters, each handle a body of
+/// many small JSON records at this share of the default memory (2 MiB of 64 MiB) with
+/// room to spare, and the JavaScript one, which parses the body into objects, fails
+/// only past 3 MiB.
+pub const DEFAULT_BODY_SHARE: u64 = 32;
 
 /// The largest default body limit: the Botpress Webhook integration's.
 const MAX_DEFAULT_BODY_BYTES: u64 = 100 << 20;
@@ -68,7 +75,7 @@ impl TryFrom<LimitsFile> for Limits {
                 max_memory_bytes
             }
             Some(bytes) => bytes,
-            None => (max_memory_bytes / 8).min(MAX_DEFAULT_BODY_BYTES),
+            None => (max_memory_bytes / DEFAULT_BODY_SHARE).min(MAX_DEFAULT_BODY_BYTES),
         };
         Ok(Limits {
             max_body_bytes,
@@ -243,7 +250,7 @@ mod tests {
         let sidecar = Sidecar::parse("").unwrap();
         assert_eq!(sidecar.limits, Limits::default());
         assert_eq!(sidecar.limits.max_memory_bytes, 64 * 1024 * 1024);
-        assert_eq!(sidecar.limits.max_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(sidecar.limits.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(sidecar.configuration_json(), serde_json::json!({}));
     }
 
@@ -279,7 +286,7 @@ mod tests {
     fn the_body_limit_follows_the_memory_limit_and_never_exceeds_it() {
         let limits = |text: &str| Sidecar::parse(text).map(|s| s.limits);
         let bigger = limits("[limits]\nmax-memory-bytes = 268435456\n").unwrap();
-        assert_eq!(bigger.max_body_bytes, 32 << 20);
+        assert_eq!(bigger.max_body_bytes, 8 << 20);
         let huge = limits("[limits]\nmax-memory-bytes = 4294967296\n").unwrap();
         assert_eq!(huge.max_body_bytes, 100 << 20);
         // Set, it is kept, up to the memory limit.

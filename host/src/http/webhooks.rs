@@ -14,6 +14,7 @@ use super::extract::PathParams;
 use super::request_id::RequestId;
 use super::routes::{Routes, any_raw};
 use super::{ApiError, AppState};
+use crate::config::sidecar::DEFAULT_BODY_SHARE;
 use crate::json_depth;
 use crate::plugins::Installation;
 use crate::runtime::{CallError, WebhookRequest, WebhookResponse};
@@ -180,9 +181,10 @@ async fn handle(
         Err(failure) => {
             let mut message = format!("installation {}: {failure}", installation.name());
             if let CallError::MemoryLimit { limit } = failure
-                && body_bytes > limit / 16
+                && body_bytes > limit / (2 * DEFAULT_BODY_SHARE)
             {
-                // Most likely the body itself: say what to change.
+                // Most likely the body itself (at least half what the default body limit
+                // admits for this memory): say what to change.
                 message.push_str(&format!(
                     "; the request's body was {body_bytes} bytes, and a plugin needs several times its body \
                      in memory: raise limits.max-memory-bytes in {0}.toml, or lower limits.max-body-bytes \

@@ -93,6 +93,32 @@ struct Loaded {
     folder_code: HashMap<String, Arc<[u8]>>,
 }
 
+/// What one sync hands to [`PluginHost::serve`] beside the records to serve.
+#[derive(Default)]
+struct SyncFindings {
+    /// Files refused, by installation name: each name keeps its serving version, if any.
+    refused: BTreeMap<String, LoadFailure>,
+    /// Failures listed so far, which the snapshot keeps listing.
+    failures: Vec<LoadFailure>,
+    /// What the sync compiled and read.
+    loaded: Loaded,
+    /// Names the sync created (their `register` runs).
+    created: HashSet<String>,
+    /// Whether installations that have problems are built again.
+    retry_problems: bool,
+}
+
+impl SyncFindings {
+    /// A sync that reads no file and creates nothing: it serves what the store holds,
+    /// keeping `failures` listed and installations with problems as they are.
+    fn store_only(failures: Vec<LoadFailure>) -> SyncFindings {
+        SyncFindings {
+            failures,
+            ..SyncFindings::default()
+        }
+    }
+}
+
 /// An installation name is the file name without `.wasm`: letters, digits, `-`, `_`.
 fn installation_name(file: &Path) -> Result<String, String> {
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
@@ -331,18 +357,14 @@ impl PluginHost {
         self.keep_folder_memory(&seen);
         self.prune_kept_copies(&records);
 
-        let failures = std::mem::take(&mut report.failed);
-        self.serve(
-            records,
-            &current,
+        let findings = SyncFindings {
             refused,
-            failures,
+            failures: std::mem::take(&mut report.failed),
             loaded,
-            &created,
-            true,
-            &mut report,
-        )
-        .await;
+            created,
+            retry_problems: true,
+        };
+        self.serve(records, &current, findings, &mut report).await;
         Ok(report)
     }
 
@@ -372,17 +394,8 @@ impl PluginHost {
                     .is_some_and(|serving| same_version(serving, record))
             });
         if !unchanged {
-            self.serve(
-                records,
-                &current,
-                BTreeMap::new(),
-                failures,
-                Loaded::default(),
-                &HashSet::new(),
-                false,
-                &mut report,
-            )
-            .await;
+            self.serve(records, &current, SyncFindings::store_only(failures), &mut report)
+                .await;
         }
         Ok(report)
     }
@@ -409,18 +422,8 @@ impl PluginHost {
             removed: vec![name.to_string()],
             ..SyncReport::default()
         };
-        let failures = current.failures.clone();
-        self.serve(
-            records,
-            &current,
-            BTreeMap::new(),
-            failures,
-            Loaded::default(),
-            &HashSet::new(),
-            false,
-            &mut report,
-        )
-        .await;
+        let findings = SyncFindings::store_only(current.failures.clone());
+        self.serve(records, &current, findings, &mut report).await;
         Ok(true)
     }
 
@@ -458,24 +461,20 @@ impl PluginHost {
             .await?;
         records.insert(name.to_string(), record);
         // A file of this name refused earlier is no longer what the name stands for.
-        let failures = current
-            .failures
-            .iter()
-            .filter(|failure| failure.file != format!("{name}.wasm"))
-            .cloned()
-            .collect();
-        let mut report = SyncReport::default();
-        self.serve(
-            records,
-            &current,
-            BTreeMap::new(),
-            failures,
+        let findings = SyncFindings {
+            failures: current
+                .failures
+                .iter()
+                .filter(|failure| failure.file != format!("{name}.wasm"))
+                .cloned()
+                .collect(),
             loaded,
-            &created,
-            true,
-            &mut report,
-        )
-        .await;
+            created,
+            retry_problems: true,
+            ..SyncFindings::default()
+        };
+        let mut report = SyncReport::default();
+        self.serve(records, &current, findings, &mut report).await;
         Ok(report)
     }
 
@@ -559,19 +558,21 @@ impl PluginHost {
 
     /// Publishes a snapshot of what `records` say is installed: unchanged installations
     /// keep serving as they are, the others are built (and registered, once for every
-    /// replica). A name in `refused` keeps its serving version, if any.
-    #[allow(clippy::too_many_arguments, reason = "one sync's state, passed down once")]
+    /// replica). A name the sync refused keeps its serving version, if any.
     async fn serve(
         &self,
         records: BTreeMap<String, InstallationRecord>,
         current: &Snapshot,
-        refused: BTreeMap<String, LoadFailure>,
-        mut failures: Vec<LoadFailure>,
-        loaded: Loaded,
-        created: &HashSet<String>,
-        retry_problems: bool,
+        findings: SyncFindings,
         report: &mut SyncReport,
     ) {
+        let SyncFindings {
+            refused,
+            mut failures,
+            loaded,
+            created,
+            retry_problems,
+        } = findings;
         let mut installations = BTreeMap::new();
         for (name, record) in &records {
             let previous = current.installations.get(name);

@@ -4,10 +4,12 @@
 //! conversions from the store's records to that format are here, so that the store
 //! depends on the format and not the other way round.
 
+use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use super::{ConversationRecord, EventRecord, MessageRecord, Pending};
-use crate::envelope::{self, Envelope};
+use crate::envelope::{self, Data, Envelope};
 
 /// One published notification: what happened, to be delivered to the user's application
 /// in an [`Envelope`]. Tests read the outbox this way; delivery sends it as stored.
@@ -70,52 +72,60 @@ pub trait OutboxStore {
     fn outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<OutboxEntry>>;
 }
 
-impl From<&EventRecord> for envelope::Event {
-    fn from(event: &EventRecord) -> envelope::Event {
-        envelope::Event {
-            conversation_id: event.conversation_id.clone(),
-            created_at: event.created_at,
-            failure_reason: event.failure_reason.clone(),
-            id: event.id.clone(),
-            integration_id: event.installation_id.clone(),
-            message_id: event.message_id.clone(),
-            payload: event.payload.clone(),
-            status: event.status.clone(),
-            event_type: event.event_type.clone(),
-            user_id: event.user_id.clone(),
-        }
-    }
+/// `payload` printed as JSON text, once: a record's row and its outbox data both take this
+/// text, so that its tree of values (hundreds of thousands of them for a body of many small
+/// records) is walked once and never copied. Printed through `Value`'s `Display`, which
+/// serde_json compiles itself, so a debug build of sluice prints it as fast as a release.
+pub(super) fn printed(payload: &Value) -> Box<RawValue> {
+    RawValue::from_string(payload.to_string()).expect("a printed JSON value is JSON")
 }
 
-impl From<&ConversationRecord> for envelope::Conversation {
-    fn from(conversation: &ConversationRecord) -> envelope::Conversation {
-        envelope::Conversation {
-            channel: conversation.channel.clone(),
-            created_at: conversation.created_at,
-            id: conversation.id.clone(),
-            integration: conversation.integration.clone(),
-            integration_id: conversation.installation_id.clone(),
-            message_count: conversation.message_count,
-            tags: conversation.tags.clone(),
-            updated_at: conversation.updated_at,
-        }
-    }
+/// The outbox data of `event`, whose payload is `payload` as [`printed`].
+pub(super) fn event_data(event: &EventRecord, payload: &RawValue) -> String {
+    Data::Event(envelope::Event {
+        conversation_id: event.conversation_id.clone(),
+        created_at: event.created_at,
+        failure_reason: event.failure_reason.clone(),
+        id: event.id.clone(),
+        integration_id: event.installation_id.clone(),
+        message_id: event.message_id.clone(),
+        payload,
+        status: event.status.clone(),
+        event_type: event.event_type.clone(),
+        user_id: event.user_id.clone(),
+    })
+    .to_json()
 }
 
-impl From<&MessageRecord> for envelope::Message {
-    fn from(message: &MessageRecord) -> envelope::Message {
-        envelope::Message {
-            conversation_id: message.conversation_id.clone(),
-            created_at: message.created_at,
-            direction: message.direction.clone(),
-            id: message.id.clone(),
-            payload: message.payload.clone(),
-            tags: message.tags.clone(),
-            message_type: message.message_type.clone(),
-            updated_at: message.updated_at,
-            user_id: message.user_id.clone(),
-        }
-    }
+/// The outbox data of `conversation`.
+pub(super) fn conversation_data(conversation: &ConversationRecord) -> String {
+    Data::<Value>::Conversation(envelope::Conversation {
+        channel: conversation.channel.clone(),
+        created_at: conversation.created_at,
+        id: conversation.id.clone(),
+        integration: conversation.integration.clone(),
+        integration_id: conversation.installation_id.clone(),
+        message_count: conversation.message_count,
+        tags: conversation.tags.clone(),
+        updated_at: conversation.updated_at,
+    })
+    .to_json()
+}
+
+/// The outbox data of `message`, whose payload is `payload` as [`printed`].
+pub(super) fn message_data(message: &MessageRecord, payload: &RawValue) -> String {
+    Data::Message(envelope::Message {
+        conversation_id: message.conversation_id.clone(),
+        created_at: message.created_at,
+        direction: message.direction.clone(),
+        id: message.id.clone(),
+        payload,
+        tags: message.tags.clone(),
+        message_type: message.message_type.clone(),
+        updated_at: message.updated_at,
+        user_id: message.user_id.clone(),
+    })
+    .to_json()
 }
 
 #[cfg(test)]
@@ -123,7 +133,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::envelope::Data;
 
     /// 2024-07-01T14:06:46.700Z
     const CREATED: i64 = 1_719_842_806_700;
@@ -150,11 +159,11 @@ mod tests {
     #[test]
     fn records_are_published_in_the_pinned_format() {
         assert_eq!(
-            Data::Event((&event(true)).into()).to_json(),
+            event_data(&event(true), &printed(&event(true).payload)),
             r#"{"event":{"conversationId":"conv_1","createdAt":"2024-07-01T14:06:46.700Z","failureReason":null,"id":"evt_1","integrationId":"inst_1","messageId":"msg_1","payload":{"items":[{"sku":"a"}],"total":12.5},"status":"processed","type":"shop:order","userId":"user_1"}}"#
         );
         assert_eq!(
-            Data::Event((&event(false)).into()).to_json(),
+            event_data(&event(false), &printed(&event(false).payload)),
             r#"{"event":{"createdAt":"2024-07-01T14:06:46.700Z","failureReason":null,"id":"evt_1","payload":{"items":[{"sku":"a"}],"total":12.5},"status":"processed","type":"shop:order"}}"#
         );
         let conversation = ConversationRecord {
@@ -168,7 +177,7 @@ mod tests {
             updated_at: CREATED + 1,
         };
         assert_eq!(
-            Data::Conversation((&conversation).into()).to_json(),
+            conversation_data(&conversation),
             r#"{"conversation":{"channel":"channel","createdAt":"2024-07-01T14:06:46.700Z","id":"conv_1","integration":"chat","integrationId":"inst_1","messageCount":3,"tags":{"channelId":"C1"},"updatedAt":"2024-07-01T14:06:46.701Z"}}"#
         );
         let message = MessageRecord {
@@ -184,7 +193,7 @@ mod tests {
             updated_at: CREATED + 1,
         };
         assert_eq!(
-            Data::Message((&message).into()).to_json(),
+            message_data(&message, &printed(&message.payload)),
             r#"{"message":{"conversationId":"conv_1","createdAt":"2024-07-01T14:06:46.700Z","direction":"incoming","id":"msg_1","payload":{"text":"hi"},"tags":{"messageId":"m1"},"type":"text","updatedAt":"2024-07-01T14:06:46.701Z","userId":"user_1"}}"#
         );
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::query::{EntityFilters, PageQuery, SortQuery};
+use super::query::{ConversationFilters, EntityList, PageQuery, SortQuery};
 use super::{TAG, entity_query, integration_header, tag_changes, unsupported_fields};
 use crate::bot::conversations::{
     ConversationRequest, add_participant, create_conversation, existing_conversation, get_or_create_conversation,
@@ -59,10 +59,10 @@ pub struct ConversationGotOrCreated {
 
 /// List conversations (`listConversations`).
 #[utoipa::path(get, path = "/v1/chat/conversations", tag = TAG, operation_id = "listConversations",
-    params(PageQuery, SortQuery, EntityFilters),
+    params(PageQuery, SortQuery, ConversationFilters),
     responses((status = 200, description = "A page of conversations", body = ConversationList)))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<ConversationList>> {
-    let query = entity_query(raw.as_deref())?;
+    let query = entity_query(EntityList::Conversations, raw.as_deref())?;
     let page = app.store.conversations(&query).await?;
     Ok(Json(ConversationList {
         conversations: page.items.iter().map(shapes::conversation).collect(),
@@ -187,7 +187,7 @@ pub async fn list_participants(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<ParticipantList>> {
     existing_conversation(&app.plugins, &id).await?;
-    let listed = entity_query(raw.as_deref())?;
+    let listed = entity_query(EntityList::Participants, raw.as_deref())?;
     let query = EntityQuery {
         conversation_id: Some(id),
         page: listed.page,

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -14,9 +15,9 @@ use crate::http::shapes::{self, PageMeta};
 use crate::http::{ApiError, AppState};
 use crate::store::{EventQuery, PageRequest};
 
-/// Query of `listEvents`.
+/// Query of `listEvents`. Any other parameter is a 400 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListEventsQuery {
     /// The `meta.nextToken` of the page before.
@@ -32,6 +33,8 @@ pub struct ListEventsQuery {
     user_id: Option<String>,
     message_id: Option<String>,
     status: Option<String>,
+    /// Not supported (sluice has no workflows): a 400.
+    workflow_id: Option<String>,
 }
 
 /// A page of events, newest first.
@@ -55,6 +58,13 @@ pub async fn list(
     State(app): State<AppState>,
     QueryParams(query): QueryParams<ListEventsQuery>,
 ) -> ApiResult<Json<EventList>> {
+    if query.workflow_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidQuery",
+            "workflowId is not supported by sluice; leave it out",
+        ));
+    }
     let query = EventQuery {
         event_type: query.event_type,
         conversation_id: query.conversation_id,

@@ -6,20 +6,19 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::query::{EntityFilters, PageQuery};
+use super::query::{EntityList, MessageFilters, PageQuery};
 use super::{TAG, entity_query, tag_changes};
 use crate::bot::{self, OutgoingMessage};
-use crate::http::errors::ApiResult;
+use crate::http::errors::{ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, PathParams};
 use crate::http::request_id::RequestId;
 use crate::http::shapes::{self, Deleted, PageMeta};
 use crate::http::{ApiError, AppState};
-use crate::store::{Sort, Tags};
+use crate::store::Tags;
 
 /// A page of messages.
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,17 +35,10 @@ pub struct MessageAnswer {
 
 /// List messages (`listMessages`).
 #[utoipa::path(get, path = "/v1/chat/messages", tag = TAG, operation_id = "listMessages",
-    params(PageQuery, EntityFilters),
+    params(PageQuery, MessageFilters),
     responses((status = 200, description = "A page of messages, newest first", body = MessageList)))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<MessageList>> {
-    let query = entity_query(raw.as_deref())?;
-    if query.sort != Sort::default() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidQuery",
-            "messages are listed newest first; sortField and sortDirection are for conversations and users",
-        ));
-    }
+    let query = entity_query(EntityList::Messages, raw.as_deref())?;
     let page = app.store.messages(&query).await?;
     Ok(Json(MessageList {
         messages: page.items.iter().map(shapes::message).collect(),
@@ -95,7 +87,10 @@ pub struct CreateBody {
 /// Send a message: the integration delivers it (`createMessage`).
 #[utoipa::path(post, path = "/v1/chat/messages", tag = TAG, operation_id = "createMessage",
     request_body = CreateBody,
-    responses((status = 200, description = "The message, delivered by the integration", body = MessageAnswer)))]
+    responses(
+        (status = 200, description = "The message, delivered by the integration", body = MessageAnswer),
+        (status = 404, description = "The conversation's installation was removed, or the integration answered not-found (ResourceNotFound)", body = ErrorBody),
+    ))]
 pub async fn create(
     State(app): State<AppState>,
     request_id: RequestId,

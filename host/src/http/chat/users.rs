@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::conversations::IntegrationHeader;
-use super::query::{EntityFilters, PageQuery, SortQuery};
+use super::query::{EntityList, PageQuery, SortQuery, UserFilters};
 use super::{TAG, entity_query, integration_header, tag_changes, unsupported_fields};
 use crate::bot::conversations::{UserRequest, create_user, get_or_create_user, update_user};
 use crate::http::errors::ApiResult;
@@ -42,10 +42,10 @@ pub struct UserGotOrCreated {
 
 /// List users (`listUsers`).
 #[utoipa::path(get, path = "/v1/chat/users", tag = TAG, operation_id = "listUsers",
-    params(PageQuery, SortQuery, EntityFilters),
+    params(PageQuery, SortQuery, UserFilters),
     responses((status = 200, description = "A page of users", body = UserList)))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Json<UserList>> {
-    let query = entity_query(raw.as_deref())?;
+    let query = entity_query(EntityList::Users, raw.as_deref())?;
     let page = app.store.users(&query).await?;
     Ok(Json(UserList {
         users: page.items.iter().map(shapes::user).collect(),

@@ -200,7 +200,11 @@ impl Caller {
         };
         let (record, created) = match &dedupe_key {
             None => self.store.insert_event(&record).await.map(|()| (record, true)),
-            Some(key) => self.store.insert_event_once(&record, key).await,
+            Some(key) => self
+                .store
+                .insert_event_once(&record, key)
+                .await
+                .map(|first| first.map_or((record, true), |first| (first, false))),
         }
         .map_err(|e| storage(&self.label(), "storing the event", e))?;
         let event = wit_event(&record);

@@ -10,22 +10,15 @@ use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{
     CONVERSATION_COLUMNS, Conditions, MESSAGE_COLUMNS, USER_COLUMNS, conversation_row, edit_tags, execute, insert_tags,
-    message_row, page, query_opt, refs, sorted_page, user_row,
+    lock_key, message_row, page, query_opt, refs, sorted_page, user_row,
 };
-use crate::envelope::Data;
 use crate::ids::record_id;
+use crate::store::outbox::{conversation_data, message_data, printed};
 use crate::store::{
     CONVERSATION_DELETION, ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending,
     TagChanges, TagEdits, Tags, USER_DELETION, UserChanges, UserRecord,
 };
 use crate::time::now_ms;
-
-/// Serialises find-or-create on `key` until the transaction ends: two replicas (or two
-/// requests) looking for the same conversation or user create it once.
-pub(super) async fn lock_key<C: GenericClient>(tx: &C, key: &str) -> anyhow::Result<()> {
-    execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key]).await?;
-    Ok(())
-}
 
 /// Makes a user a participant of a conversation, inside the caller's transaction.
 pub(super) async fn add_participant_row<C: GenericClient>(
@@ -59,31 +52,81 @@ async fn delete_with(client: &mut deadpool_postgres::Object, statements: &[&str]
     Ok(deleted)
 }
 
-/// Inserts a new user with its tags, inside the caller's transaction.
-async fn insert_user<C: GenericClient>(
-    tx: &C,
-    installation_id: Option<&str>,
-    tags: &Tags,
-    name: Option<&str>,
-    picture_url: Option<&str>,
-) -> anyhow::Result<UserRecord> {
-    let user = UserRecord::new(installation_id, tags, name, picture_url, now_ms());
-    execute(
-        tx,
-        "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        &[
-            &user.id,
-            &installation_id,
-            &serde_json::to_string(tags)?,
-            &name,
-            &picture_url,
-            &user.created_at,
-        ],
-    )
-    .await?;
-    insert_tags(tx, "user", &user.id, tags).await?;
-    Ok(user)
+/// A user to create (`createUser`, `getOrCreateUser`), owned to move into a store task.
+struct NewUser {
+    installation_id: Option<String>,
+    tags: Tags,
+    name: Option<String>,
+    picture_url: Option<String>,
+}
+
+impl NewUser {
+    fn new(installation_id: Option<&str>, tags: &Tags, name: Option<&str>, picture_url: Option<&str>) -> NewUser {
+        NewUser {
+            installation_id: installation_id.map(str::to_string),
+            tags: tags.clone(),
+            name: name.map(str::to_string),
+            picture_url: picture_url.map(str::to_string),
+        }
+    }
+
+    /// Inserts the user with its tags, inside the caller's transaction.
+    async fn insert<C: GenericClient>(&self, tx: &C) -> anyhow::Result<UserRecord> {
+        let NewUser {
+            installation_id,
+            tags,
+            name,
+            picture_url,
+        } = self;
+        let user = UserRecord::new(
+            installation_id.as_deref(),
+            tags,
+            name.as_deref(),
+            picture_url.as_deref(),
+            now_ms(),
+        );
+        execute(
+            tx,
+            "INSERT INTO users (id, installation_id, tags, name, picture_url, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            &[
+                &user.id,
+                installation_id,
+                &serde_json::to_string(tags)?,
+                name,
+                picture_url,
+                &user.created_at,
+            ],
+        )
+        .await?;
+        insert_tags(tx, "user", &user.id, tags).await?;
+        Ok(user)
+    }
+}
+
+/// A conversation to create (`createConversation`, `getOrCreateConversation`), owned to
+/// move into a store task.
+struct NewConversation {
+    installation_id: String,
+    integration: String,
+    channel: String,
+    tags: Tags,
+}
+
+impl NewConversation {
+    fn new(installation_id: &str, integration: &str, channel: &str, tags: &Tags) -> NewConversation {
+        NewConversation {
+            installation_id: installation_id.to_string(),
+            integration: integration.to_string(),
+            channel: channel.to_string(),
+            tags: tags.clone(),
+        }
+    }
+
+    /// Inserts and publishes the conversation ([`insert_conversation`]).
+    async fn insert<C: GenericClient>(&self, tx: &C) -> anyhow::Result<ConversationRecord> {
+        insert_conversation(tx, &self.installation_id, &self.integration, &self.channel, &self.tags).await
+    }
 }
 
 /// Inserts a new conversation with its tags and publishes it as `chat:channel:created`,
@@ -126,7 +169,7 @@ pub(super) async fn insert_conversation<C: GenericClient>(
         "chat:channel:created",
         Some(installation_id),
         now,
-        &Data::Conversation((&conversation).into()).to_json(),
+        &conversation_data(&conversation),
     )
     .await?;
     Ok(conversation)
@@ -135,6 +178,7 @@ pub(super) async fn insert_conversation<C: GenericClient>(
 /// Records a message with its tags, counts it on its conversation and publishes it as
 /// `chat:message:new`, inside the caller's transaction.
 async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -> anyhow::Result<()> {
+    let payload = printed(&message.payload);
     execute(
         tx,
         "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
@@ -145,7 +189,7 @@ async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -
             &message.conversation_id,
             &message.user_id,
             &message.message_type,
-            &message.payload.to_string(),
+            &payload.get(),
             &message.direction,
             &serde_json::to_string(&message.tags)?,
             &message.created_at,
@@ -166,7 +210,7 @@ async fn insert_message_row<C: GenericClient>(tx: &C, message: &MessageRecord) -
         "chat:message:new",
         Some(&message.installation_id),
         message.created_at,
-        &Data::Message(message.into()).to_json(),
+        &message_data(message, &payload),
     )
     .await?;
     Ok(())
@@ -180,19 +224,14 @@ impl ChatStore for PostgresStore {
         channel: &str,
         tags: &Tags,
     ) -> Pending<(ConversationRecord, bool)> {
-        let (installation_id, integration, channel, tags) = (
-            installation_id.to_string(),
-            integration.to_string(),
-            channel.to_string(),
-            tags.clone(),
-        );
+        let new = NewConversation::new(installation_id, integration, channel, tags);
         self.run_publishing(move |mut c| async move {
             let tx = c.transaction().await?;
-            lock_key(&tx, &format!("conversation:{installation_id}:{channel}")).await?;
+            lock_key(&tx, &format!("conversation:{}:{}", new.installation_id, new.channel)).await?;
             let mut conditions = Conditions::default();
-            conditions.equal("installation_id", installation_id.clone());
-            conditions.equal("channel", channel.clone());
-            conditions.tags("conversation", "conversations.id", &tags);
+            conditions.equal("installation_id", new.installation_id.clone());
+            conditions.equal("channel", new.channel.clone());
+            conditions.tags("conversation", "conversations.id", &new.tags);
             let sql = format!(
                 "SELECT {CONVERSATION_COLUMNS} FROM conversations{} ORDER BY seq LIMIT 1",
                 conditions.where_clause()
@@ -200,7 +239,7 @@ impl ChatStore for PostgresStore {
             if let Some(row) = query_opt(&tx, &sql, &refs(&conditions.params)).await? {
                 return Ok((conversation_row(&row), false));
             }
-            let conversation = insert_conversation(&tx, &installation_id, &integration, &channel, &tags).await?;
+            let conversation = new.insert(&tx).await?;
             tx.commit().await?;
             Ok((conversation, true))
         })
@@ -247,21 +286,16 @@ impl ChatStore for PostgresStore {
         name: Option<&str>,
         picture_url: Option<&str>,
     ) -> Pending<(UserRecord, bool)> {
-        let (installation_id, tags, name, picture_url) = (
-            installation_id.map(str::to_string),
-            tags.clone(),
-            name.map(str::to_string),
-            picture_url.map(str::to_string),
-        );
+        let new = NewUser::new(installation_id, tags, name, picture_url);
         self.run(move |mut c| async move {
             let tx = c.transaction().await?;
-            lock_key(&tx, &format!("user:{}", installation_id.as_deref().unwrap_or(""))).await?;
+            lock_key(&tx, &format!("user:{}", new.installation_id.as_deref().unwrap_or(""))).await?;
             let mut conditions = Conditions::default();
-            let placeholder = conditions.bind(installation_id.clone());
+            let placeholder = conditions.bind(new.installation_id.clone());
             conditions
                 .clauses
                 .push(format!("installation_id IS NOT DISTINCT FROM {placeholder}"));
-            conditions.tags("user", "users.id", &tags);
+            conditions.tags("user", "users.id", &new.tags);
             let sql = format!(
                 "SELECT {USER_COLUMNS} FROM users{} ORDER BY seq LIMIT 1",
                 conditions.where_clause()
@@ -269,14 +303,7 @@ impl ChatStore for PostgresStore {
             if let Some(row) = query_opt(&tx, &sql, &refs(&conditions.params)).await? {
                 return Ok((user_row(&row), false));
             }
-            let user = insert_user(
-                &tx,
-                installation_id.as_deref(),
-                &tags,
-                name.as_deref(),
-                picture_url.as_deref(),
-            )
-            .await?;
+            let user = new.insert(&tx).await?;
             tx.commit().await?;
             Ok((user, true))
         })
@@ -411,15 +438,10 @@ impl ChatStore for PostgresStore {
         channel: &str,
         tags: &Tags,
     ) -> Pending<ConversationRecord> {
-        let (installation_id, integration, channel, tags) = (
-            installation_id.to_string(),
-            integration.to_string(),
-            channel.to_string(),
-            tags.clone(),
-        );
+        let new = NewConversation::new(installation_id, integration, channel, tags);
         self.run_publishing(move |mut c| async move {
             let tx = c.transaction().await?;
-            let conversation = insert_conversation(&tx, &installation_id, &integration, &channel, &tags).await?;
+            let conversation = new.insert(&tx).await?;
             tx.commit().await?;
             Ok(conversation)
         })
@@ -466,22 +488,10 @@ impl ChatStore for PostgresStore {
         name: Option<&str>,
         picture_url: Option<&str>,
     ) -> Pending<UserRecord> {
-        let (installation_id, tags, name, picture_url) = (
-            installation_id.map(str::to_string),
-            tags.clone(),
-            name.map(str::to_string),
-            picture_url.map(str::to_string),
-        );
+        let new = NewUser::new(installation_id, tags, name, picture_url);
         self.run(move |mut c| async move {
             let tx = c.transaction().await?;
-            let user = insert_user(
-                &tx,
-                installation_id.as_deref(),
-                &tags,
-                name.as_deref(),
-                picture_url.as_deref(),
-            )
-            .await?;
+            let user = new.insert(&tx).await?;
             tx.commit().await?;
             Ok(user)
         })

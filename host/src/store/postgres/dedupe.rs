@@ -4,8 +4,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::chat::lock_key;
-use super::rows::{execute, query_opt};
+use super::rows::{execute, lock_key, query_opt};
 use crate::store::DedupeKey;
 
 /// The kinds of record a key can stand for.

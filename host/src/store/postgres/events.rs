@@ -7,13 +7,13 @@ use super::PostgresStore;
 use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{Conditions, EVENT_COLUMNS, event_row, execute, page, query_opt};
-use crate::envelope::Data;
 use crate::ids::record_id;
+use crate::store::events::EventRow;
 use crate::store::{DedupeKey, EventQuery, EventRecord, EventStore, Page, Pending};
 use crate::telemetry::traces;
 
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
-pub(super) async fn insert_event_row<C: GenericClient>(tx: &C, event: &EventRecord) -> anyhow::Result<()> {
+pub(super) async fn insert_event_row<C: GenericClient>(tx: &C, event: &EventRow) -> anyhow::Result<()> {
     execute(
         tx,
         "INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at)
@@ -22,7 +22,7 @@ pub(super) async fn insert_event_row<C: GenericClient>(tx: &C, event: &EventReco
             &event.id,
             &event.installation_id,
             &event.event_type,
-            &event.payload.to_string(),
+            &event.payload.get(),
             &event.conversation_id,
             &event.user_id,
             &event.message_id,
@@ -37,14 +37,14 @@ pub(super) async fn insert_event_row<C: GenericClient>(tx: &C, event: &EventReco
         &event.event_type,
         event.installation_id.as_deref(),
         event.created_at,
-        &Data::Event(event.into()).to_json(),
+        &event.outbox_data,
     )
     .await
 }
 
 impl EventStore for PostgresStore {
     fn insert_event(&self, event: &EventRecord) -> Pending<()> {
-        let event = event.clone();
+        let event = EventRow::new(event);
         // One statement, so one round trip and one commit: the event and its outbox
         // entry.
         self.run_publishing(move |c| async move {
@@ -60,7 +60,7 @@ impl EventStore for PostgresStore {
                     &event.id,
                     &event.installation_id,
                     &event.event_type,
-                    &event.payload.to_string(),
+                    &event.payload.get(),
                     &event.conversation_id,
                     &event.user_id,
                     &event.message_id,
@@ -68,7 +68,7 @@ impl EventStore for PostgresStore {
                     &event.failure_reason,
                     &event.created_at,
                     &record_id("ntf"),
-                    &Data::Event((&event).into()).to_json(),
+                    &event.outbox_data,
                     &traces::current_traceparent(),
                 ],
             )
@@ -77,20 +77,20 @@ impl EventStore for PostgresStore {
         })
     }
 
-    fn insert_event_once(&self, event: &EventRecord, key: &DedupeKey) -> Pending<(EventRecord, bool)> {
-        let (event, key) = (event.clone(), key.clone());
+    fn insert_event_once(&self, event: &EventRecord, key: &DedupeKey) -> Pending<Option<EventRecord>> {
+        let (event, key) = (EventRow::new(event), key.clone());
         self.run_publishing(move |mut c| async move {
             let tx = c.transaction().await?;
             if let Some(id) = recorded_under(&tx, Kind::Event, &key).await? {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
                 if let Some(first) = query_opt(&tx, &sql, &[&id]).await? {
-                    return Ok((event_row(&first)?, false));
+                    return Ok(Some(event_row(&first)?));
                 }
             }
             insert_event_row(&tx, &event).await?;
             remember(&tx, Kind::Event, &key, &event.id, event.created_at).await?;
             tx.commit().await?;
-            Ok((event, true))
+            Ok(None)
         })
     }
 

@@ -30,6 +30,14 @@ pub(super) async fn execute<C: GenericClient>(
     Ok(client.execute(&statement, params).await?)
 }
 
+/// Serialises whatever the caller does under `key` until its transaction ends: two replicas
+/// (or two requests) finding-or-creating the same conversation or user, or recording under
+/// the same dedupe key, do it once.
+pub(super) async fn lock_key<C: GenericClient>(tx: &C, key: &str) -> anyhow::Result<()> {
+    execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key]).await?;
+    Ok(())
+}
+
 /// Runs a query (prepared once per connection).
 pub(super) async fn query<C: GenericClient>(
     client: &C,
@@ -190,7 +198,8 @@ pub(super) async fn insert_tags<C: GenericClient>(
 /// A JSON column. Text that does not parse (written by hand, say) is an error, logged
 /// and answered, never a value of another shape than the one stored.
 pub(super) fn parse_json(text: String) -> anyhow::Result<serde_json::Value> {
-    serde_json::from_str(&text).map_err(|error| {
+    // `Value`'s own parser, compiled in serde_json (see `store::outbox::printed`).
+    text.parse::<serde_json::Value>().map_err(|error| {
         tracing::error!(%error, "a stored JSON value does not parse; it is not read back as anything else");
         anyhow::Error::new(error).context("a stored JSON value does not parse")
     })

@@ -5,10 +5,13 @@ use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::PostgresStore;
-use super::chat::{add_participant_row, insert_conversation, lock_key};
+use super::chat::{add_participant_row, insert_conversation};
 use super::events::insert_event_row;
-use super::rows::{CONVERSATION_COLUMNS, Conditions, conversation_row, execute, insert_tags, query, query_opt, refs};
+use super::rows::{
+    CONVERSATION_COLUMNS, Conditions, conversation_row, execute, insert_tags, lock_key, query, query_opt, refs,
+};
 use crate::ids::record_id;
+use crate::store::events::EventRow;
 use crate::store::{
     Contact, ConversationRecord, EventRecord, EventResolution, Pending, StoreError, Tags, TriggerEventLink,
     TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
@@ -388,7 +391,7 @@ impl TriggerStore for PostgresStore {
             let mut received = resolution.received_event.clone();
             received.conversation_id = Some(conversation.id.clone());
             received.user_id = contact_user_id.clone();
-            insert_event_row(&tx, &received).await?;
+            insert_event_row(&tx, &EventRow::new(&received)).await?;
             tx.commit().await?;
             Ok(TriggerEventLink {
                 event_id: resolution.event_id.clone(),
@@ -408,7 +411,7 @@ impl TriggerStore for PostgresStore {
         attempt: u32,
         outcome: &EventRecord,
     ) -> Pending<bool> {
-        let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), outcome.clone());
+        let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), EventRow::new(outcome));
         self.run_publishing(move |mut c| async move {
             let tx = c.transaction().await?;
             if let Some(link) = find_link(&tx, &event_id, true).await? {

@@ -12,8 +12,8 @@ use super::rows::{
     sorted_page, tag_conditions, user_row,
 };
 use super::{SqliteStore, execute};
-use crate::envelope::Data;
 use crate::ids::record_id;
+use crate::store::outbox::{conversation_data, message_data, printed};
 use crate::store::{
     CONVERSATION_DELETION, ChatStore, ConversationRecord, DedupeKey, EntityQuery, MessageRecord, Page, Pending,
     TagChanges, TagEdits, Tags, USER_DELETION, UserChanges, UserRecord,
@@ -145,7 +145,7 @@ pub(super) fn insert_conversation(
         "chat:channel:created",
         Some(installation_id),
         now,
-        &Data::Conversation((&conversation).into()).to_json(),
+        &conversation_data(&conversation),
     )?;
     Ok(conversation)
 }
@@ -153,6 +153,7 @@ pub(super) fn insert_conversation(
 /// Inserts a message with its tags, counts it on its conversation and publishes it as
 /// `chat:message:new`, inside the caller's transaction.
 fn insert_message_row(tx: &Connection, message: &MessageRecord) -> anyhow::Result<()> {
+    let payload = printed(&message.payload);
     execute(tx,
         "INSERT INTO messages (id, installation_id, conversation_id, user_id, type, payload, direction, tags, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -162,7 +163,7 @@ fn insert_message_row(tx: &Connection, message: &MessageRecord) -> anyhow::Resul
             message.conversation_id,
             message.user_id,
             message.message_type,
-            message.payload.to_string(),
+            payload.get(),
             message.direction,
             serde_json::to_string(&message.tags)?,
             message.created_at,
@@ -181,7 +182,7 @@ fn insert_message_row(tx: &Connection, message: &MessageRecord) -> anyhow::Resul
         "chat:message:new",
         Some(&message.installation_id),
         message.created_at,
-        &Data::Message(message.into()).to_json(),
+        &message_data(message, &payload),
     )
 }
 

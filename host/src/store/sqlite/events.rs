@@ -7,31 +7,11 @@ use super::dedupe::{Kind, recorded_under, remember};
 use super::outbox::publish;
 use super::rows::{EVENT_COLUMNS, event_row, one, page};
 use super::{SqliteStore, execute};
-use crate::envelope::Data;
+use crate::store::events::EventRow;
 use crate::store::{DedupeKey, EventQuery, EventRecord, EventStore, Page, Pending};
 
-/// An event with its row's payload and its outbox entry already serialised: made before
-/// the write where it can be, so that the writer thread, which every write waits for,
-/// only inserts.
-pub(super) struct EventRow {
-    event: EventRecord,
-    payload: String,
-    outbox_data: String,
-}
-
-impl EventRow {
-    pub(super) fn new(event: EventRecord) -> EventRow {
-        EventRow {
-            payload: event.payload.to_string(),
-            outbox_data: Data::Event((&event).into()).to_json(),
-            event,
-        }
-    }
-}
-
 /// Inserts an event and publishes it to the outbox, inside the caller's transaction.
-pub(super) fn insert_event_row(tx: &Connection, row: &EventRow) -> anyhow::Result<()> {
-    let event = &row.event;
+pub(super) fn insert_event_row(tx: &Connection, event: &EventRow) -> anyhow::Result<()> {
     execute(tx,
         "INSERT INTO events (id, installation_id, type, payload, conversation_id, user_id, message_id, status, failure_reason, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -39,7 +19,7 @@ pub(super) fn insert_event_row(tx: &Connection, row: &EventRow) -> anyhow::Resul
             event.id,
             event.installation_id,
             event.event_type,
-            row.payload,
+            event.payload.get(),
             event.conversation_id,
             event.user_id,
             event.message_id,
@@ -53,29 +33,29 @@ pub(super) fn insert_event_row(tx: &Connection, row: &EventRow) -> anyhow::Resul
         &event.event_type,
         event.installation_id.as_deref(),
         event.created_at,
-        &row.outbox_data,
+        &event.outbox_data,
     )
 }
 
 impl EventStore for SqliteStore {
     fn insert_event(&self, event: &EventRecord) -> Pending<()> {
-        let row = EventRow::new(event.clone());
+        let row = EventRow::new(event);
         self.write(move |c| insert_event_row(c, &row))
     }
 
-    fn insert_event_once(&self, event: &EventRecord, key: &DedupeKey) -> Pending<(EventRecord, bool)> {
-        let row = EventRow::new(event.clone());
+    fn insert_event_once(&self, event: &EventRecord, key: &DedupeKey) -> Pending<Option<EventRecord>> {
+        let row = EventRow::new(event);
         let key = key.clone();
         self.write(move |c| {
             if let Some(id) = recorded_under(c, Kind::Event, &key)? {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1");
                 if let Some(first) = one(c, &sql, id.as_str(), event_row)? {
-                    return Ok((first, false));
+                    return Ok(Some(first));
                 }
             }
             insert_event_row(c, &row)?;
-            remember(c, Kind::Event, &key, &row.event.id, row.event.created_at)?;
-            Ok((row.event, true))
+            remember(c, Kind::Event, &key, &row.id, row.created_at)?;
+            Ok(None)
         })
     }
 

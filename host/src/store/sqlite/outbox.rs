@@ -133,7 +133,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::envelope::Data;
+    use crate::store::outbox::{conversation_data, event_data, printed};
     use crate::store::prelude::*;
     use crate::store::{EventRecord, Tags};
 
@@ -169,11 +169,11 @@ mod tests {
         let raw = store.raw_outbox_after(0, 10).wait().unwrap();
         assert_eq!(
             raw[0].data,
-            Data::Event((&event).into()).to_json(),
+            event_data(&event, &printed(&event.payload)),
             "stored as published"
         );
         assert_eq!(raw[0].integration_id, None);
-        assert_eq!(raw[1].data, Data::Conversation((&conversation).into()).to_json());
+        assert_eq!(raw[1].data, conversation_data(&conversation));
         assert_eq!(raw[1].integration_id.as_deref(), Some("inst_a"));
         let parsed = store.outbox_after(1, 10).wait().unwrap();
         assert_eq!(parsed.len(), 1);

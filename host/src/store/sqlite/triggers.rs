@@ -4,10 +4,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::chat::{add_participant_row, insert_conversation};
-use super::events::{EventRow, insert_event_row};
+use super::events::insert_event_row;
 use super::rows::{CONVERSATION_COLUMNS, conversation_row, insert_tags};
 use super::{SqliteStore, execute};
 use crate::ids::record_id;
+use crate::store::events::EventRow;
 use crate::store::{
     Contact, ConversationRecord, EventRecord, EventResolution, Pending, StoreError, Tags, TriggerEventLink,
     TriggerPage, TriggerQuery, TriggerRecord, TriggerStore,
@@ -424,7 +425,7 @@ impl TriggerStore for SqliteStore {
             let mut received = resolution.received_event.clone();
             received.conversation_id = Some(conversation.id.clone());
             received.user_id = contact_user_id.clone();
-            insert_event_row(tx, &EventRow::new(received))?;
+            insert_event_row(tx, &EventRow::new(&received))?;
             Ok(TriggerEventLink {
                 event_id: resolution.event_id.clone(),
                 trigger_id: resolution.trigger_id.clone(),
@@ -443,7 +444,7 @@ impl TriggerStore for SqliteStore {
         attempt: u32,
         outcome: &EventRecord,
     ) -> Pending<bool> {
-        let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), EventRow::new(outcome.clone()));
+        let (event_id, status, outcome) = (event_id.to_string(), status.to_string(), EventRow::new(outcome));
         self.write(move |tx| {
             let event_id = event_id.as_str();
             if let Some(link) = find_link(tx, event_id)? {
