@@ -156,8 +156,13 @@ impl Engine {
             .table_keep_resident(KEEP_RESIDENT_BYTES);
 
         let mut config = Config::new();
+        // The contract has no component-model async (nor does WASI 0.2): without
+        // concurrency support a store sets up none of its task machinery, and
+        // `call_async` runs the export on a fiber directly instead of through the
+        // concurrent event loop.
         config
             .wasm_component_model(true)
+            .concurrency_support(false)
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true)
@@ -180,6 +185,7 @@ impl Engine {
                 config
                     .strategy(Strategy::Winch)
                     .wasm_component_model(true)
+                    .concurrency_support(false)
                     .epoch_interruption(true)
                     .parallel_compilation(true);
                 if profiling == Profiling::PerfMap {
