@@ -199,6 +199,7 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
     }
 
     render_reference(&mut out, reports);
+    render_fan_out(&mut out, reports);
 
     if !micro.is_empty() {
         let _ = writeln!(out, "\nSandbox cost per request, in process (criterion, median):");
@@ -269,6 +270,7 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
                 );
             }
         }
+        let _ = writeln!(out, "{}", fan_out_target(reports));
     }
     out
 }
@@ -276,7 +278,7 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
 /// This build against the reference build (`--reference-sluice`): the ratio of the
 /// medians, and round by round (each round measured both, one after the other).
 fn render_reference(out: &mut String, reports: &[RowReport]) {
-    let pairs: Vec<_> = ["b", "d"]
+    let pairs: Vec<_> = ["b", "d", "e"]
         .into_iter()
         .filter_map(|key| {
             let reference = format!("{key}-ref");
@@ -312,6 +314,54 @@ fn render_reference(out: &mut String, reports: &[RowReport]) {
             thousands(b.median),
             a.median / b.median
         );
+    }
+}
+
+/// Delivery fan-out at saturation against its limit: (e) and (e0) found the highest rate
+/// they sustain by the same search, in the same rounds.
+fn render_fan_out(out: &mut String, reports: &[RowReport]) {
+    let (Some(sluice), Some(limit)) = (find(reports, "e"), find(reports, "e0")) else {
+        return;
+    };
+    let (Some(e), Some(e0)) = (sluice.throughput(), limit.throughput()) else {
+        return;
+    };
+    let by_round = if sluice.samples.len() == limit.samples.len() {
+        let ratios: Vec<String> = sluice
+            .samples
+            .iter()
+            .zip(&limit.samples)
+            .map(|(s, l)| format!("{:.1}%", 100.0 * s.per_s / l.per_s))
+            .collect();
+        format!("; by round {}", ratios.join(", "))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "\nDelivery fan-out at saturation (events/s sustained, each to 4 subscriptions): (e) {}, (e0) {}: {:.1}%{by_round}",
+        thousands(e.median),
+        thousands(e0.median),
+        100.0 * e.median / e0.median
+    );
+}
+
+/// The fan-out target's line: (e) against (e0), both at saturation.
+fn fan_out_target(reports: &[RowReport]) -> String {
+    const TARGET: &str = "  (e) ≥ 75% of (e0) at saturation";
+    match (
+        find(reports, "e").and_then(RowReport::throughput),
+        find(reports, "e0").and_then(RowReport::throughput),
+    ) {
+        (Some(e), Some(e0)) => {
+            let ratio = e.median / e0.median;
+            format!(
+                "{TARGET}: {:.1}% ({})",
+                100.0 * ratio,
+                if ratio >= 0.75 { "met" } else { "MISSED" }
+            )
+        }
+        _ => format!("{TARGET}: not measured (run without --quick)"),
     }
 }
 
@@ -519,6 +569,36 @@ mod tests {
             text.contains("; idle CPUs: cpuidle haltpoll, halt polling up to 0 µs"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn fan_out_is_judged_against_its_limit_at_saturation() {
+        let setting = Setting {
+            rounds: 2,
+            duration: 10,
+            warmup: 2,
+            connections: 32,
+            server_cpu: 0,
+            load_cpu: 1,
+            load_before: None,
+            load_after: None,
+            idle_cpus: None,
+            smoke: false,
+        };
+        let text = render(
+            &setting,
+            &[row("e0", &[5_000.0, 5_200.0]), row("e", &[3_900.0, 3_800.0])],
+            &[],
+        );
+        assert!(
+            text.contains("(e) 3,850, (e0) 5,100: 75.5%; by round 78.0%, 73.1%"),
+            "{text}"
+        );
+        assert!(text.contains("(e) ≥ 75% of (e0) at saturation: 75.5% (met)"), "{text}");
+        let missed = render(&setting, &[row("e0", &[5_000.0]), row("e", &[2_500.0])], &[]);
+        assert!(missed.contains("at saturation: 50.0% (MISSED)"), "{missed}");
+        let unmeasured = render(&setting, &[row("e", &[2_500.0])], &[]);
+        assert!(unmeasured.contains("at saturation: not measured"), "{unmeasured}");
     }
 
     #[test]
