@@ -573,15 +573,22 @@ fn main() {
         client: reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap(),
         recorded_before: 0,
     };
-    if options.saturate {
-        saturate(&mut bench, &options);
+    let outcome = if options.saturate {
+        saturate(&mut bench, &options)
     } else {
-        fixed_rate(&mut bench, &options);
+        fixed_rate(&mut bench, &options)
+    };
+    // Stops the subject: exiting does not run destructors.
+    drop(bench);
+    if let Err(why) = outcome {
+        eprintln!("the run is not valid: {why}");
+        std::process::exit(1);
     }
 }
 
 /// One step at the offered rate, reported second by second (bench/delivery-fanout.sh).
-fn fixed_rate(bench: &mut Bench, options: &Options) {
+/// `Err` when a request failed or an event was not delivered everywhere.
+fn fixed_rate(bench: &mut Bench, options: &Options) -> Result<(), String> {
     let step = bench.step(options.rate, options.seconds, true, None);
     let status = match &bench.subject {
         Subject::Sluice(host) => Some(host.api_get("/v1/delivery").body),
@@ -638,17 +645,17 @@ fn fixed_rate(bench: &mut Bench, options: &Options) {
         percentile(&step.latencies, 0.99)
     );
     if step.failed > 0 || step.drained.is_none() {
-        eprintln!(
-            "the run is not valid: {} requests failed or not every event was delivered",
+        return Err(format!(
+            "{} requests failed or not every event was delivered",
             step.failed
-        );
-        std::process::exit(1);
+        ));
     }
+    Ok(())
 }
 
 /// The highest rate sustained: up by half from `--rate` until a step is not sustained,
-/// then bisected to within 5%.
-fn saturate(bench: &mut Bench, options: &Options) {
+/// then bisected to within 5%. `Err` when no rate was sustained.
+fn saturate(bench: &mut Bench, options: &Options) -> Result<(), String> {
     // A short warm-up (connections, compiled code, the store's caches), not judged.
     let warm = bench.step((options.rate / 4).max(50), 1, false, Some(1.0));
     println!("warm-up {}", warm.summary());
@@ -678,11 +685,10 @@ fn saturate(bench: &mut Bench, options: &Options) {
         };
     }
     let Some(best) = sustained else {
-        eprintln!(
-            "the run is not valid: no rate was sustained (the lowest tried, {} events/s, was not)",
+        return Err(format!(
+            "no rate was sustained (the lowest tried, {} events/s, was not)",
             failed.unwrap_or(0)
-        );
-        std::process::exit(1);
+        ));
     };
     println!(
         "saturation: {} events/s sustained, each delivered to {} subscriptions ({} deliveries/s); {} events/s not",
@@ -697,4 +703,5 @@ fn saturate(bench: &mut Bench, options: &Options) {
         percentile(&best.latencies, 0.5),
         percentile(&best.latencies, 0.99)
     );
+    Ok(())
 }
