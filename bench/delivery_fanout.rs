@@ -244,6 +244,43 @@ struct Step {
     latencies: Vec<u64>,
     /// CPU seconds during the load: the subject, this benchmark (load + receiver).
     cpu: (Option<f64>, Option<f64>),
+    /// What the store's writer did during the load and the drain (sluice only).
+    store: Option<StoreWork>,
+}
+
+/// The store's group commits (from sluice's metrics): how many, the writes they held, and
+/// the seconds the writer spent in them.
+#[derive(Debug, Clone, Copy)]
+struct StoreWork {
+    commits: f64,
+    writes: f64,
+    seconds: f64,
+}
+
+impl StoreWork {
+    /// The store database's commit figures from sluice's `/metrics`.
+    fn of(host: &Host) -> Option<StoreWork> {
+        let text = host.api_get("/metrics").body;
+        let value = |name: &str| {
+            text.lines()
+                .find(|line| line.starts_with(name) && line.contains("database=\"store\""))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse::<f64>().ok())
+        };
+        Some(StoreWork {
+            commits: value("sluice_store_commit_duration_seconds_count")?,
+            writes: value("sluice_store_commit_batch_size_sum")?,
+            seconds: value("sluice_store_commit_duration_seconds_sum")?,
+        })
+    }
+
+    fn since(self, before: StoreWork) -> StoreWork {
+        StoreWork {
+            commits: self.commits - before.commits,
+            writes: self.writes - before.writes,
+            seconds: self.seconds - before.seconds,
+        }
+    }
 }
 
 impl Step {
@@ -300,9 +337,26 @@ impl Step {
         }
     }
 
+    /// The store's commits and writer time per event recorded.
+    fn store_per_event(&self) -> String {
+        match self.store {
+            Some(store) if self.recorded > 0 => {
+                let events = self.recorded as f64;
+                format!(
+                    "store {:.2} commits and {:.2} writes per event ({:.1} writes per commit), writer {:.0} µs per event",
+                    store.commits / events,
+                    store.writes / events,
+                    store.writes / store.commits.max(1.0),
+                    1e6 * store.seconds / events
+                )
+            }
+            _ => "store ?".into(),
+        }
+    }
+
     fn summary(&self) -> String {
         format!(
-            "{:>6}/s × {} s: offered {:>6}, recorded {:>6}, backlog max {:>5}, end {:>5}, p50 {:.2} ms, p99 {:.2} ms, cpu {} (load + receiver {}), {} per event: {}",
+            "{:>6}/s × {} s: offered {:>6}, recorded {:>6}, backlog max {:>5}, end {:>5}, p50 {:.2} ms, p99 {:.2} ms, cpu {} (load + receiver {}), {} per event{}: {}",
             self.rate,
             self.seconds,
             self.offered,
@@ -314,6 +368,10 @@ impl Step {
             self.cpu_share(self.cpu.0),
             self.cpu_share(self.cpu.1),
             self.cpu_per_event(),
+            match self.store {
+                Some(_) => format!(", {}", self.store_per_event()),
+                None => String::new(),
+            },
             match self.verdict() {
                 Ok(()) => "sustained".to_string(),
                 Err(why) => format!("NOT sustained ({why})"),
@@ -336,6 +394,13 @@ impl Bench {
         self.counts.per_path.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
+    fn store_now(&self) -> Option<StoreWork> {
+        match &self.subject {
+            Subject::Sluice(host) => StoreWork::of(host),
+            Subject::Native(_) => None,
+        }
+    }
+
     fn cpu_now(&self) -> (Option<f64>, Option<f64>) {
         (self.server_pid.as_deref().and_then(cpu_seconds), cpu_seconds("self"))
     }
@@ -352,6 +417,7 @@ impl Bench {
         let latencies = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
         let delivered_before: u64 = self.delivered_all().iter().sum();
         let cpu_before = self.cpu_now();
+        let store_before = self.store_now();
         let started = Instant::now();
         let load = {
             let (recorded, failed, sent, stop, latencies) = (
@@ -473,6 +539,12 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(20));
         }
         let drained = (self.delivered_min() >= all).then(|| drain_started.elapsed().as_secs_f64());
+        // The last attempts' records are written after their webhooks were received.
+        std::thread::sleep(Duration::from_millis(200));
+        let store = self
+            .store_now()
+            .zip(store_before)
+            .map(|(after, before)| after.since(before));
         self.recorded_before = all;
         let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
         latencies.sort_unstable();
@@ -490,6 +562,7 @@ impl Bench {
             delivered: self.delivered_all().iter().sum::<u64>() - delivered_before,
             latencies,
             cpu: (spent(cpu_before.0, cpu_after.0), spent(cpu_before.1, cpu_after.1)),
+            store,
         }
     }
 }
@@ -626,6 +699,9 @@ fn fixed_rate(bench: &mut Bench, options: &Options) -> Result<(), String> {
         step.cpu_per_event(),
         step.cpu_share(step.cpu.1)
     );
+    if step.store.is_some() {
+        println!("{} (load and drain)", step.store_per_event());
+    }
     println!(
         "verdict: {}",
         match step.verdict() {

@@ -335,6 +335,10 @@ impl HostBuilder {
 
     /// Runs this `sluice` binary instead of the one built with the tests: a benchmark
     /// measuring a reference build beside the current one (bench/delivery_fanout.rs).
+    #[allow(
+        dead_code,
+        reason = "the fan-out benchmark runs a reference build; the tests run their own"
+    )]
     pub fn binary(mut self, binary: impl Into<PathBuf>) -> Self {
         self.binary = Some(binary.into());
         self
