@@ -92,7 +92,7 @@ fn options() -> Options {
 /// What the load is sent to: sluice with the webhook example plugin, or the native
 /// fan-out (the limit).
 enum Subject {
-    Sluice(Host),
+    Sluice(Box<Host>),
     Native(NativeFanOut),
 }
 
@@ -620,7 +620,7 @@ fn main() {
             if let Some(binary) = &options.sluice {
                 host = host.binary(binary);
             }
-            Subject::Sluice(host.start())
+            Subject::Sluice(Box::new(host.start()))
         }
     };
     println!(
