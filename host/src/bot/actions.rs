@@ -59,7 +59,7 @@ pub async fn call_action(
             describe(&installation)
         ))
     };
-    json_depth::check(result.output.as_bytes(), json_depth::RECORDED_MAX_DEPTH, "its output").map_err(&broken)?;
+    json_depth::check(result.output.as_bytes(), json_depth::RECORDED_MAX_DEPTH, "its output").map_err(broken)?;
     let output: Value =
         serde_json::from_str(&result.output).map_err(|e| broken(format!("output that is not valid JSON ({e})")))?;
     declared
