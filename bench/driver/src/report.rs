@@ -545,8 +545,8 @@ mod tests {
             "{slower}"
         );
         // Half the speed by (a), but (c) runs as fast as then: the stricter reading holds.
-        let stricter = MachineSpeed::of_run(TARGETS_SET_AT_LIMIT / 2.0, Some(TARGETS_SET_AT_PEER))
-            .judge(1.5, 1.6, "ms");
+        let stricter =
+            MachineSpeed::of_run(TARGETS_SET_AT_LIMIT / 2.0, Some(TARGETS_SET_AT_PEER)).judge(1.5, 1.6, "ms");
         assert!(
             stricter.ends_with("slow-down 1.00×): ≤ 1.50 ms here: 1.60 ms (MISSED)"),
             "{stricter}"
