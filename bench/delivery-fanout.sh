@@ -3,6 +3,9 @@
 # event delivered to N signed webhook subscriptions on a loopback receiver.
 #
 #   bench/delivery-fanout.sh [--rate 5000] [--seconds 20] [--subscriptions 4] [--slow]
+#   bench/delivery-fanout.sh --saturate [--rate 2000] [--seconds 4]   # the highest rate
+#                             # sustained, found in steps of --seconds from --rate
+#   ... --native target/release/bench-native   # the same, sent to the native limit
 #
 # The store lives on tmpfs (/dev/shm) by default, so that what is measured is delivery
 # rather than this machine's fsync (SQLite with synchronous=FULL commits each recorded

@@ -268,6 +268,7 @@ pub struct HostBuilder {
     own_code_cache: bool,
     open_files: Option<(u64, u64)>,
     store: StoreChoice,
+    binary: Option<PathBuf>,
 }
 
 /// Which store a test host keeps its records in.
@@ -329,6 +330,17 @@ impl HostBuilder {
     /// or `LimitNOFILE` in a systemd unit would.
     pub fn open_file_limit(mut self, soft: u64, hard: u64) -> Self {
         self.open_files = Some((soft, hard));
+        self
+    }
+
+    /// Runs this `sluice` binary instead of the one built with the tests: a benchmark
+    /// measuring a reference build beside the current one (bench/delivery_fanout.rs).
+    #[allow(
+        dead_code,
+        reason = "the fan-out benchmark runs a reference build; the tests run their own"
+    )]
+    pub fn binary(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.binary = Some(binary.into());
         self
     }
 
@@ -395,6 +407,7 @@ impl HostBuilder {
             args.push(key.to_string_lossy().into_owned());
         }
         let mut host = Host {
+            binary: self.binary.unwrap_or_else(sluice_binary),
             _dir: dir,
             plugins,
             data,
@@ -536,6 +549,8 @@ impl Output {
 
 /// A running `sluice serve` in its own temporary folder. Killed on drop.
 pub struct Host {
+    /// The `sluice` binary it runs.
+    binary: PathBuf,
     /// The temporary folder holding plugins/ and data/, removed when the host is dropped.
     _dir: tempfile::TempDir,
     pub plugins: PathBuf,
@@ -563,6 +578,7 @@ impl Host {
             own_code_cache: false,
             open_files: None,
             store: StoreChoice::AsTheRunSays,
+            binary: None,
         }
     }
 
@@ -573,7 +589,7 @@ impl Host {
     /// Starts sluice and waits for its JSON line `event` (see [`Output::wait_for_event`]).
     fn launch_until(&mut self, event: &str) {
         self.output.clear();
-        let mut command = Command::new(sluice_binary());
+        let mut command = Command::new(&self.binary);
         command
             .arg("serve")
             .arg("--plugins")

@@ -78,10 +78,11 @@ pub struct Options {
     #[arg(long)]
     pub criterion: Option<PathBuf>,
     /// Another `sluice` binary (a build from before a change) measured in the same rounds:
-    /// rows (b-ref) and (d-ref) repeat (b) and (d) with it, and the table gives the ratios.
+    /// rows (b-ref), (d-ref) and (e-ref) repeat (b), (d) and (e) with it, and the table
+    /// gives the ratios.
     #[arg(long)]
     pub reference_sluice: Option<PathBuf>,
-    /// Only these rows, by key (comma-separated, e.g. `b,b-ref,d,d-ref`).
+    /// Only these rows, by key (comma-separated, e.g. `b,b-ref,d,d-ref` or `e0,e,e-ref`).
     #[arg(long, value_delimiter = ',')]
     pub rows: Vec<String>,
 }

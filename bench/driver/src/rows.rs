@@ -125,10 +125,11 @@ fn all_rows(options: &Options) -> Vec<Row> {
             },
         });
     }
-    // The limit of (e): the same load and receiver, the fan-out done natively in memory.
+    // The limit of (e): the same load, receiver and saturation search, the fan-out done
+    // natively in memory.
     rows.push(Row {
         key: "e0",
-        label: "native fan-out to 4 webhook subscriptions, in memory (the limit of (e); deliveries/s; not pinned)"
+        label: "native fan-out to 4 webhook subscriptions, in memory (the limit of (e); events/s sustained at saturation, each delivered 4 times; not pinned)"
             .into(),
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/delivery-fanout-native"),
@@ -138,13 +139,24 @@ fn all_rows(options: &Options) -> Vec<Row> {
     });
     rows.push(Row {
         key: "e",
-        label: "sluice, delivery fan-out to 4 webhook subscriptions (deliveries/s; not pinned)".into(),
+        label: "sluice, delivery fan-out to 4 webhook subscriptions (events/s sustained at saturation, each delivered 4 times; not pinned)".into(),
         kind: RowKind::Script {
             path: options.bench_dir.join("rows/delivery-fanout"),
             args: Vec::new(),
             sluice: options.sluice.clone(),
         },
     });
+    if let Some(reference) = &options.reference_sluice {
+        rows.push(Row {
+            key: "e-ref",
+            label: format!("(e) with the reference build {}", reference.display()),
+            kind: RowKind::Script {
+                path: options.bench_dir.join("rows/delivery-fanout"),
+                args: Vec::new(),
+                sluice: reference.clone(),
+            },
+        });
+    }
     // The store's cost: the same paths on SQLite and on PostgreSQL, and on two replicas
     // sharing the database (bench/run starts PostgreSQL for the run when it is there).
     let store_row = |key: &'static str, label: &str, args: &[&str]| Row {
