@@ -501,6 +501,22 @@ mod tests {
         }
     }
 
+    /// A run of two 10-second rounds, as the tests render it unless they say otherwise.
+    fn two_rounds() -> Setting {
+        Setting {
+            rounds: 2,
+            duration: 10,
+            warmup: 2,
+            connections: 32,
+            server_cpu: 0,
+            load_cpu: 1,
+            load_before: None,
+            load_after: None,
+            idle_cpus: None,
+            smoke: false,
+        }
+    }
+
     #[test]
     fn spread_takes_the_median() {
         assert_eq!(
@@ -517,18 +533,7 @@ mod tests {
 
     #[test]
     fn a_reference_build_is_compared_round_by_round() {
-        let setting = Setting {
-            rounds: 2,
-            duration: 10,
-            warmup: 2,
-            connections: 32,
-            server_cpu: 0,
-            load_cpu: 1,
-            load_before: None,
-            load_after: None,
-            idle_cpus: None,
-            smoke: false,
-        };
+        let setting = two_rounds();
         let text = render(
             &setting,
             &[row("b", &[40_000.0, 44_000.0]), row("b-ref", &[40_000.0, 40_000.0])],
@@ -544,15 +549,9 @@ mod tests {
     fn the_table_has_ratios_and_verdicts() {
         let setting = Setting {
             rounds: 3,
-            duration: 10,
-            warmup: 2,
-            connections: 32,
-            server_cpu: 0,
-            load_cpu: 1,
             load_before: Some(0.5),
-            load_after: None,
             idle_cpus: Some("cpuidle haltpoll, halt polling up to 0 µs".into()),
-            smoke: false,
+            ..two_rounds()
         };
         let reports = [
             row("a", &[100_000.0, 120_000.0, 110_000.0]),
@@ -588,18 +587,7 @@ mod tests {
 
     #[test]
     fn fan_out_is_judged_against_its_limit_at_saturation() {
-        let setting = Setting {
-            rounds: 2,
-            duration: 10,
-            warmup: 2,
-            connections: 32,
-            server_cpu: 0,
-            load_cpu: 1,
-            load_before: None,
-            load_after: None,
-            idle_cpus: None,
-            smoke: false,
-        };
+        let setting = two_rounds();
         let text = render(
             &setting,
             &[row("e0", &[5_000.0, 5_200.0]), row("e", &[3_900.0, 3_800.0])],
@@ -639,13 +627,8 @@ mod tests {
             rounds: 1,
             duration: 1,
             warmup: 0,
-            connections: 32,
-            server_cpu: 0,
-            load_cpu: 1,
-            load_before: None,
-            load_after: None,
-            idle_cpus: None,
             smoke: true,
+            ..two_rounds()
         };
         let text = render(&setting, &[row("a", &[1.0])], &[]);
         assert!(text.contains("SMOKE RUN"));
