@@ -270,8 +270,16 @@ fn a_disabled_subscription_keeps_its_place_or_starts_from_now_when_asked() {
     let path = format!("/v1/subscriptions/{id}");
     let count_of =
         |r: &crate::harness::receiver::Received| r.json()["data"]["event"]["payload"]["count"].as_i64().unwrap();
+    // What the receiver got is recorded as delivered a moment after it answered: wait for
+    // that, so that the pending deliveries counted below are only those made while disabled.
+    let nothing_pending = |what: &str| {
+        eventually(what, || {
+            deliveries(&host, &id, Some("pending")).is_empty().then_some(())
+        });
+    };
     record_events(&host, 0..2);
     receiver.wait_for_count(2, WAIT);
+    nothing_pending("the first two deliveries recorded as delivered");
 
     let off = patch(&host, &path, json!({ "enabled": false }));
     assert_eq!(off.status, 200, "{}", off.body);
@@ -289,6 +297,7 @@ fn a_disabled_subscription_keeps_its_place_or_starts_from_now_when_asked() {
     assert_eq!(on.json()["resumed"], json!({ "from": "backlog", "pending": 3 }));
     let got = receiver.wait_until(WAIT, "the backlog", |r| distinct_ids(r).len() == 5);
     assert_eq!(got.iter().map(count_of).collect::<HashSet<_>>(), (0..5).collect());
+    nothing_pending("the backlog recorded as delivered");
 
     // Or from now, when asked: what was recorded while it was off is skipped.
     assert_eq!(patch(&host, &path, json!({ "enabled": false })).status, 200);
