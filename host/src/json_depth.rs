@@ -45,6 +45,11 @@ pub fn depth(text: &[u8]) -> usize {
 
 /// `what` (for example "the body") as a refusal when it nests deeper than `limit`.
 pub fn check(text: &[u8], limit: usize, what: &str) -> Result<(), String> {
+    // Text cannot nest deeper than it has opening brackets; counting them is one
+    // vectorised pass, and almost every body has fewer than the limit.
+    if opening_brackets(text) <= limit {
+        return Ok(());
+    }
     let found = depth(text);
     if found > limit {
         return Err(format!(
@@ -52,6 +57,11 @@ pub fn check(text: &[u8], limit: usize, what: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How many `{` and `[` bytes `text` holds, inside strings or not.
+fn opening_brackets(text: &[u8]) -> usize {
+    text.iter().filter(|&&byte| byte == b'{' || byte == b'[').count()
 }
 
 /// The same refusal for JSON handed in already parsed (the embedding API's calls).
@@ -90,6 +100,19 @@ mod tests {
                 .contains("100 levels")
         );
         assert!(check(b"[[1]]", MAX_DEPTH, "the body").is_ok());
+    }
+
+    #[test]
+    fn many_brackets_shallow_or_in_strings_pass_and_deep_ones_do_not() {
+        let wide = format!("[{}1]", "[1],".repeat(500));
+        assert!(opening_brackets(wide.as_bytes()) > MAX_DEPTH);
+        assert!(check(wide.as_bytes(), MAX_DEPTH, "the body").is_ok());
+        let quoted = format!(r#"{{"a":"{}"}}"#, "[".repeat(500));
+        assert!(check(quoted.as_bytes(), MAX_DEPTH, "the body").is_ok());
+        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(check(at_limit.as_bytes(), MAX_DEPTH, "the body").is_ok());
+        let over = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(check(over.as_bytes(), MAX_DEPTH, "the body").is_err());
     }
 
     #[test]
