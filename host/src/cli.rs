@@ -207,7 +207,7 @@ fn init_logging(
     traces: Option<&TracesSettings>,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<Option<Tracing>> {
-    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{Layer as _, Registry};
@@ -220,7 +220,8 @@ fn init_logging(
         filter = filter.add_directive("wasmtime_wasi_http=error".parse().expect("a valid directive"));
     }
     // The spans made for traces stay out of the log: its lines read the same either way.
-    let filter = filter.and(filter_fn(for_the_log));
+    let most_verbose = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    let filter = filter.and(up_to(most_verbose, for_the_log));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match format {
         LogFormat::Text => {
@@ -245,7 +246,8 @@ fn init_logging(
     if let Some(settings) = traces {
         let (started, spans) = Tracing::start(settings, runtime.handle().clone())?;
         layers.push(spans.boxed());
-        layers.push(LogTraceIds.boxed());
+        let spans_logged_or_traced = most_verbose.max(crate::telemetry::traces::SPAN_LEVEL);
+        layers.push(LogTraceIds.with_filter(up_to(spans_logged_or_traced, |_| true)).boxed());
         exporting = Some(started);
     }
     tracing_subscriber::registry().with(layers).init();
@@ -253,6 +255,18 @@ fn init_logging(
         tracing::info!(endpoint = %settings.traces_endpoint, service = %settings.service_name, "exporting traces over OTLP/HTTP");
     }
     Ok(exporting)
+}
+
+/// `keep` as a filter that takes nothing more verbose than `most_verbose` and says so.
+/// Every filter needs that hint: one without it turns every level on at the call sites,
+/// so each `trace!` in the dependencies (wasmtime's included) would reach the subscriber,
+/// through the `log` bridge, before being refused.
+fn up_to(
+    most_verbose: tracing_subscriber::filter::LevelFilter,
+    keep: fn(&tracing::Metadata<'_>) -> bool,
+) -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(move |metadata| most_verbose >= *metadata.level() && keep(metadata))
+        .with_max_level_hint(most_verbose)
 }
 
 /// Runs a parsed command line; the exit code is 0 on success.

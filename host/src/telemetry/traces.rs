@@ -46,6 +46,10 @@ use crate::config::TracesSettings;
 /// only these, the log none of them ([`for_the_log`]).
 pub const TARGET: &str = "sluice::traces";
 
+/// The level of the spans made for traces (all `info_span!`): what the layers that only
+/// look at spans need to be given, so that the levels below stay off unless the log asks.
+pub const SPAN_LEVEL: tracing::level_filters::LevelFilter = tracing::level_filters::LevelFilter::INFO;
+
 /// Whether spans are exported (set once, at start).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -105,9 +109,10 @@ impl Tracing {
             .with_threads(false)
             .with_tracked_inactivity(false)
             .with_target(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
-                metadata.is_span() && metadata.target() == TARGET
-            }));
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|metadata| metadata.is_span() && metadata.target() == TARGET)
+                    .with_max_level_hint(SPAN_LEVEL),
+            );
         ENABLED.store(true, Ordering::Relaxed);
         Ok((Tracing { provider }, layer))
     }
