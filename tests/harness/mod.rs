@@ -109,7 +109,7 @@ pub fn guest(name: &str) -> PathBuf {
     let out = BUILT.get_or_init(|| {
         let target = target_dir().join("guests");
         run(
-            Command::new(env!("CARGO"))
+            cargo_of_this_build()
                 .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
                 .arg(repo_root().join("guest-examples/Cargo.toml"))
                 .arg("--target-dir")
@@ -122,6 +122,20 @@ pub fn guest(name: &str) -> PathBuf {
     let path = out.join(format!("{name}.wasm"));
     assert!(path.exists(), "guest {name} was not built at {}", path.display());
     path
+}
+
+/// The Cargo that built this program, with the `rustc` beside it. Run by a test, Cargo
+/// tells rustup's `rustc` which toolchain to use; run on its own (the benchmark runs the
+/// delivery-fanout example so), that `rustc` would be the machine's default toolchain,
+/// which may lack the `wasm32-wasip2` target the pinned one has.
+fn cargo_of_this_build() -> Command {
+    let cargo = Path::new(env!("CARGO"));
+    let mut command = Command::new(cargo);
+    let rustc = cargo.with_file_name("rustc");
+    if std::env::var_os("RUSTC").is_none() && rustc.is_file() {
+        command.env("RUSTC", rustc);
+    }
+    command
 }
 
 /// A loopback port where nothing answers: bound but never listened on, so a connection is
