@@ -61,7 +61,17 @@ pub fn check(text: &[u8], limit: usize, what: &str) -> Result<(), String> {
 
 /// How many `{` and `[` bytes `text` holds, inside strings or not.
 fn opening_brackets(text: &[u8]) -> usize {
-    text.iter().filter(|&&byte| byte == b'{' || byte == b'[').count()
+    // Counted in byte-wide sums over chunks that cannot overflow one: the compiler then
+    // compares and adds 16 bytes at a time (a `usize` count widens every byte first).
+    text.chunks(u8::MAX as usize)
+        .map(|chunk| {
+            let in_chunk: u8 = chunk
+                .iter()
+                .map(|&byte| u8::from(byte == b'{') | u8::from(byte == b'['))
+                .sum();
+            usize::from(in_chunk)
+        })
+        .sum()
 }
 
 /// The same refusal for JSON handed in already parsed (the embedding API's calls).
@@ -104,6 +114,11 @@ mod tests {
 
     #[test]
     fn many_brackets_shallow_or_in_strings_pass_and_deep_ones_do_not() {
+        assert_eq!(
+            opening_brackets("{[".repeat(700).as_bytes()),
+            1400,
+            "counted across chunks"
+        );
         let wide = format!("[{}1]", "[1],".repeat(500));
         assert!(opening_brackets(wide.as_bytes()) > MAX_DEPTH);
         assert!(check(wide.as_bytes(), MAX_DEPTH, "the body").is_ok());
