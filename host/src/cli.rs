@@ -18,7 +18,7 @@ use crate::precompile::{CacheLocation, compile};
 use crate::runtime::Tiering;
 use crate::scaffold::{Language, new_project};
 use crate::serve::{MetricsAt, ServeOptions, serve};
-use crate::telemetry::traces::{LogTraceIds, Tracing, WithTraceId, for_the_log};
+use crate::telemetry::traces::{LogTraceIds, Tracing, WithTraceId, for_the_log, up_to};
 
 /// A small, fast WebAssembly plugin host for chatbot and platform integrations.
 #[derive(Debug, Parser)]
@@ -255,18 +255,6 @@ fn init_logging(
         tracing::info!(endpoint = %settings.traces_endpoint, service = %settings.service_name, "exporting traces over OTLP/HTTP");
     }
     Ok(exporting)
-}
-
-/// `keep` as a filter that takes nothing more verbose than `most_verbose` and says so.
-/// Every filter needs that hint: one without it turns every level on at the call sites,
-/// so each `trace!` in the dependencies (wasmtime's included) would reach the subscriber,
-/// through the `log` bridge, before being refused.
-fn up_to(
-    most_verbose: tracing_subscriber::filter::LevelFilter,
-    keep: fn(&tracing::Metadata<'_>) -> bool,
-) -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
-    tracing_subscriber::filter::filter_fn(move |metadata| most_verbose >= *metadata.level() && keep(metadata))
-        .with_max_level_hint(most_verbose)
 }
 
 /// Runs a parsed command line; the exit code is 0 on success.

@@ -75,6 +75,18 @@ pub fn for_the_log(metadata: &tracing::Metadata<'_>) -> bool {
     !(metadata.is_span() && metadata.target() == TARGET)
 }
 
+/// `keep` as a filter that takes nothing more verbose than `most_verbose` and says so.
+/// Every filter needs that hint: one without it turns every level on at the call sites,
+/// so each `trace!` in the dependencies (wasmtime's included) would reach the subscriber,
+/// through the `log` bridge, before being refused.
+pub fn up_to(
+    most_verbose: tracing::level_filters::LevelFilter,
+    keep: fn(&tracing::Metadata<'_>) -> bool,
+) -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(move |metadata| most_verbose >= *metadata.level() && keep(metadata))
+        .with_max_level_hint(most_verbose)
+}
+
 /// Exporting traces: the provider to flush at the end.
 pub struct Tracing {
     provider: SdkTracerProvider,
@@ -109,10 +121,9 @@ impl Tracing {
             .with_threads(false)
             .with_tracked_inactivity(false)
             .with_target(false)
-            .with_filter(
-                tracing_subscriber::filter::filter_fn(|metadata| metadata.is_span() && metadata.target() == TARGET)
-                    .with_max_level_hint(SPAN_LEVEL),
-            );
+            .with_filter(up_to(SPAN_LEVEL, |metadata| {
+                metadata.is_span() && metadata.target() == TARGET
+            }));
         ENABLED.store(true, Ordering::Relaxed);
         Ok((Tracing { provider }, layer))
     }
