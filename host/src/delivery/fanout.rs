@@ -1,14 +1,17 @@
 //! The fan-out: reads the outbox in order and creates the deliveries each entry owes
 //! (one per matching subscription), moving its cursor in the same transaction, so every
-//! entry is fanned out exactly once.
+//! entry is fanned out exactly once. Once they are committed it hands the new deliveries
+//! to their workers in memory ([`Handoff`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::Delivery;
 use super::filter::TypeFilter;
+use super::webhooks::Handoff;
+use crate::store::PendingDelivery;
 use crate::time::now_ms;
 
 /// The fan-out task's cursor in `delivery_cursors`.
@@ -21,6 +24,7 @@ pub(super) struct Route {
     id: String,
     filter: TypeFilter,
     wake: Arc<Notify>,
+    handoff: Arc<Mutex<Handoff>>,
 }
 
 impl Delivery {
@@ -37,6 +41,7 @@ impl Delivery {
                     id: settings.id.clone(),
                     filter: TypeFilter::parse(&settings.types).unwrap_or_default(),
                     wake: worker.wake.clone(),
+                    handoff: worker.handoff.clone(),
                 }
             })
             .collect();
@@ -65,7 +70,7 @@ impl Delivery {
                 // Nobody to deliver to: move past what was published without reading it.
                 if head > cursor {
                     match self.store.fan_out(&[], FANOUT_CURSOR, head, now_ms()).await {
-                        Ok(()) => cursor = head,
+                        Ok(_) => cursor = head,
                         Err(error) => {
                             tracing::error!(error = %format!("{error:#}"), "cannot move the fan-out cursor; trying again")
                         }
@@ -74,7 +79,7 @@ impl Delivery {
                 Vec::new()
             } else {
                 let after = cursor;
-                match self.store.outbox_types_after(after, FANOUT_BATCH).await {
+                match self.store.raw_outbox_after(after, FANOUT_BATCH).await {
                     Ok(entries) => entries,
                     Err(error) => {
                         tracing::error!(error = %format!("{error:#}"), "cannot read the outbox; trying again");
@@ -83,7 +88,7 @@ impl Delivery {
                     }
                 }
             };
-            let Some(last) = entries.last().map(|(seq, _)| *seq) else {
+            let Some(last) = entries.last().map(|entry| entry.seq) else {
                 tokio::select! {
                     _ = published.changed() => {}
                     // In case a commit was missed: a cheap look once in a while.
@@ -92,22 +97,36 @@ impl Delivery {
                 }
                 continue;
             };
+            // What each delivery is: (subscription id, outbox seq) for the store, and
+            // (route, entry) to hand it over by.
             let mut owed = Vec::new();
-            let mut woken = vec![false; routes.len()];
-            for (seq, entry_type) in &entries {
-                for (index, route) in routes.iter().enumerate() {
-                    if route.filter.matches(entry_type) {
-                        owed.push((route.id.clone(), *seq));
-                        woken[index] = true;
+            let mut owners = Vec::new();
+            for (entry_index, entry) in entries.iter().enumerate() {
+                for (route_index, route) in routes.iter().enumerate() {
+                    if route.filter.matches(&entry.entry_type) {
+                        owed.push((route.id.clone(), entry.seq));
+                        owners.push((route_index, entry_index));
                     }
                 }
             }
-            let write = self.store.fan_out(&owed, FANOUT_CURSOR, last, now_ms()).await;
+            let now = now_ms();
+            let write = self.store.fan_out(&owed, FANOUT_CURSOR, last, now).await;
             match write {
-                Ok(()) => {
+                Ok(seqs) => {
                     cursor = last;
-                    for (route, woken) in routes.iter().zip(woken) {
-                        if woken {
+                    let mut handed: Vec<Vec<PendingDelivery>> = vec![Vec::new(); routes.len()];
+                    for (seq, (route_index, entry_index)) in seqs.into_iter().zip(owners) {
+                        handed[route_index].push(PendingDelivery {
+                            seq,
+                            attempts: 0,
+                            round_start: 0,
+                            next_attempt_at: now,
+                            entry: entries[entry_index].clone(),
+                        });
+                    }
+                    for (route, deliveries) in routes.iter().zip(handed) {
+                        if !deliveries.is_empty() {
+                            route.handoff.lock().unwrap_or_else(|p| p.into_inner()).hand(deliveries);
                             route.wake.notify_one();
                         }
                     }

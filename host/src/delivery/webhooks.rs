@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,6 +30,8 @@ use crate::time::now_ms;
 
 /// Deliveries fetched from the store at once per subscription.
 const FETCH_BATCH: usize = 512;
+/// New deliveries a worker's [`Handoff`] holds at most.
+const HANDOFF_LIMIT: usize = FETCH_BATCH;
 /// Attempt results written in one transaction at most.
 const RECORD_BATCH: usize = 4096;
 /// The longest `Retry-After` honoured (a day); longer asks are cut to it.
@@ -335,11 +337,47 @@ pub enum WorkerMessage {
     Requeued(Vec<i64>),
 }
 
+/// New deliveries the fan-out hands to a worker once they are committed, so that the
+/// worker sends them without reading back what the fan-out just wrote (with four
+/// subscriptions, four reads of every event). Only a shortcut past the store, which stays
+/// the record: a worker behind the store (a backlog, disabled, a full handoff) drops what
+/// was handed over and reads those deliveries from the store with the rest.
+#[derive(Default)]
+pub struct Handoff {
+    /// In seq order: the fan-out, the one creator of deliveries, hands them over in the
+    /// order it committed them.
+    deliveries: Vec<PendingDelivery>,
+    /// Some were dropped for lack of room.
+    overflowed: bool,
+}
+
+impl Handoff {
+    /// Hands over deliveries just committed, or drops them (and says so) when the worker
+    /// has not taken enough of those before.
+    pub fn hand(&mut self, deliveries: Vec<PendingDelivery>) {
+        if self.overflowed || self.deliveries.len() + deliveries.len() > HANDOFF_LIMIT {
+            self.overflowed = true;
+            self.deliveries = Vec::new();
+        } else {
+            self.deliveries.extend(deliveries);
+        }
+    }
+
+    /// What was handed over since the last look, and whether some was dropped.
+    fn take(&mut self) -> (Vec<PendingDelivery>, bool) {
+        (
+            std::mem::take(&mut self.deliveries),
+            std::mem::replace(&mut self.overflowed, false),
+        )
+    }
+}
+
 /// What the engine holds of a running worker.
 pub struct WorkerHandle {
     pub settings: watch::Sender<Arc<SubscriptionRecord>>,
-    /// New deliveries were created for this subscription.
+    /// New deliveries were created for this subscription (and handed over here).
     pub wake: Arc<Notify>,
+    pub handoff: Arc<Mutex<Handoff>>,
     pub inbox: mpsc::UnboundedSender<WorkerMessage>,
     pub slots: Arc<Semaphore>,
     pub task: tokio::task::JoinHandle<()>,
@@ -356,6 +394,7 @@ pub fn spawn_worker(
 ) -> WorkerHandle {
     let (settings, settings_rx) = watch::channel(Arc::new(subscription));
     let wake = Arc::new(Notify::new());
+    let handoff = Arc::new(Mutex::new(Handoff::default()));
     let (inbox, inbox_rx) = mpsc::unbounded_channel();
     let slots = Arc::new(Semaphore::new(sender.config.max_in_flight));
     let worker = Worker {
@@ -363,6 +402,7 @@ pub fn spawn_worker(
         sender,
         settings: settings_rx,
         wake: wake.clone(),
+        handoff: handoff.clone(),
         inbox: inbox_rx,
         inbox_tx: inbox.clone(),
         slots: slots.clone(),
@@ -373,6 +413,7 @@ pub fn spawn_worker(
     WorkerHandle {
         settings,
         wake,
+        handoff,
         inbox,
         slots,
         task,
@@ -384,6 +425,7 @@ struct Worker {
     sender: Arc<WebhookSender>,
     settings: watch::Receiver<Arc<SubscriptionRecord>>,
     wake: Arc<Notify>,
+    handoff: Arc<Mutex<Handoff>>,
     inbox: mpsc::UnboundedReceiver<WorkerMessage>,
     /// The inbox's sender, for the attempts this worker starts.
     inbox_tx: mpsc::UnboundedSender<WorkerMessage>,
@@ -468,8 +510,9 @@ impl Held {
 
 impl Worker {
     async fn run(mut self) {
-        // New deliveries are read from the store once, in seq order, past `after`;
-        // due and requeued ones are read again by their seqs.
+        // New deliveries are taken once, in seq order, past `after`: from the handoff
+        // while the worker is level with the store, from the store otherwise; due and
+        // requeued ones are read again by their seqs.
         let mut after = 0i64;
         let mut store_drained = false;
         let mut held = Held::default();
@@ -483,6 +526,25 @@ impl Worker {
                 Self::receive(message, &mut held, &mut requeued);
             }
             let enabled = self.settings.borrow().enabled;
+            let (handed, overflowed) = self.handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if overflowed {
+                store_drained = false;
+            } else if !handed.is_empty() {
+                if enabled && store_drained && held.ready.len() < FETCH_BATCH {
+                    // Level with the store: these are the deliveries created since it was
+                    // read (a read that saw some of them already moved `after` past them).
+                    let now = now_ms();
+                    for delivery in handed {
+                        if delivery.seq > after {
+                            after = delivery.seq;
+                            held.take(delivery, now);
+                        }
+                    }
+                } else {
+                    // Behind the store: they are in it, past `after`, read with the rest.
+                    store_drained = false;
+                }
+            }
             if enabled && held.ready.len() < FETCH_BATCH / 2 && !store_drained {
                 let id = self.settings.borrow().id.clone();
                 match self.store.pending_deliveries(&id, after, FETCH_BATCH).await {
@@ -548,7 +610,8 @@ impl Worker {
                 _ => Duration::from_secs(3600),
             };
             tokio::select! {
-                _ = self.wake.notified() => store_drained = false,
+                // New deliveries: in the handoff, or (when it overflowed) in the store.
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
                 message = self.inbox.recv() => {
                     if let Some(message) = message {
@@ -708,6 +771,29 @@ mod tests {
         let attempt = strict.attempt(&target, &delivery()).await;
         assert_eq!(attempt.outcome, DeliveryStatus::Dead, "{attempt:?}");
         assert!(attempt.error.unwrap().starts_with("refused to deliver to localhost"));
+    }
+
+    #[test]
+    fn a_full_handoff_drops_what_comes_after_and_says_so() {
+        let numbered = |from: i64, count: i64| {
+            (from..from + count)
+                .map(|seq| PendingDelivery { seq, ..delivery() })
+                .collect::<Vec<_>>()
+        };
+        let mut handoff = Handoff::default();
+        handoff.hand(numbered(1, 3));
+        handoff.hand(numbered(4, 2));
+        let (handed, overflowed) = handoff.take();
+        assert_eq!(handed.iter().map(|d| d.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert!(!overflowed);
+
+        handoff.hand(numbered(6, HANDOFF_LIMIT as i64 - 1));
+        handoff.hand(numbered(6 + HANDOFF_LIMIT as i64, 2));
+        // Once one is dropped, later ones are too: the worker reads them all from the store.
+        handoff.hand(numbered(8 + HANDOFF_LIMIT as i64, 1));
+        let (handed, overflowed) = handoff.take();
+        assert!(handed.is_empty() && overflowed, "{} handed", handed.len());
+        assert_eq!(handoff.take(), (Vec::new(), false), "taken once");
     }
 
     #[test]

@@ -217,7 +217,8 @@ pub trait DeliveryStore {
 
     /// Creates a pending delivery for each `(subscription id, outbox seq)` and moves the
     /// cursor `cursor` to `through`, in one transaction: every entry is fanned out once.
-    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<()>;
+    /// Answers the new deliveries' seqs, in the order of `deliveries`.
+    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<Vec<i64>>;
     /// Pending deliveries of a subscription with a seq above `after`, oldest first.
     fn pending_deliveries(&self, subscription_id: &str, after: i64, limit: usize) -> Pending<Vec<PendingDelivery>>;
     /// The deliveries among `seqs` that are pending and owed to the subscription, in seq

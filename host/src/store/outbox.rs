@@ -62,9 +62,6 @@ pub trait OutboxStore {
     /// Follows the outbox: the value is the highest outbox seq committed so far, and
     /// changes after every commit that published something.
     fn outbox_published(&self) -> watch::Receiver<i64>;
-    /// The seq and type of the outbox entries after `seq`, oldest first: what the fan-out
-    /// needs to route them, without their data.
-    fn outbox_types_after(&self, seq: i64, limit: usize) -> Pending<Vec<(i64, String)>>;
     /// Outbox entries after `seq`, oldest first, with their data as stored.
     fn raw_outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<RawOutboxEntry>>;
     /// Outbox entries after `seq`, oldest first, with their data parsed.

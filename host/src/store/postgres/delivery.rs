@@ -174,25 +174,37 @@ impl DeliveryStore for PostgresStore {
         })
     }
 
-    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<()> {
+    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<Vec<i64>> {
         let (deliveries, cursor) = (deliveries.to_vec(), cursor.to_string());
         self.run(move |mut c| async move {
             let tx = c.transaction().await?;
             // One statement for the whole batch: the subscriptions and seqs as arrays.
-            let (subscriptions, seqs): (Vec<String>, Vec<i64>) = deliveries.into_iter().unzip();
+            let (subscriptions, outbox_seqs): (Vec<String>, Vec<i64>) = deliveries.into_iter().unzip();
+            let mut created = Vec::with_capacity(subscriptions.len());
             if !subscriptions.is_empty() {
-                execute(
+                let rows = query(
                     &tx,
                     "INSERT INTO deliveries (subscription_id, outbox_seq, status, attempts, next_attempt_at, created_at, updated_at)
                      SELECT s, o, 'pending', 0, $3, $3, $3 FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(s, o, n)
-                     ORDER BY n",
-                    &[&subscriptions, &seqs, &now],
+                     ORDER BY n
+                     RETURNING seq, subscription_id, outbox_seq",
+                    &[&subscriptions, &outbox_seqs, &now],
                 )
                 .await?;
+                // RETURNING promises no order: match each row to its (subscription, entry),
+                // which a batch holds once.
+                let mut seqs: std::collections::HashMap<(String, i64), i64> =
+                    rows.iter().map(|row| ((row.get(1), row.get(2)), row.get(0))).collect();
+                for key in subscriptions.into_iter().zip(outbox_seqs) {
+                    let seq = seqs
+                        .remove(&key)
+                        .ok_or_else(|| anyhow::anyhow!("no delivery was created for entry {} to {}", key.1, key.0))?;
+                    created.push(seq);
+                }
             }
             execute(&tx, SET_CURSOR, &[&cursor, &through]).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(created)
         })
     }
 

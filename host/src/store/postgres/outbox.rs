@@ -171,18 +171,6 @@ impl OutboxStore for PostgresStore {
         self.published.subscribe()
     }
 
-    fn outbox_types_after(&self, seq: i64, limit: usize) -> Pending<Vec<(i64, String)>> {
-        self.run(move |c| async move {
-            let rows = query(
-                &c,
-                "SELECT seq, type FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&seq, &(limit as i64)],
-            )
-            .await?;
-            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-        })
-    }
-
     fn raw_outbox_after(&self, seq: i64, limit: usize) -> Pending<Vec<RawOutboxEntry>> {
         self.run(move |c| async move {
             let rows = query(

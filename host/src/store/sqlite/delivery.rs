@@ -251,23 +251,23 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<()> {
+    fn fan_out(&self, deliveries: &[(String, i64)], cursor: &str, through: i64, now: i64) -> Pending<Vec<i64>> {
         let (deliveries, cursor) = (deliveries.to_vec(), cursor.to_string());
         self.write(move |tx| {
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO deliveries (subscription_id, outbox_seq, status, attempts, next_attempt_at, created_at, updated_at)
-                     VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
-                )?;
-                for (subscription_id, outbox_seq) in &deliveries {
-                    insert.execute(params![subscription_id, outbox_seq, now])?;
-                }
-                tx.prepare_cached(
-                    "INSERT INTO delivery_cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = ?2",
-                )?
-                .execute(params![cursor, through])?;
+            let mut seqs = Vec::with_capacity(deliveries.len());
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO deliveries (subscription_id, outbox_seq, status, attempts, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?3)",
+            )?;
+            for (subscription_id, outbox_seq) in &deliveries {
+                insert.execute(params![subscription_id, outbox_seq, now])?;
+                seqs.push(tx.last_insert_rowid());
             }
-            Ok(())
+            tx.prepare_cached(
+                "INSERT INTO delivery_cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = ?2",
+            )?
+            .execute(params![cursor, through])?;
+            Ok(seqs)
         })
     }
 
@@ -657,12 +657,15 @@ mod tests {
         store.insert_event(&event("evt_2")).wait().unwrap();
         let entries = store.raw_outbox_after(0, 10).wait().unwrap();
         let owed: Vec<(String, i64)> = entries.iter().map(|e| ("sub_a".to_string(), e.seq)).collect();
-        store.fan_out(&owed, "fanout", entries[1].seq, 5).wait().unwrap();
+        let created = store.fan_out(&owed, "fanout", entries[1].seq, 5).wait().unwrap();
         assert_eq!(store.cursor("fanout").wait().unwrap(), Some(entries[1].seq));
 
         let pending = store.pending_deliveries("sub_a", 0, 10).wait().unwrap();
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].entry.data, entries[0].data);
+        let seqs: Vec<i64> = pending.iter().map(|p| p.seq).collect();
+        assert_eq!(created, seqs, "fan_out answers the new deliveries' seqs, in order");
+        assert_eq!(pending[1].entry, entries[1], "each delivery's entry as fanned out");
         let first = pending[0].seq;
         store
             .record_attempts(
