@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::webhooks::{WAIT, deliveries, distinct_ids, eventually, host_with, record_events, subscribe};
+use super::webhooks::{WAIT, deliveries, distinct_ids, host_with, record_events, subscribe};
+use crate::harness::eventually;
 use crate::harness::receiver::Receiver;
 use crate::harness::{API_TOKEN, Host};
 
@@ -42,7 +43,7 @@ fn patch(host: &Host, path: &str, body: Value) -> crate::harness::Answer {
 
 /// The one delivery of `subscription`, once `done` holds for it.
 fn the_delivery_once(host: &Host, subscription: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    eventually(what, || {
+    eventually(what, WAIT, || {
         let all = deliveries(host, subscription, None);
         let id = all.first()?["id"].as_str()?.to_string();
         let delivery = delivery(host, &id);
@@ -62,7 +63,7 @@ fn a_receiver_down_through_several_attempts_gets_everything_and_each_next_attemp
     let subscription = subscribe(&host, json!({ "url": receiver.url("/hook") }));
     let id = subscription["id"].as_str().unwrap().to_string();
     record_events(&host, 0..5);
-    let pending = eventually("every delivery to have failed four times", || {
+    let pending = eventually("every delivery to have failed four times", WAIT, || {
         let pending = deliveries(&host, &id, Some("pending"));
         (pending.len() == 5 && pending.iter().all(|d| d["attempts"].as_i64() >= Some(4))).then_some(pending)
     });
@@ -88,7 +89,7 @@ fn a_receiver_down_through_several_attempts_gets_everything_and_each_next_attemp
     receiver.up();
     let got = receiver.wait_until(WAIT, "all 5 events", |r| distinct_ids(r).len() == 5);
     assert_eq!(distinct_ids(&got).len(), 5);
-    eventually("every delivery recorded as delivered", || {
+    eventually("every delivery recorded as delivered", WAIT, || {
         (deliveries(&host, &id, Some("delivered")).len() == 5).then_some(())
     });
     assert!(deliveries(&host, &id, Some("dead")).is_empty());
@@ -104,13 +105,13 @@ fn a_recovery_resends_every_dead_delivery_since_a_time_and_shows_its_progress() 
 
     // One event dies before `since`, four after.
     record_events(&host, 0..1);
-    eventually("the first delivery to be dead-lettered", || {
+    eventually("the first delivery to be dead-lettered", WAIT, || {
         (deliveries(&host, &id, Some("dead")).len() == 1).then_some(())
     });
     let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     std::thread::sleep(Duration::from_millis(5));
     record_events(&host, 1..5);
-    let dead = eventually("all five to be dead-lettered", || {
+    let dead = eventually("all five to be dead-lettered", WAIT, || {
         let dead = deliveries(&host, &id, Some("dead"));
         (dead.len() == 5).then_some(dead)
     });
@@ -125,7 +126,7 @@ fn a_recovery_resends_every_dead_delivery_since_a_time_and_shows_its_progress() 
     assert_eq!(recovery["deliveries"], 4, "{recovery}");
     assert_eq!(recovery["subscriptionId"], id.as_str());
 
-    let finished = eventually("the recovery to finish", || {
+    let finished = eventually("the recovery to finish", WAIT, || {
         let answer = host.api_get(&format!("/v1/recoveries/{recovery_id}"));
         assert_eq!(answer.status, 200, "{}", answer.body);
         let recovery = answer.json()["recovery"].clone();
@@ -273,7 +274,7 @@ fn a_disabled_subscription_keeps_its_place_or_starts_from_now_when_asked() {
     // What the receiver got is recorded as delivered a moment after it answered: wait for
     // that, so that the pending deliveries counted below are only those made while disabled.
     let nothing_pending = |what: &str| {
-        eventually(what, || {
+        eventually(what, WAIT, || {
             deliveries(&host, &id, Some("pending")).is_empty().then_some(())
         });
     };
@@ -286,7 +287,7 @@ fn a_disabled_subscription_keeps_its_place_or_starts_from_now_when_asked() {
     assert_eq!(off.json()["resumed"], Value::Null);
     assert!(off.json()["subscription"]["disabledAt"].is_string(), "{}", off.body);
     record_events(&host, 2..5);
-    eventually("three deliveries kept while disabled", || {
+    eventually("three deliveries kept while disabled", WAIT, || {
         (deliveries(&host, &id, Some("pending")).len() == 3).then_some(())
     });
     assert_eq!(receiver.received().len(), 2, "nothing is sent while disabled");
@@ -302,7 +303,7 @@ fn a_disabled_subscription_keeps_its_place_or_starts_from_now_when_asked() {
     // Or from now, when asked: what was recorded while it was off is skipped.
     assert_eq!(patch(&host, &path, json!({ "enabled": false })).status, 200);
     record_events(&host, 5..7);
-    eventually("two deliveries kept while disabled", || {
+    eventually("two deliveries kept while disabled", WAIT, || {
         (deliveries(&host, &id, Some("pending")).len() == 2).then_some(())
     });
     let bad = patch(&host, &path, json!({ "enabled": true, "resume": "later" }));

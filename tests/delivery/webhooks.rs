@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::harness::receiver::{Received, Receiver};
-use crate::harness::{Host, guest};
+use crate::harness::{Host, eventually, guest};
 use serde_json::{Value, json};
 
 pub(super) const WAIT: Duration = Duration::from_secs(60);
@@ -57,18 +57,6 @@ pub(super) fn deliveries(host: &Host, subscription: &str, status: Option<&str>) 
     answer.json()["deliveries"].as_array().unwrap().clone()
 }
 
-/// Polls `what` until it returns `Some`, for up to a minute.
-pub(super) fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn webhooks_are_signed_so_a_standard_webhooks_verifier_accepts_them() {
     let receiver = Receiver::start();
@@ -114,7 +102,7 @@ fn webhooks_are_signed_so_a_standard_webhooks_verifier_accepts_them() {
 
     // The attempt is recorded once the receiver's answer is in, just after it got the request.
     let subscription_id = subscription["id"].as_str().unwrap();
-    let delivered = eventually("the delivery to be recorded as delivered", || {
+    let delivered = eventually("the delivery to be recorded as delivered", WAIT, || {
         let delivered = deliveries(&host, subscription_id, None);
         (delivered.len() == 1 && delivered[0]["status"] == "delivered").then_some(delivered)
     });
@@ -142,7 +130,7 @@ fn a_failing_receiver_sees_retries_with_growing_gaps() {
     assert!(gaps[0] >= Duration::from_millis(250), "{gaps:?}");
     assert!(gaps[1] > gaps[0] && gaps[2] > gaps[1], "gaps grow: {gaps:?}");
 
-    let delivery = eventually("the delivery to be recorded as delivered", || {
+    let delivery = eventually("the delivery to be recorded as delivered", WAIT, || {
         deliveries(&host, "app", None)
             .into_iter()
             .find(|d| d["status"] == "delivered")
@@ -191,7 +179,7 @@ fn a_receiver_that_is_down_for_a_while_gets_every_event_when_back() {
     let id = subscription["id"].as_str().unwrap().to_string();
     record_events(&host, 0..20);
     // Wait until attempts have failed against the closed port.
-    eventually("failed attempts while the receiver is down", || {
+    eventually("failed attempts while the receiver is down", WAIT, || {
         let pending = deliveries(&host, &id, Some("pending"));
         (pending.len() == 20 && pending.iter().all(|d| d["attempts"].as_i64() >= Some(1))).then_some(())
     });
@@ -208,7 +196,7 @@ fn a_receiver_that_is_down_for_a_while_gets_every_event_when_back() {
         .map(|r| r.json()["data"]["event"]["payload"]["count"].as_i64().unwrap())
         .collect();
     assert_eq!(counts, (0..20).collect::<HashSet<_>>());
-    eventually("every delivery recorded as delivered", || {
+    eventually("every delivery recorded as delivered", WAIT, || {
         (deliveries(&host, &id, Some("delivered")).len() == 20).then_some(())
     });
 }
@@ -221,7 +209,7 @@ fn a_dead_lettered_delivery_is_sent_again_through_the_api() {
     let subscription = subscribe(&host, json!({ "url": receiver.url("/hook") }));
     let id = subscription["id"].as_str().unwrap().to_string();
     record_events(&host, 7..8);
-    let dead = eventually("the delivery to be dead-lettered", || {
+    let dead = eventually("the delivery to be dead-lettered", WAIT, || {
         deliveries(&host, &id, Some("dead")).into_iter().next()
     });
     assert_eq!(dead["attempts"], 2);
@@ -238,7 +226,7 @@ fn a_dead_lettered_delivery_is_sent_again_through_the_api() {
     let got = receiver.wait_for_count(3, WAIT);
     assert_eq!(got[2].answered, 200);
     assert_eq!(got[2].header("webhook-id"), got[0].header("webhook-id"));
-    let delivered = eventually("the resent delivery to be delivered", || {
+    let delivered = eventually("the resent delivery to be delivered", WAIT, || {
         let answer = host.api_get(&format!("/v1/deliveries/{delivery_id}"));
         let delivery = answer.json()["delivery"].clone();
         (delivery["status"] == "delivered").then_some(delivery)
@@ -253,7 +241,7 @@ fn a_dead_lettered_delivery_is_sent_again_through_the_api() {
     // An answer that retrying cannot fix (410) is dead-lettered at once.
     receiver.always(Some(410));
     record_events(&host, 8..9);
-    let gone = eventually("the 410 to be dead-lettered", || {
+    let gone = eventually("the 410 to be dead-lettered", WAIT, || {
         deliveries(&host, &id, Some("dead")).into_iter().next()
     });
     assert_eq!(gone["attempts"], 1);
@@ -381,7 +369,7 @@ fn loopback_targets_are_refused_unless_allowed() {
     let url = format!("http://localhost:{}/hook", receiver.address().port());
     let subscription = subscribe(&host, json!({ "url": url }));
     record_events(&host, 0..1);
-    let dead = eventually("the delivery to localhost to be refused", || {
+    let dead = eventually("the delivery to localhost to be refused", WAIT, || {
         deliveries(&host, subscription["id"].as_str().unwrap(), Some("dead"))
             .into_iter()
             .next()
@@ -447,11 +435,11 @@ fn finished_deliveries_are_forgotten_after_the_retention_and_pending_ones_are_ke
 
     record_events(&host, 0..5);
     receiver.wait_for_count(5, WAIT);
-    eventually("delivered deliveries to be recorded", || {
+    eventually("delivered deliveries to be recorded", WAIT, || {
         (deliveries(&host, live, Some("delivered")).len() == 5).then_some(())
     });
     // A second later (the retention) they are forgotten, attempts and all...
-    eventually("delivered deliveries to be forgotten", || {
+    eventually("delivered deliveries to be forgotten", WAIT, || {
         deliveries(&host, live, None).is_empty().then_some(())
     });
     // ...while the deliveries still owed to the failing receiver stay, with their attempts,
