@@ -97,18 +97,19 @@ impl Delivery {
                 }
                 continue;
             };
-            // What each delivery is: (subscription id, outbox seq) for the store, and
-            // (route, entry) to hand it over by.
-            let mut owed = Vec::new();
+            // Each delivery owed, as (route, entry); the store takes (subscription id, seq).
             let mut owners = Vec::new();
             for (entry_index, entry) in entries.iter().enumerate() {
                 for (route_index, route) in routes.iter().enumerate() {
                     if route.filter.matches(&entry.entry_type) {
-                        owed.push((route.id.clone(), entry.seq));
                         owners.push((route_index, entry_index));
                     }
                 }
             }
+            let owed: Vec<(String, i64)> = owners
+                .iter()
+                .map(|&(route, entry)| (routes[route].id.clone(), entries[entry].seq))
+                .collect();
             let now = now_ms();
             let write = self.store.fan_out(&owed, FANOUT_CURSOR, last, now).await;
             match write {
