@@ -14,6 +14,11 @@
 //!   `<target>/bench-guests/{python,js}/webhook.wasm`), its handler recording one event
 //!   (schema check and an in-memory store).
 //!
+//! Each plugin is measured three ways: instantiated and dropped without a call (the floor
+//! every call pays), with `definition` (the smallest export) and with `handler`. The bench
+//! plugin's work is also measured natively (`native (Rust)/bench work`), the reference for
+//! what its `handler` costs inside the sandbox.
+//!
 //! Run: `cargo bench -p sluice --features bench --bench sandbox` (or `bench/run`, which prints the medians
 //! in its table).
 
@@ -162,6 +167,12 @@ fn sandbox(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
 
+    // The bench plugin's work done natively, without a sandbox: what its `handler` would
+    // cost if the guest's code ran as fast as the host's.
+    group.bench_function("native (Rust)/bench work", |b| {
+        b.iter(|| bench_work::handle(std::hint::black_box(bench_work::SAMPLE_BODY)).expect("the sample is a webhook"))
+    });
+
     for subject in subjects() {
         if !subject.path.exists() {
             eprintln!(
@@ -176,7 +187,14 @@ fn sandbox(c: &mut Criterion) {
         // Fails loudly now rather than in the middle of a measurement.
         tokio.block_on(call(&loaded, request.clone()));
 
-        // The floor: a fresh instance and the smallest export, `definition`.
+        // The floor: a fresh instance, no export called.
+        group.bench_function(format!("{}/instantiate + drop", subject.name), |b| {
+            b.iter(|| {
+                let result = tokio.block_on(loaded.plugin.instantiate_and_drop());
+                assert!(result.is_ok(), "{result:?}");
+            })
+        });
+        // The smallest export, `definition`.
         group.bench_function(format!("{}/instantiate + definition + drop", subject.name), |b| {
             b.iter(|| {
                 let result = tokio.block_on(loaded.plugin.probe());

@@ -270,6 +270,14 @@ pub fn render(setting: &Setting, reports: &[RowReport], micro: &[MicroResult]) -
                 if let Some(speed) = &speed {
                     let _ = writeln!(out, "{}", speed.judge(CALL_MICROS, micros, "µs"));
                 }
+                let median_of = |id: &str| micro.iter().find(|m| m.id == id).map(|m| m.median_ns / 1000.0);
+                if let (Some(floor), Some(native)) = (median_of(RUST_FLOOR_MICRO), median_of(NATIVE_WORK_MICRO)) {
+                    let _ = writeln!(
+                        out,
+                        "    of which the fresh instance alone (instantiate + drop) {floor:.2} µs; \
+                         the same work natively {native:.2} µs"
+                    );
+                }
             }
             None => {
                 let _ = writeln!(
@@ -438,6 +446,13 @@ impl MachineSpeed {
 /// The micro-benchmark the per-call target is judged on.
 pub const RUST_HANDLER_MICRO: &str = "sandbox/bench (Rust)/instantiate + handler + drop";
 
+/// The same plugin instantiated and dropped without a call: the part of every call that
+/// is wasmtime's fresh instance.
+pub const RUST_FLOOR_MICRO: &str = "sandbox/bench (Rust)/instantiate + drop";
+
+/// The bench plugin's work run natively, without a sandbox.
+pub const NATIVE_WORK_MICRO: &str = "sandbox/native (Rust)/bench work";
+
 /// Every `sandbox/...` micro-benchmark criterion has results for under `dir`.
 pub fn criterion_estimates(dir: &Path) -> Vec<MicroResult> {
     let mut found = Vec::new();
@@ -583,6 +598,32 @@ mod tests {
             text.contains("; idle CPUs: cpuidle haltpoll, halt polling up to 0 µs"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_call_target_shows_the_fresh_instance_and_the_native_work() {
+        let micro = |id: &str, median_ns: f64| MicroResult {
+            id: id.into(),
+            median_ns,
+        };
+        let text = render(
+            &two_rounds(),
+            &[],
+            &[
+                micro(RUST_HANDLER_MICRO, 18_000.0),
+                micro(RUST_FLOOR_MICRO, 8_250.0),
+                micro(NATIVE_WORK_MICRO, 3_000.0),
+            ],
+        );
+        assert!(
+            text.contains(
+                "≤ 10 µs: 18.00 µs (MISSED)\n    of which the fresh instance alone (instantiate + drop) 8.25 µs; \
+                 the same work natively 3.00 µs"
+            ),
+            "{text}"
+        );
+        let without = render(&two_rounds(), &[], &[micro(RUST_HANDLER_MICRO, 18_000.0)]);
+        assert!(!without.contains("of which"), "{without}");
     }
 
     #[test]

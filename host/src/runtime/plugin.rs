@@ -68,10 +68,23 @@ impl CompiledPlugin {
     }
 
     /// Calls `definition()` in a fresh instance and drops the answer: the cheapest call a
-    /// plugin takes (the sandbox benchmark's floor).
+    /// plugin takes.
     #[cfg(any(test, feature = "bench"))]
     pub async fn probe(&self) -> Result<(), CallError> {
         self.read_definition().await.map(drop)
+    }
+
+    /// A fresh instance, dropped without calling any export: what every call pays before
+    /// and after its export runs (the sandbox benchmark's floor).
+    #[cfg(any(test, feature = "bench"))]
+    pub async fn instantiate_and_drop(&self) -> Result<(), CallError> {
+        let export = async |_: &mut Store<HostState>, _: &Instance, _: &PluginExports| Ok(());
+        let limits = Limits::default();
+        let (result, _report) = self
+            .engine
+            .invoke(&self.code.current(), None, "load", &limits, "nothing", export)
+            .await;
+        result
     }
 
     /// `handler` for a request sent to the installation's webhook URL.
