@@ -59,10 +59,20 @@ impl CompiledPlugin {
             let func = exports.definition(&mut *store, instance, Checked)?;
             Ok(func.call_async(&mut *store, ()).await?.0)
         };
+        self.invoke_without_installation("definition", export).await
+    }
+
+    /// Runs `export` in a fresh instance with no installation behind it (no host calls
+    /// answered), under the default limits; the call's report is dropped.
+    async fn invoke_without_installation<T>(
+        &self,
+        export_name: &'static str,
+        export: impl AsyncFnOnce(&mut Store<HostState>, &Instance, &PluginExports) -> wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
         let limits = Limits::default();
         let (result, _report) = self
             .engine
-            .invoke(&self.code.current(), None, "load", &limits, "definition", export)
+            .invoke(&self.code.current(), None, "load", &limits, export_name, export)
             .await;
         result
     }
@@ -79,12 +89,7 @@ impl CompiledPlugin {
     #[cfg(any(test, feature = "bench"))]
     pub async fn instantiate_and_drop(&self) -> Result<(), CallError> {
         let export = async |_: &mut Store<HostState>, _: &Instance, _: &PluginExports| Ok(());
-        let limits = Limits::default();
-        let (result, _report) = self
-            .engine
-            .invoke(&self.code.current(), None, "load", &limits, "nothing", export)
-            .await;
-        result
+        self.invoke_without_installation("nothing", export).await
     }
 
     /// `handler` for a request sent to the installation's webhook URL.
