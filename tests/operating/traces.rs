@@ -163,7 +163,9 @@ fn a_webhook_request_is_one_trace_under_its_traceparent_down_to_the_delivery_and
             .header("traceparent", format!("00-{action_trace}-b7ad6b7169203331-01"))
             .json(&json!({ "type": "courier:fetch", "input": { "url": outside.url("/ping") } })),
     );
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The log says why an outbound request failed when the plugin only saw its body
+    // stream closed.
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, host.output.text());
     let fetched = outside.wait_for_count(1, WAIT);
     let (fetched_trace, fetched_parent) = traceparent_ids(fetched[0].header("traceparent").expect("a traceparent"));
     assert_eq!(hex::encode(&fetched_trace), action_trace);
