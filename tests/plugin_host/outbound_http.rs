@@ -3,6 +3,8 @@
 //! with `HttpRequestDenied` and sends nothing, and the call's deadline covers slow
 //! outbound calls. Driven through the courier test plugin's `fetch` action.
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::harness::fake_platform::FakePlatform;
@@ -113,6 +115,57 @@ fn an_allowed_host_that_is_down_fails_inside_the_plugin_and_the_log_says_whose_c
         !host.output.text().contains("wasmtime_wasi_http"),
         "one line, sluice's own:\n{}",
         host.output.text()
+    );
+    assert_eq!(
+        host.post(&host.webhook_url("webhook"), "{}").status,
+        200,
+        "the host serves on"
+    );
+}
+
+/// A server that refuses an oversize body the way nginx does: it answers 413 as soon as it
+/// has read a request's head, never reads the body, and closes the connection a moment
+/// later. Its address.
+fn start_server_refusing_bodies_early() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let body = r#"{"error":"request body too large"}"#;
+            let answer = format!(
+                "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    base
+}
+
+#[test]
+fn a_server_that_answers_before_reading_the_whole_body_is_heard() {
+    let base = start_server_refusing_bodies_early();
+    let host = courier(Some(&format!("allowed-hosts = [{base:?}]\n")));
+    // 8 MiB: more than the host buffers, so the plugin is still writing when the answer
+    // comes and the connection closes.
+    let answer = fetch(
+        &host,
+        json!({ "url": format!("{base}/upload"), "method": "POST", "size": 8 << 20 }),
+    );
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, host.output.text());
+    assert_eq!(answer.json()["output"]["status"], 413, "{}", answer.body);
+    assert_eq!(
+        answer.json()["output"]["body"],
+        r#"{"error":"request body too large"}"#,
+        "{}",
+        answer.body
     );
     assert_eq!(
         host.post(&host.webhook_url("webhook"), "{}").status,

@@ -4,11 +4,17 @@
 //! `HTTP-request-denied`, is logged, and sends nothing.
 //!
 //! The call's deadline covers outbound requests: they run inside the call, and when the
-//! deadline passes the call is dropped with everything it started.
+//! deadline passes the call is dropped with everything it started. A request's body stays
+//! writable until the plugin is done with it, even after the answer came or sending
+//! failed (see [`DrainedWhenDropped`]), so the plugin hears the outcome itself.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::uri::Scheme;
+use http_body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::HostPattern;
@@ -128,7 +134,7 @@ impl WasiHttpHooks for OutboundPolicy {
         } else {
             tracing::Span::none()
         };
-        let mut request = request;
+        let mut request = request.map(DrainedWhenDropped::new);
         traces::inject(&span, request.headers_mut());
         let traced = span.clone();
         let call = async move {
@@ -149,6 +155,63 @@ impl WasiHttpHooks for OutboundPolicy {
             ))
         };
         Box::new(tracing::Instrument::instrument(call, span))
+    }
+}
+
+/// A plugin's request body as the HTTP client sees it. The client drops it when it is
+/// done with the request: the answer came (a server may answer before reading the whole
+/// body, as one refusing an oversize body does), or sending failed. Whatever the plugin
+/// writes after that is read and thrown away, so that its writes succeed and it learns
+/// the outcome from the response, the answer or the real error, instead of seeing its
+/// body stream closed, which clients such as wstd report in place of both.
+struct DrainedWhenDropped {
+    /// `None` once read to its end (or its error): nothing left to drain.
+    body: Option<WasiBody>,
+}
+
+impl DrainedWhenDropped {
+    fn new(body: WasiBody) -> DrainedWhenDropped {
+        DrainedWhenDropped { body: Some(body) }
+    }
+}
+
+impl Body for DrainedWhenDropped {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.body = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for DrainedWhenDropped {
+    fn drop(&mut self) {
+        let Some(mut body) = self.body.take() else { return };
+        // The drain ends when the plugin finishes its body or its call ends (the store's
+        // drop closes the body's channel), so it never outlives the call's deadline.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                use http_body_util::BodyExt;
+                while let Some(Ok(_)) = body.frame().await {}
+            });
+        }
     }
 }
 

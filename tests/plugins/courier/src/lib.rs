@@ -5,7 +5,8 @@
 //! - `echo` `{text, cost?}` answers `{text}` and costs `cost` when given;
 //! - `broken` answers `{"count": "many"}`, which breaks its own output schema;
 //! - `fail` `{kind}` answers an error of that kind;
-//! - `fetch` `{url, method?, body?}` sends the request and answers `{status, body}`.
+//! - `fetch` `{url, method?, body?, size?}` sends the request (its body `body`, or `size`
+//!   bytes of `x`) and answers `{status, body}`.
 //!
 //! Channel `notes`, message type `note` `{text, ack?, fail?}`: `handle-message` acks
 //! with the tags in `ack`, or fails with the kind in `fail`.
@@ -41,7 +42,10 @@ fn kind(name: &str) -> ErrorKind {
 fn fetch(input: &Value) -> Result<Value, Error> {
     let url = input["url"].as_str().unwrap_or_default().to_string();
     let method = input["method"].as_str().unwrap_or("GET").to_string();
-    let body = input["body"].as_str().unwrap_or_default().to_string();
+    let body = match input["size"].as_u64() {
+        Some(size) => "x".repeat(size as usize),
+        None => input["body"].as_str().unwrap_or_default().to_string(),
+    };
     let sent = wstd::runtime::block_on(async {
         let request = Request::builder()
             .method(method.as_str())
@@ -100,7 +104,7 @@ impl Guest for Courier {
                 ),
                 action(
                     "fetch",
-                    r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"body":{"type":"string"}},"required":["url"]}"#,
+                    r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"body":{"type":"string"},"size":{"type":"integer","minimum":0}},"required":["url"]}"#,
                     r#"{"type":"object","properties":{"status":{"type":"integer"},"body":{"type":"string"}},"required":["status","body"]}"#,
                 ),
             ],
