@@ -8,13 +8,14 @@
 //! `webhooks.update`; any other path is recorded and answered `{"ok": true}`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use hmac::{Hmac, Mac};
@@ -31,6 +32,8 @@ pub struct Recorded {
     pub headers: BTreeMap<String, String>,
     /// The body as JSON (`Value::String` when it is not JSON).
     pub body: Value,
+    /// The client's end of the connection it came on.
+    pub peer: SocketAddr,
 }
 
 #[derive(Default)]
@@ -62,6 +65,7 @@ pub struct FakePlatform {
 
 async fn answer(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -80,6 +84,7 @@ async fn answer(
             })
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into())),
+        peer,
     };
     let (delay, refusal, rate_limit) = {
         let behaviour = shared.behaviour.lock().unwrap();
@@ -127,7 +132,7 @@ impl FakePlatform {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app)
+                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                     .with_graceful_shutdown(async {
                         let _ = stopped.await;
                     })

@@ -4,7 +4,7 @@
 //! outbound calls. Driven through the courier test plugin's `fetch` action.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{Shutdown, TcpListener};
 use std::time::Duration;
 
 use crate::harness::fake_platform::FakePlatform;
@@ -123,10 +123,30 @@ fn an_allowed_host_that_is_down_fails_inside_the_plugin_and_the_log_says_whose_c
     );
 }
 
-/// A server that refuses an oversize body the way nginx does: it answers 413 as soon as it
-/// has read a request's head, never reads the body, and closes the connection a moment
-/// later. Its address.
-fn start_server_refusing_bodies_early() -> String {
+#[test]
+fn calls_to_the_same_origin_share_a_connection() {
+    let platform = FakePlatform::start();
+    let host = courier(Some(&format!("allowed-hosts = [{:?}]\n", platform.base)));
+    for n in 0..3 {
+        let answer = fetch(&host, json!({ "url": format!("{}/api/ping?n={n}", platform.base) }));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.json()["output"]["status"], 200, "{}", answer.body);
+    }
+    let requests = platform.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    // Each call ran in a fresh instance; the installation's pool kept the connection.
+    assert!(
+        requests.iter().all(|request| request.peer == requests[0].peer),
+        "one connection: {:?}",
+        requests.iter().map(|request| request.peer).collect::<Vec<_>>()
+    );
+}
+
+/// A server that refuses an oversize body as soon as it has read a request's head: it
+/// answers 413, never reads the body, and closes the connection a moment later. With
+/// `close_write_at_once` it first closes its side for writing right after answering, as
+/// nginx's and Go's lingering close do. Its address.
+fn start_server_refusing_bodies_early(close_write_at_once: bool) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     let base = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -143,15 +163,17 @@ fn start_server_refusing_bodies_early() -> String {
                 body.len()
             );
             let _ = stream.write_all(answer.as_bytes());
+            if close_write_at_once {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
             std::thread::sleep(Duration::from_millis(300));
         }
     });
     base
 }
 
-#[test]
-fn a_server_that_answers_before_reading_the_whole_body_is_heard() {
-    let base = start_server_refusing_bodies_early();
+fn a_plugin_uploading_too_much_hears_the_413(close_write_at_once: bool) {
+    let base = start_server_refusing_bodies_early(close_write_at_once);
     let host = courier(Some(&format!("allowed-hosts = [{base:?}]\n")));
     // 8 MiB: more than the host buffers, so the plugin is still writing when the answer
     // comes and the connection closes.
@@ -171,6 +193,36 @@ fn a_server_that_answers_before_reading_the_whole_body_is_heard() {
         host.post(&host.webhook_url("webhook"), "{}").status,
         200,
         "the host serves on"
+    );
+}
+
+#[test]
+fn a_server_that_answers_before_reading_the_whole_body_is_heard() {
+    a_plugin_uploading_too_much_hears_the_413(false);
+}
+
+#[test]
+fn a_server_that_answers_early_and_closes_its_side_at_once_is_heard() {
+    a_plugin_uploading_too_much_hears_the_413(true);
+}
+
+#[test]
+fn a_plugin_s_first_byte_timeout_ends_its_wait_for_a_slow_answer() {
+    let platform = FakePlatform::start();
+    platform.answer_after(Duration::from_secs(5));
+    let host = courier(Some(&format!("allowed-hosts = [{:?}]\n", platform.base)));
+    let answer = fetch(
+        &host,
+        json!({ "url": format!("{}/api/slow", platform.base), "first_byte_timeout_ms": 200 }),
+    );
+    assert_eq!(answer.status, 502, "{}\n{}", answer.body, host.output.text());
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("ConnectionReadTimeout"),
+        "{}",
+        answer.body
     );
 }
 

@@ -3,18 +3,26 @@
 //! installation's `allowed-hosts` list. Anything else fails inside the plugin with
 //! `HTTP-request-denied`, is logged, and sends nothing.
 //!
-//! The call's deadline covers outbound requests: they run inside the call, and when the
-//! deadline passes the call is dropped with everything it started. A request's body stays
-//! writable until the plugin is done with it, even after the answer came or sending
-//! failed (see [`DrainedWhenDropped`]), so the plugin hears the outcome itself.
+//! What is let out goes through the installation's [`OutboundClient`], whose connections
+//! its calls share. The call's deadline covers outbound requests: they run inside the
+//! call, and when the deadline passes the call is dropped with everything it started. A
+//! request's body stays writable until the plugin is done with it, even after the answer
+//! came or sending failed (see [`DrainedWhenDropped`]), so the plugin hears the outcome
+//! itself.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::HostPattern;
@@ -54,9 +62,12 @@ impl AllowList {
 /// At most this many denied requests are held per call (see [`OutboundPolicy::held`]).
 const MAX_HELD_DENIED_REQUESTS: usize = 8;
 
-/// The `wasi:http` hooks for one call: checks each request against the allow-list.
+/// The `wasi:http` hooks for one call: checks each request against the allow-list and
+/// sends what it allows through the installation's client.
 pub struct OutboundPolicy {
     pub allow_list: AllowList,
+    /// `None` while the host reads a plugin's definition, when nothing is allowed out.
+    client: Option<OutboundClient>,
     /// `plugin/installation` label for the log line of a denied request.
     pub label: Arc<str>,
     /// The installation's name, for metrics.
@@ -71,9 +82,16 @@ pub struct OutboundPolicy {
 }
 
 impl OutboundPolicy {
-    pub fn new(allow_list: AllowList, label: Arc<str>, installation: Arc<str>, request_id: Arc<str>) -> OutboundPolicy {
+    pub fn new(
+        allow_list: AllowList,
+        client: Option<OutboundClient>,
+        label: Arc<str>,
+        installation: Arc<str>,
+        request_id: Arc<str>,
+    ) -> OutboundPolicy {
         OutboundPolicy {
             allow_list,
+            client,
             label,
             installation,
             request_id,
@@ -103,7 +121,8 @@ impl WasiHttpHooks for OutboundPolicy {
                 >,
             > + Send,
     > {
-        let Some(entry) = self.allow_list.entry_allowing(request.uri()).cloned() else {
+        let allowed = self.allow_list.entry_allowing(request.uri()).cloned();
+        let (Some(entry), Some(client)) = (allowed, self.client.clone()) else {
             metrics().outbound_request(&self.installation, "", "denied");
             tracing::warn!(
                 plugin = %self.label,
@@ -138,20 +157,21 @@ impl WasiHttpHooks for OutboundPolicy {
         traces::inject(&span, request.headers_mut());
         let traced = span.clone();
         let call = async move {
-            use http_body_util::BodyExt;
             let (method, url) = (request.method().clone(), request.uri().clone());
-            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            let sent = client.send(request, options).await;
             metrics().outbound_request(&installation, &entry, if sent.is_ok() { "ok" } else { "failed" });
-            let (response, io) = sent.inspect_err(|error| {
+            let response = sent.map_err(|(error, cause)| {
                 // wasmtime-wasi-http's own line lacks the plugin and request (the
                 // default log filter keeps it out): this one says whose call failed.
-                tracing::warn!(plugin = %label, %request_id, %method, %url, %error, "outbound request failed");
+                tracing::warn!(plugin = %label, %request_id, %method, %url, error = %cause, "outbound request failed");
                 traced.record("otel.status_code", "ERROR");
+                error
             })?;
             traced.record("http.response.status_code", i64::from(response.status().as_u16()));
+            // The pool drives the connection: nothing is left for the caller to run.
             Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         };
         Box::new(tracing::Instrument::instrument(call, span))
@@ -207,12 +227,173 @@ impl Drop for DrainedWhenDropped {
         // The drain ends when the plugin finishes its body or its call ends (the store's
         // drop closes the body's channel), so it never outlives the call's deadline.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                use http_body_util::BodyExt;
-                while let Some(Ok(_)) = body.frame().await {}
-            });
+            runtime.spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
         }
     }
+}
+
+/// Idle connections one installation keeps open to one origin.
+const MAX_IDLE_CONNECTIONS_PER_ORIGIN: usize = 16;
+/// How long an idle connection is kept for the next call.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// wasmtime's default for a request's timeouts when the plugin sets none.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The HTTP(S) client one installation's outbound requests share. Every request runs in
+/// a fresh instance, so without a shared pool each call to the same platform would open
+/// a new connection, and a new TLS session, for every API call it makes.
+#[derive(Clone)]
+pub struct OutboundClient {
+    client: Client<HttpsConnector<HttpConnector>, DrainedWhenDropped>,
+}
+
+impl std::fmt::Debug for OutboundClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutboundClient")
+    }
+}
+
+impl Default for OutboundClient {
+    fn default() -> OutboundClient {
+        OutboundClient::new()
+    }
+}
+
+impl OutboundClient {
+    pub fn new() -> OutboundClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        // The roots wasmtime's own client trusts; no redirects are followed and no proxy
+        // is used, so a request goes exactly where the allow-list let it.
+        let https = HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_ORIGIN)
+            .build(https);
+        OutboundClient { client }
+    }
+
+    /// Sends a request the allow-list let out, under the plugin's timeouts: connecting and
+    /// the answer's head together within the sum of `connect-timeout` and
+    /// `first-byte-timeout` (those the plugin set), and each later part of the body within
+    /// `between-bytes-timeout`. A failure comes with its cause, for the log.
+    async fn send(
+        &self,
+        request: http::Request<DrainedWhenDropped>,
+        options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, (HttpError, String)> {
+        let (connect, first_byte, between_bytes) = options
+            .map(|o| (o.connect_timeout, o.first_byte_timeout, o.between_bytes_timeout))
+            .unwrap_or_default();
+        let head_timeout = match (connect, first_byte) {
+            (None, None) => DEFAULT_REQUEST_TIMEOUT,
+            (connect, first_byte) => connect
+                .unwrap_or_default()
+                .saturating_add(first_byte.unwrap_or_default()),
+        };
+        let between_bytes = between_bytes.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let response = match tokio::time::timeout(head_timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err((wasi_error(&error), error_chain(&error))),
+            Err(_) => {
+                let cause = format!("no answer within {} ms", head_timeout.as_millis());
+                return Err((HttpError::ConnectionReadTimeout, cause));
+            }
+        };
+        Ok(response.map(|incoming| {
+            ResponseBody {
+                incoming,
+                between_bytes,
+                deadline: Box::pin(tokio::time::sleep(between_bytes)),
+            }
+            .boxed_unsync()
+        }))
+    }
+}
+
+/// An answer's body, each part within the plugin's `between-bytes-timeout`.
+struct ResponseBody {
+    incoming: hyper::body::Incoming,
+    between_bytes: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + self.between_bytes;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(HttpError::Hyper(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+/// The `wasi:http` error for a request the client could not send, from its cause: a TLS
+/// failure as one, an I/O error as wasmtime's own client reports it (refused, reset,
+/// unreachable, a name that does not resolve), anything else from HTTP as a protocol error.
+fn wasi_error(error: &hyper_util::client::legacy::Error) -> HttpError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        let io = current.downcast_ref::<std::io::Error>();
+        let tls = current
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| io.and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>()));
+        if let Some(tls) = tls {
+            return match tls {
+                rustls::Error::InvalidCertificate(_) => HttpError::TlsCertificateError,
+                rustls::Error::AlertReceived(alert) => HttpError::TlsAlertReceived {
+                    alert_id: Some(u8::from(*alert)),
+                    alert_message: Some(format!("{alert:?}")),
+                },
+                _ => HttpError::TlsProtocolError,
+            };
+        }
+        if let Some(io) = io {
+            return HttpError::Connect(std::io::Error::new(io.kind(), io.to_string()));
+        }
+        cause = current.source();
+    }
+    if error.is_connect() {
+        HttpError::ConnectionRefused
+    } else {
+        HttpError::HttpProtocolError
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        line.push_str(": ");
+        line.push_str(&current.to_string());
+        cause = current.source();
+    }
+    line
 }
 
 #[cfg(test)]

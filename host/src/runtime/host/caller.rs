@@ -12,7 +12,7 @@ use super::convert::{
 use crate::ids::record_id;
 use crate::runtime::bindings::types::{self as wit, ErrorKind};
 use crate::runtime::definition::{PluginDefinition, scope_from_wit};
-use crate::runtime::outbound::AllowList;
+use crate::runtime::outbound::{AllowList, OutboundClient};
 use crate::store::{
     ConversationRecord, DedupeKey, EventRecord, MessageRecord, SharedStore, StateKey, StateScope, UserRecord,
 };
@@ -28,6 +28,8 @@ pub struct Caller {
     pub store: SharedStore,
     /// The outside origins the plugin may call.
     pub allow_list: AllowList,
+    /// The connections its calls to them share.
+    pub outbound_client: OutboundClient,
     /// How long a dedupe key the plugin gives holds (`dedupe-retention-hours`).
     pub dedupe_retention: Duration,
     /// [`Caller::label`], built once: every call's state and log lines carry it.
@@ -53,6 +55,7 @@ impl Caller {
             definition,
             store,
             allow_list,
+            outbound_client: OutboundClient::new(),
             dedupe_retention,
             shared_label,
             installation_name: installation_name.into(),

@@ -123,6 +123,7 @@ impl HostState {
         };
         let request_id: Arc<str> = request_id.into();
         let allow_list = caller.as_ref().map(|c| c.allow_list.clone()).unwrap_or_default();
+        let outbound_client = caller.as_ref().map(|c| c.outbound_client.clone());
         let installation = match &caller {
             Some(caller) => caller.installation_name.clone(),
             None => Arc::clone(&LOADING_LABEL),
@@ -130,7 +131,13 @@ impl HostState {
         HostState {
             wasi: None,
             http: WasiHttpCtx::new(),
-            outbound: OutboundPolicy::new(allow_list, label.clone(), installation, request_id.clone()),
+            outbound: OutboundPolicy::new(
+                allow_list,
+                outbound_client,
+                label.clone(),
+                installation,
+                request_id.clone(),
+            ),
             table: ResourceTable::new(),
             memory: MemoryLimiter {
                 max_bytes: max_memory_bytes,

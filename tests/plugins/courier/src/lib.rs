@@ -5,8 +5,8 @@
 //! - `echo` `{text, cost?}` answers `{text}` and costs `cost` when given;
 //! - `broken` answers `{"count": "many"}`, which breaks its own output schema;
 //! - `fail` `{kind}` answers an error of that kind;
-//! - `fetch` `{url, method?, body?, size?}` sends the request (its body `body`, or `size`
-//!   bytes of `x`) and answers `{status, body}`.
+//! - `fetch` `{url, method?, body?, size?, first_byte_timeout_ms?}` sends the request (its
+//!   body `body`, or `size` bytes of `x`) and answers `{status, body}`.
 //!
 //! Channel `notes`, message type `note` `{text, ack?, fail?}`: `handle-message` acks
 //! with the tags in `ack`, or fails with the kind in `fail`.
@@ -52,7 +52,11 @@ fn fetch(input: &Value) -> Result<Value, Error> {
             .uri(&url)
             .header("content-type", "application/json")
             .body(Body::from(body))?;
-        let mut response = Client::new().send(request).await?;
+        let mut client = Client::new();
+        if let Some(ms) = input["first_byte_timeout_ms"].as_u64() {
+            client.set_first_byte_timeout(std::time::Duration::from_millis(ms));
+        }
+        let mut response = client.send(request).await?;
         let status = response.status().as_u16();
         let text = String::from_utf8_lossy(response.body_mut().contents().await?).into_owned();
         wstd::http::Result::Ok((status, text))
@@ -104,7 +108,7 @@ impl Guest for Courier {
                 ),
                 action(
                     "fetch",
-                    r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"body":{"type":"string"},"size":{"type":"integer","minimum":0}},"required":["url"]}"#,
+                    r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"type":"string"},"body":{"type":"string"},"size":{"type":"integer","minimum":0},"first_byte_timeout_ms":{"type":"integer","minimum":0}},"required":["url"]}"#,
                     r#"{"type":"object","properties":{"status":{"type":"integer"},"body":{"type":"string"}},"required":["status","body"]}"#,
                 ),
             ],
