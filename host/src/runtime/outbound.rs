@@ -244,7 +244,9 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// a new connection, and a new TLS session, for every API call it makes.
 #[derive(Clone)]
 pub struct OutboundClient {
-    client: Client<HttpsConnector<HttpConnector>, DrainedWhenDropped>,
+    /// Behind one `Arc`: every call's state takes a copy, and the client's own clone
+    /// counts up several.
+    client: Arc<Client<HttpsConnector<HttpConnector>, DrainedWhenDropped>>,
 }
 
 impl std::fmt::Debug for OutboundClient {
@@ -275,7 +277,9 @@ impl OutboundClient {
             .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_ORIGIN)
             .build(https);
-        OutboundClient { client }
+        OutboundClient {
+            client: Arc::new(client),
+        }
     }
 
     /// Sends a request the allow-list let out, under the plugin's timeouts: connecting and
