@@ -232,8 +232,10 @@ impl Drop for DrainedWhenDropped {
     }
 }
 
-/// Idle connections one installation keeps open to one origin.
-const MAX_IDLE_CONNECTIONS_PER_ORIGIN: usize = 16;
+/// Idle connections one installation keeps open to one origin: enough for a platform
+/// called from several requests at once, few enough that many installations stay well
+/// inside the descriptors the host keeps back from its clients (docs/operations.md).
+const MAX_IDLE_CONNECTIONS_PER_ORIGIN: usize = 8;
 /// How long an idle connection is kept for the next call.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// wasmtime's default for a request's timeouts when the plugin sets none.
