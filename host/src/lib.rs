@@ -64,6 +64,7 @@
 // `sluice compile`.
 
 pub(crate) mod bot;
+pub(crate) mod causes;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod delivery;

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use super::signing;
 use super::target::{GuardedResolver, TargetPolicy, refusal};
+use crate::causes::with_causes;
 use crate::config::{DeliveryConfig, RetryPolicy};
 use crate::store::{AttemptRecord, DeliveryStatus, PendingDelivery, SharedStore, SubscriptionRecord};
 use crate::telemetry::{metrics, traces};
@@ -228,19 +229,13 @@ fn network_verdict(error: &hyper_util::client::legacy::Error) -> Verdict {
     if let Some(refused) = refusal(error) {
         return Verdict::GiveUp(refused.to_string());
     }
-    let mut text = String::from(if error.is_connect() {
+    let head = if error.is_connect() {
         "cannot connect"
     } else {
         "request failed"
-    });
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    };
     Verdict::Retry {
-        error: text,
+        error: with_causes(head, error),
         retry_after_ms: None,
     }
 }

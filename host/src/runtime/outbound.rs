@@ -25,6 +25,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::causes::with_causes;
 use crate::config::HostPattern;
 use crate::telemetry::{metrics, traces};
 
@@ -305,7 +306,7 @@ impl OutboundClient {
         let between_bytes = between_bytes.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let response = match tokio::time::timeout(head_timeout, self.client.request(request)).await {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err((wasi_error(&error), error_chain(&error))),
+            Ok(Err(error)) => return Err((wasi_error(&error), with_causes(&error.to_string(), &error))),
             Err(_) => {
                 let cause = format!("no answer within {} ms", head_timeout.as_millis());
                 return Err((HttpError::ConnectionReadTimeout, cause));
@@ -388,18 +389,6 @@ fn wasi_error(error: &hyper_util::client::legacy::Error) -> HttpError {
     } else {
         HttpError::HttpProtocolError
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        line.push_str(": ");
-        line.push_str(&current.to_string());
-        cause = current.source();
-    }
-    line
 }
 
 #[cfg(test)]
