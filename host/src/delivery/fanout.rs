@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::Delivery;
 use super::filter::TypeFilter;
 use super::webhooks::Handoff;
+use super::{Delivery, GATHER};
 use crate::store::PendingDelivery;
 use crate::time::now_ms;
 
@@ -95,6 +95,7 @@ impl Delivery {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     _ = stopping.changed() => return,
                 }
+                tokio::time::sleep(GATHER).await;
                 continue;
             };
             // Each delivery owed, as (route, entry); the store takes (subscription id, seq).

@@ -52,6 +52,11 @@ use self::webhooks::{WebhookSender, WorkerHandle};
 use crate::config::{DeliveryConfig, NatsConfig, SubscriptionConfig};
 use crate::store::{AttemptRecord, SharedStore, SubscriptionRecord};
 
+/// How long the fan-out and the attempt recorder, woken from idle, wait for more before
+/// they write: what arrives meanwhile shares their transaction, so that under load an
+/// event costs a fraction of a commit instead of one each (a few ms of delivery latency).
+const GATHER: Duration = Duration::from_millis(2);
+
 /// Where delivery stands (`GET /v1/delivery`).
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -302,6 +302,14 @@ fn retry_after_ms(value: Option<&HeaderValue>) -> Option<i64> {
 pub async fn record(store: SharedStore, mut results: mpsc::Receiver<AttemptRecord>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while results.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        // Results of attempts that end close together share one transaction.
+        tokio::time::sleep(super::GATHER).await;
+        while batch.len() < RECORD_BATCH {
+            match results.try_recv() {
+                Ok(result) => batch.push(result),
+                Err(_) => break,
+            }
+        }
         let attempts = std::mem::take(&mut batch);
         let count = attempts.len();
         // A store failure must not lose results: keep trying (the store logs why).
