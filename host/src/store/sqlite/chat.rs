@@ -476,7 +476,7 @@ impl ChatStore for SqliteStore {
             }
             insert_message_row(tx, &message)?;
             remember(tx, Kind::Message, &key, &message.id, message.created_at)?;
-            Ok((message, true))
+            Ok((message.clone(), true))
         })
     }
 
@@ -506,8 +506,8 @@ impl ChatStore for SqliteStore {
                 return Ok(None);
             };
             edit_tags(tx, "message", id, &TagEdits::apply(&mut message.tags, &tags))?;
-            if let Some(payload) = payload {
-                message.payload = payload;
+            if let Some(payload) = &payload {
+                message.payload = payload.clone();
             }
             message.updated_at = now;
             execute(

@@ -64,7 +64,7 @@ impl MetaStore for SqliteStore {
     fn save_installation(&self, record: &InstallationRecord, code: Option<Arc<[u8]>>) -> Pending<()> {
         let record = record.clone();
         self.write(move |c| {
-            if let Some(code) = code {
+            if let Some(code) = &code {
                 execute(
                     c,
                     "INSERT INTO plugin_code (hash, code, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
@@ -95,7 +95,7 @@ impl MetaStore for SqliteStore {
     fn delete_installation(&self, id: &str) -> Pending<bool> {
         let id = id.to_string();
         self.write(move |c| {
-            let removed = execute(c, "DELETE FROM installations WHERE id = ?1", [id])? > 0;
+            let removed = execute(c, "DELETE FROM installations WHERE id = ?1", [&id])? > 0;
             drop_unused_code(c)?;
             Ok(removed)
         })
@@ -128,7 +128,7 @@ impl MetaStore for SqliteStore {
     fn release_registration(&self, id: &str) -> Pending<()> {
         let id = id.to_string();
         self.write(move |c| {
-            execute(c, "UPDATE installations SET registered_at = NULL WHERE id = ?1", [id])?;
+            execute(c, "UPDATE installations SET registered_at = NULL WHERE id = ?1", [&id])?;
             Ok(())
         })
     }

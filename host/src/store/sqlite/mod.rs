@@ -195,10 +195,7 @@ impl SqliteStore {
 
     /// Runs a write in the writer's next group commit; the result is there once it is on
     /// disk.
-    fn write<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> Pending<T> {
+    fn write<T: Send + 'static>(&self, work: impl Fn(&Connection) -> anyhow::Result<T> + Send + 'static) -> Pending<T> {
         self.writer.write(work)
     }
 }

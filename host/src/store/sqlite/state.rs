@@ -57,7 +57,7 @@ impl StateStore for SqliteStore {
                 params![key.installation_id, key.scope.as_str(), key.owner_id, key.name],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )?;
-            Ok(StateRecord { id, key, payload, created_at, updated_at: now })
+            Ok(StateRecord { id, key: key.clone(), payload: payload.clone(), created_at, updated_at: now })
         })
     }
 
@@ -113,11 +113,11 @@ impl StateStore for SqliteStore {
                 Value::Object(fields) => fields,
                 _ => serde_json::Map::new(),
             };
-            for (name, value) in patch {
+            for (name, value) in &patch {
                 if value.is_null() {
-                    fields.remove(&name);
+                    fields.remove(name);
                 } else {
-                    fields.insert(name, value);
+                    fields.insert(name.clone(), value.clone());
                 }
             }
             state.payload = Value::Object(fields);

@@ -1,11 +1,12 @@
 //! Group commit. One thread owns a database's write connection; the writes waiting for it
-//! are run together, each in its own savepoint, and committed in one transaction, so one
+//! are run together and committed in one transaction, so one
 //! fsync (`synchronous=FULL`) covers all of them. A caller's write returns only once the
 //! transaction that holds it is committed: nothing is acknowledged before it is on disk,
 //! and under load the disk's commit rate no longer limits how many writes go through.
 //!
-//! One failure semantics for every write: a write that fails (or panics) is rolled back
-//! to its savepoint and answered with its error; the others of its transaction commit.
+//! One failure semantics for every write: a write that fails (or panics) is undone and
+//! answered with its error; the others of its transaction commit (the group runs again
+//! with a savepoint around each write, see [`commit_batch`]).
 //! The store and the trigger queue each have a writer of this kind.
 
 use std::any::Any;
@@ -23,7 +24,8 @@ use crate::store::pending::{Answer, Pending};
 use crate::telemetry::{metrics, traces};
 
 struct Job {
-    work: Box<dyn FnOnce(&Connection) -> Answer + Send>,
+    /// `Fn`: a group that had a failing write runs again (see [`commit_batch`]).
+    work: Box<dyn Fn(&Connection) -> Answer + Send>,
     /// A oneshot, so that async callers wait without holding a thread.
     reply: oneshot::Sender<Answer>,
     /// The write's span while it is part of a trace (a child of the span it was asked
@@ -53,12 +55,13 @@ impl GroupWriter {
         std::thread::Builder::new()
             .name(format!("sluice-{name}-writer"))
             .spawn(move || {
+                let mut careful = 0;
                 while let Ok(first) = queue.recv() {
                     let mut batch = vec![first];
                     batch.extend(queue.try_iter().take(max_batch - 1));
                     let connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     let (started, writes) = (Instant::now(), batch.len());
-                    commit_batch(&connection, &announcement, batch);
+                    commit_batch(&connection, &announcement, batch, &mut careful);
                     metrics().store_commit(name, writes, started.elapsed());
                 }
             })?;
@@ -69,7 +72,7 @@ impl GroupWriter {
     /// committed. An error from `work` undoes only its own changes.
     pub(super) fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+        work: impl Fn(&Connection) -> anyhow::Result<T> + Send + 'static,
     ) -> Pending<T> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -127,12 +130,65 @@ impl Announcement {
     }
 }
 
-fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec<Job>) {
+/// How many transactions after one whose write failed run each write in a savepoint
+/// from the start, so that a run of failing writes does not run every group twice.
+const CAREFUL_AFTER_FAILURE: u32 = 64;
+
+/// Commits a group of writes. Each write's savepoint copies every page it touches, again
+/// for each write of the group, so a group first runs without them: when none fails,
+/// that is the whole transaction. When one fails, the transaction is rolled back and the
+/// group runs again, each write in its own savepoint (writes are `Fn`, so running one
+/// again is asking it again in the same state), as do the groups that follow for a while.
+fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec<Job>, careful: &mut u32) {
+    if *careful > 0 {
+        *careful -= 1;
+    } else if let Some(answers) = run_together(connection, announcement, &batch) {
+        let done = batch
+            .into_iter()
+            .zip(answers)
+            .map(|(job, answer)| (job.reply, answer, job.commit));
+        return commit_and_answer(connection, announcement, done.collect());
+    } else {
+        *careful = CAREFUL_AFTER_FAILURE;
+    }
+    commit_in_savepoints(connection, announcement, batch);
+}
+
+/// Runs every write of the group in one transaction, without savepoints; `None` (and
+/// nothing left of the transaction) as soon as one fails.
+fn run_together(connection: &Connection, announcement: &Announcement, batch: &[Job]) -> Option<Vec<Answer>> {
+    connection.execute_batch("BEGIN IMMEDIATE").ok()?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        match run_job(connection, job) {
+            Ok(value) => answers.push(Ok(value)),
+            Err(_) => {
+                if !connection.is_autocommit() {
+                    let _ = connection.execute_batch("ROLLBACK");
+                }
+                announcement.rewind(0);
+                return None;
+            }
+        }
+    }
+    Some(answers)
+}
+
+/// Runs one write, its panic turned into its error.
+fn run_job(connection: &Connection, job: &Job) -> Answer {
+    let traceparent = job.commit.as_ref().and_then(traces::traceparent_of);
+    traces::publishing_under(traceparent, || {
+        catch_unwind(AssertUnwindSafe(|| (job.work)(connection)))
+            .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
+    })
+}
+
+/// Runs each write of the group in its own savepoint: one that fails is undone alone.
+fn commit_in_savepoints(connection: &Connection, announcement: &Announcement, batch: Vec<Job>) {
     let mut jobs = batch.into_iter();
-    // Answers wait here until their transaction is committed.
-    let mut done: Vec<(oneshot::Sender<Answer>, Answer)> = Vec::new();
-    // The traced writes' commit spans, ended when the transaction is.
-    let mut commits: Vec<Span> = Vec::new();
+    // Answers wait here until their transaction is committed, with the traced writes'
+    // commit spans, ended when the transaction is.
+    let mut done: Vec<(oneshot::Sender<Answer>, Answer, Option<Span>)> = Vec::new();
     'transaction: loop {
         if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
             for job in jobs {
@@ -144,15 +200,7 @@ fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec
         }
         for job in jobs.by_ref() {
             let mark = announcement.mark();
-            let traceparent = job.commit.as_ref().and_then(traces::traceparent_of);
-            commits.extend(job.commit);
-            let work = job.work;
-            let result = run_cached(connection, "SAVEPOINT job").and_then(|()| {
-                traces::publishing_under(traceparent, || {
-                    catch_unwind(AssertUnwindSafe(|| work(connection)))
-                        .unwrap_or_else(|panic| Err(anyhow!("a store write panicked: {}", panic_message(&panic))))
-                })
-            });
+            let result = run_cached(connection, "SAVEPOINT job").and_then(|()| run_job(connection, &job));
             let result = match result {
                 Ok(value) => run_cached(connection, "RELEASE job").map(|()| value),
                 Err(error) => {
@@ -165,27 +213,37 @@ fn commit_batch(connection: &Connection, announcement: &Announcement, batch: Vec
                 // SQLite rolled the whole transaction back (a full disk, an I/O error): the
                 // writes before this one are gone too. Say so, and go on in a new one.
                 announcement.rewind(0);
-                for (reply, _) in done.drain(..) {
+                for (reply, _, _) in done.drain(..) {
                     let _ = reply.send(Err(anyhow!("the store rolled the write back: {:#}", describe(&result))));
                 }
                 let _ = job.reply.send(result);
                 continue 'transaction;
             }
-            done.push((job.reply, result));
+            done.push((job.reply, result, job.commit));
         }
         break;
     }
+    commit_and_answer(connection, announcement, done);
+}
+
+/// Commits the open transaction, then answers each write: with its own answer once the
+/// transaction is on disk, with the commit's error otherwise.
+fn commit_and_answer(
+    connection: &Connection,
+    announcement: &Announcement,
+    done: Vec<(oneshot::Sender<Answer>, Answer, Option<Span>)>,
+) {
     match connection.execute_batch("COMMIT") {
         Ok(()) => {
             announcement.announce();
-            for (reply, result) in done {
+            for (reply, result, _) in done {
                 let _ = reply.send(result);
             }
         }
         Err(error) => {
             let _ = connection.execute_batch("ROLLBACK");
             announcement.rewind(0);
-            for (reply, _) in done {
+            for (reply, _, _) in done {
                 let _ = reply.send(Err(anyhow!("the store could not commit the write: {error}")));
             }
         }
