@@ -350,6 +350,51 @@ mod tests {
     }
 
     #[test]
+    fn a_group_with_a_failing_write_runs_again_and_applies_each_other_write_once() {
+        let store = SqliteStore::in_memory().unwrap();
+        // Hold the writer inside a transaction, so that the writes below queue up and all
+        // go into its next group.
+        let (started, running) = std::sync::mpsc::channel();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let holding = store.write(move |_| {
+            started.send(()).unwrap();
+            hold.recv().unwrap();
+            Ok(())
+        });
+        running.recv().unwrap();
+        let count = "INSERT INTO delivery_cursors (name, seq) VALUES ('count', 1)
+                     ON CONFLICT (name) DO UPDATE SET seq = seq + 1";
+        let counted = store.write(move |tx| Ok(tx.execute(count, [])?));
+        let recorded = store.insert_event(&event("evt_before"));
+        let failing = store.write(|tx| -> anyhow::Result<()> {
+            tx.execute("INSERT INTO delivery_cursors (name, seq) VALUES ('half-done', 1)", [])?;
+            anyhow::bail!("refused after writing")
+        });
+        let after = store.insert_event(&event("evt_after"));
+        release.send(()).unwrap();
+        holding.wait().unwrap();
+
+        counted.wait().unwrap();
+        recorded.wait().unwrap();
+        let error = failing.wait().unwrap_err();
+        assert!(format!("{error:#}").contains("refused after writing"), "{error:#}");
+        after.wait().unwrap();
+        assert_eq!(
+            store.cursor("count").wait().unwrap(),
+            Some(1),
+            "applied once, not once per run"
+        );
+        assert_eq!(
+            store.cursor("half-done").wait().unwrap(),
+            None,
+            "the failing write is undone"
+        );
+        let outbox = store.raw_outbox_after(0, 10).wait().unwrap();
+        assert_eq!(outbox.len(), 2, "both events, each once");
+        assert_eq!(*store.outbox_published().borrow(), outbox[1].seq);
+    }
+
+    #[test]
     fn async_callers_await_commits_without_blocking_their_thread() {
         // One thread runs every task: a write that blocked it while waiting for its commit
         // would stop the others (and tokio refuses blocking waits there outright).
