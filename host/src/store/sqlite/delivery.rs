@@ -725,6 +725,39 @@ mod tests {
     }
 
     #[test]
+    fn fan_out_answers_each_delivery_s_seq_in_the_order_asked() {
+        let store = SqliteStore::in_memory().unwrap();
+        for id in ["sub_a", "sub_b"] {
+            store.save_subscription(&subscription(id)).wait().unwrap();
+        }
+        for id in ["evt_1", "evt_2", "evt_3"] {
+            store.insert_event(&event(id)).wait().unwrap();
+        }
+        let entries = store.raw_outbox_after(0, 10).wait().unwrap();
+        let owed: Vec<(String, i64)> = entries
+            .iter()
+            .flat_map(|e| [("sub_b".to_string(), e.seq), ("sub_a".to_string(), e.seq)])
+            .collect();
+        let seqs = store.fan_out(&owed, "fanout", entries[2].seq, 5).wait().unwrap();
+        assert_eq!(seqs.len(), owed.len());
+        for (seq, (subscription_id, outbox_seq)) in seqs.iter().zip(&owed) {
+            let delivery = store.delivery(*seq).wait().unwrap().unwrap();
+            assert_eq!(
+                (&delivery.subscription_id, delivery.outbox_seq),
+                (subscription_id, *outbox_seq)
+            );
+            assert_eq!(delivery.status, DeliveryStatus::Pending);
+        }
+        assert!(
+            store
+                .fan_out(&[], "fanout", entries[2].seq, 6)
+                .wait()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn pruning_forgets_finished_history_and_keeps_what_is_owed() {
         let store = SqliteStore::in_memory().unwrap();
         store.save_subscription(&subscription("sub_a")).wait().unwrap();
