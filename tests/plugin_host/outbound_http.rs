@@ -257,3 +257,21 @@ fn the_deadline_covers_a_slow_outbound_call() {
     );
     assert_eq!(echo.status, 200, "the installation serves on: {}", echo.body);
 }
+
+#[test]
+fn an_https_call_to_a_server_that_does_not_speak_tls_fails_with_a_tls_error() {
+    // An https URL goes through the TLS handshake: a server that answers it in plain HTTP
+    // is a TLS error inside the plugin, not a hang and not its plain-text answer.
+    let platform = FakePlatform::start();
+    let https = platform.base.replacen("http://", "https://", 1);
+    let host = courier(Some(&format!("allowed-hosts = [{https:?}]\n")));
+    let answer = fetch(&host, json!({ "url": format!("{https}/api/ping") }));
+    assert_eq!(answer.status, 502, "{}\n{}", answer.body, host.output.text());
+    let message = answer.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("TlsProtocolError"),
+        "{message}\n{}",
+        host.output.text()
+    );
+    assert!(platform.requests().is_empty(), "no HTTP request arrived");
+}

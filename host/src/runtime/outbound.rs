@@ -363,13 +363,13 @@ impl Body for ResponseBody {
 /// failure as one, an I/O error as wasmtime's own client reports it (refused, reset,
 /// unreachable, a name that does not resolve), anything else from HTTP as a protocol error.
 fn wasi_error(error: &hyper_util::client::legacy::Error) -> HttpError {
+    // The chain goes through I/O errors that wrap others (hyper-rustls wraps
+    // tokio-rustls's, which wraps rustls's); an I/O error's `source` skips the error it
+    // wraps, so the walk steps into it instead, and the innermost I/O error names the kind.
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut innermost_io: Option<&std::io::Error> = None;
     while let Some(current) = cause {
-        let io = current.downcast_ref::<std::io::Error>();
-        let tls = current
-            .downcast_ref::<rustls::Error>()
-            .or_else(|| io.and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>()));
-        if let Some(tls) = tls {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
             return match tls {
                 rustls::Error::InvalidCertificate(_) => HttpError::TlsCertificateError,
                 rustls::Error::AlertReceived(alert) => HttpError::TlsAlertReceived {
@@ -379,12 +379,17 @@ fn wasi_error(error: &hyper_util::client::legacy::Error) -> HttpError {
                 _ => HttpError::TlsProtocolError,
             };
         }
-        if let Some(io) = io {
-            return HttpError::Connect(std::io::Error::new(io.kind(), io.to_string()));
-        }
-        cause = current.source();
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                innermost_io = Some(io);
+                io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static))
+            }
+            None => current.source(),
+        };
     }
-    if error.is_connect() {
+    if let Some(io) = innermost_io {
+        HttpError::Connect(std::io::Error::new(io.kind(), io.to_string()))
+    } else if error.is_connect() {
         HttpError::ConnectionRefused
     } else {
         HttpError::HttpProtocolError
