@@ -1,10 +1,12 @@
 //! Outbound HTTP from plugins (`wasi:http/outgoing-handler`): only the hosts in the
 //! installation's `allowed-hosts` are reached, anything else fails inside the plugin
-//! with `HttpRequestDenied` and sends nothing, and the call's deadline covers slow
-//! outbound calls. Driven through the courier test plugin's `fetch` action.
+//! with `HttpRequestDenied` and sends nothing, the call's deadline covers slow
+//! outbound calls, and an https call whose TLS fails says so. Driven through the courier
+//! test plugin's `fetch` action.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::harness::fake_platform::FakePlatform;
@@ -274,4 +276,45 @@ fn an_https_call_to_a_server_that_does_not_speak_tls_fails_with_a_tls_error() {
         host.output.text()
     );
     assert!(platform.requests().is_empty(), "no HTTP request arrived");
+}
+
+/// A TLS server on loopback presenting a self-signed certificate for 127.0.0.1 (no
+/// public root vouches for it); it answers nothing past the handshake. Its base URL.
+fn start_self_signed_tls_server() -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certificate = CertificateDer::from_pem_slice(include_bytes!("../harness/tls/self-signed.crt")).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../harness/tls/self-signed.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate], key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            // The client ends the handshake when it refuses the certificate.
+            while connection.is_handshaking() && connection.complete_io(&mut stream).is_ok() {}
+        }
+    });
+    base
+}
+
+#[test]
+fn an_https_call_to_a_server_whose_certificate_no_root_vouches_for_fails_with_a_certificate_error() {
+    let base = start_self_signed_tls_server();
+    let host = courier(Some(&format!("allowed-hosts = [{base:?}]\n")));
+    let answer = fetch(&host, json!({ "url": format!("{base}/api/ping") }));
+    assert_eq!(answer.status, 502, "{}\n{}", answer.body, host.output.text());
+    let message = answer.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("TlsCertificateError"),
+        "{message}\n{}",
+        host.output.text()
+    );
 }
