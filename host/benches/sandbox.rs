@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice::bench::{
-    AllowList, CallContext, CallFor, Caller, CompiledPlugin, Limits, Profiling, Runtime, SharedStore, SqliteStore,
-    Tiering, WebhookRequest,
+    AllowList, CallContext, CallFor, Caller, CompiledPlugin, Limits, OutboundClient, Profiling, Runtime, SharedStore,
+    SqliteStore, Tiering, WebhookRequest,
 };
 
 /// The cargo target folder (`<target>/release/deps/sandbox-*` is this binary).
@@ -120,6 +120,7 @@ fn load(runtime: &Runtime, tokio: &tokio::runtime::Runtime, path: &Path, store: 
         plugin.definition.clone(),
         store.clone(),
         AllowList::default(),
+        OutboundClient::new(),
         Duration::from_secs(3600),
     ));
     let context = CallContext {

@@ -103,6 +103,7 @@ pub use embedding::{
 #[doc(hidden)]
 pub mod bench {
     pub use crate::config::Limits;
+    pub use crate::runtime::outbound::OutboundClient;
     pub use crate::runtime::{
         AllowList, CallContext, CallFor, Caller, CompiledPlugin, Profiling, Runtime, Tiering, WebhookRequest,
     };

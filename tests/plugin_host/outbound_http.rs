@@ -278,13 +278,14 @@ fn an_https_call_to_a_server_that_does_not_speak_tls_fails_with_a_tls_error() {
     assert!(platform.requests().is_empty(), "no HTTP request arrived");
 }
 
-/// A TLS server on loopback presenting a self-signed certificate for 127.0.0.1 (no
-/// public root vouches for it); it answers nothing past the handshake. Its base URL.
-fn start_self_signed_tls_server() -> String {
+/// A TLS server on loopback whose certificate for 127.0.0.1 is signed by a CA of its
+/// own (tests/harness/tls; no public root vouches for it). It answers every request
+/// `{"ok":true}`. Its base URL.
+fn start_private_ca_tls_server() -> String {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certificate = CertificateDer::from_pem_slice(include_bytes!("../harness/tls/self-signed.crt")).unwrap();
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../harness/tls/self-signed.key")).unwrap();
+    let certificate = CertificateDer::from_pem_slice(include_bytes!("../harness/tls/server.crt")).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../harness/tls/server.key")).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -296,10 +297,23 @@ fn start_self_signed_tls_server() -> String {
     let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut connection = rustls::ServerConnection::new(config.clone()).unwrap();
-            // The client ends the handshake when it refuses the certificate.
-            while connection.is_handshaking() && connection.complete_io(&mut stream).is_ok() {}
+            let Ok(stream) = stream else { return };
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            // A client that refuses the certificate ends here, at the handshake.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let body = "{\"ok\":true}";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.write_all(answer.as_bytes());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
         }
     });
     base
@@ -307,7 +321,7 @@ fn start_self_signed_tls_server() -> String {
 
 #[test]
 fn an_https_call_to_a_server_whose_certificate_no_root_vouches_for_fails_with_a_certificate_error() {
-    let base = start_self_signed_tls_server();
+    let base = start_private_ca_tls_server();
     let host = courier(Some(&format!("allowed-hosts = [{base:?}]\n")));
     let answer = fetch(&host, json!({ "url": format!("{base}/api/ping") }));
     assert_eq!(answer.status, 502, "{}\n{}", answer.body, host.output.text());
@@ -316,5 +330,37 @@ fn an_https_call_to_a_server_whose_certificate_no_root_vouches_for_fails_with_a_
         message.contains("TlsCertificateError"),
         "{message}\n{}",
         host.output.text()
+    );
+}
+
+#[test]
+fn an_https_call_to_a_server_signed_by_a_ca_the_installation_trusts_is_answered() {
+    let base = start_private_ca_tls_server();
+    let ca = include_str!("../harness/tls/ca.crt");
+    let host = courier(Some(&format!(
+        "allowed-hosts = [{base:?}]\ntrusted-certificates = \"\"\"\n{ca}\"\"\"\n"
+    )));
+    let answer = fetch(&host, json!({ "url": format!("{base}/api/ping") }));
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, host.output.text());
+    assert_eq!(answer.json()["output"]["status"], 200, "{}", answer.body);
+    assert_eq!(answer.json()["output"]["body"], "{\"ok\":true}");
+}
+
+#[test]
+fn trusted_certificates_that_are_not_pem_certificates_are_refused_with_the_reason() {
+    let host = courier(Some("trusted-certificates = \"not a certificate\"\n"));
+    let list = host.api_get("/v1/admin/installations").json();
+    let failure = &list["failures"][0];
+    assert_eq!(failure["file"], "courier.wasm", "{list}");
+    assert!(
+        failure
+            .to_string()
+            .contains("trusted-certificates holds no certificate"),
+        "{list}"
+    );
+    assert_eq!(
+        host.post(&host.webhook_url("webhook"), "{}").status,
+        200,
+        "the other plugins serve"
     );
 }

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
 /// The largest linear memory any plugin may be given; the pooling allocator reserves
@@ -91,6 +93,11 @@ impl TryFrom<LimitsFile> for Limits {
 ///
 /// ```toml
 /// allowed-hosts = ["https://slack.com", "http://127.0.0.1:*"]
+/// trusted-certificates = """
+/// -----BEGIN CERTIFICATE-----
+/// ...
+/// -----END CERTIFICATE-----
+/// """
 ///
 /// [configuration]
 /// secret = "s3cret"
@@ -116,6 +123,10 @@ pub struct Sidecar {
     /// as a wildcard for the port or a leading `*.` for subdomains).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// CA certificates (PEM) the plugin's https calls trust beside the public web's roots:
+    /// a private CA's, for services of one's own.
+    #[serde(default)]
+    pub trusted_certificates: Option<String>,
     /// How long a dedupe key holds, in hours: platforms retry for hours (Shopify for 4,
     /// Stripe for 3 days), so the default is 72.
     #[serde(default = "default_dedupe_retention_hours")]
@@ -132,6 +143,7 @@ impl Default for Sidecar {
             configuration: toml::Table::new(),
             limits: Limits::default(),
             allowed_hosts: Vec::new(),
+            trusted_certificates: None,
             dedupe_retention_hours: default_dedupe_retention_hours(),
         }
     }
@@ -166,7 +178,29 @@ impl Sidecar {
         for host in &sidecar.allowed_hosts {
             HostPattern::parse(host).with_context(|| format!("allowed-hosts entry {host:?} is not valid"))?;
         }
+        sidecar.trusted_certificates()?;
         Ok(sidecar)
+    }
+
+    /// The certificates of `trusted-certificates`, each checked to be a usable CA.
+    pub fn trusted_certificates(&self) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let Some(text) = &self.trusted_certificates else {
+            return Ok(Vec::new());
+        };
+        let certificates = CertificateDer::pem_slice_iter(text.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("trusted-certificates is not PEM text: {e}"))?;
+        anyhow::ensure!(
+            !certificates.is_empty(),
+            "trusted-certificates holds no certificate (PEM blocks from -----BEGIN CERTIFICATE-----)"
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        for (index, certificate) in certificates.iter().enumerate() {
+            roots
+                .add(certificate.clone())
+                .with_context(|| format!("certificate {} of trusted-certificates cannot be trusted", index + 1))?;
+        }
+        Ok(certificates)
     }
 
     /// How long a dedupe key holds.

@@ -19,6 +19,7 @@ use super::installation::{HostIdentity, Installation, InstallationStatus};
 use super::registry::{LoadFailure, Registry, Snapshot};
 use crate::config::Sidecar;
 use crate::ids::{record_id, secret_token};
+use crate::runtime::outbound::OutboundClient;
 use crate::runtime::{AllowList, Answer, Caller, CompiledPlugin, Runtime};
 use crate::store::{InstallationRecord, SharedStore};
 use crate::time::now_ms;
@@ -752,6 +753,7 @@ impl PluginHost {
             plugin.definition.clone(),
             self.store.clone(),
             AllowList::new(&sidecar.allowed_hosts)?,
+            OutboundClient::trusting(&sidecar.trusted_certificates()?)?,
             sidecar.dedupe_retention(),
         ));
         let context = Installation::call_context(&record, &self.identity, &configuration);

@@ -23,6 +23,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::causes::with_causes;
@@ -265,14 +266,31 @@ impl Default for OutboundClient {
 }
 
 impl OutboundClient {
+    /// A client trusting the public web's roots.
     pub fn new() -> OutboundClient {
+        OutboundClient::trusting(&[]).expect("the public web's roots are usable")
+    }
+
+    /// A client trusting `certificates` (an installation's `trusted-certificates`)
+    /// beside the public web's roots.
+    pub fn trusting(certificates: &[CertificateDer<'static>]) -> anyhow::Result<OutboundClient> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        // The roots wasmtime's own client trusts; no redirects are followed and no proxy
-        // is used, so a request goes exactly where the allow-list let it.
+        // The roots wasmtime's own client trusts (webpki's), and the installation's own;
+        // no redirects are followed and no proxy is used, so a request goes exactly where
+        // the allow-list let it.
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        for certificate in certificates {
+            roots.add(certificate.clone())?;
+        }
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let https = HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -280,9 +298,9 @@ impl OutboundClient {
             .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS_PER_ORIGIN)
             .build(https);
-        OutboundClient {
+        Ok(OutboundClient {
             client: Arc::new(client),
-        }
+        })
     }
 
     /// Sends a request the allow-list let out, under the plugin's timeouts: connecting and

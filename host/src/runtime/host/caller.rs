@@ -40,13 +40,15 @@ pub struct Caller {
 
 impl Caller {
     /// The scope of calls for installation `installation_id`, named `installation_name`
-    /// in log lines; dedupe keys hold for `dedupe_retention`.
+    /// in log lines; dedupe keys hold for `dedupe_retention`; outbound calls go through
+    /// `outbound_client`.
     pub fn new(
         installation_id: String,
         installation_name: String,
         definition: Arc<PluginDefinition>,
         store: SharedStore,
         allow_list: AllowList,
+        outbound_client: OutboundClient,
         dedupe_retention: Duration,
     ) -> Caller {
         let shared_label = format!("{}/{}", definition.name, installation_name).into();
@@ -55,7 +57,7 @@ impl Caller {
             definition,
             store,
             allow_list,
-            outbound_client: OutboundClient::new(),
+            outbound_client,
             dedupe_retention,
             shared_label,
             installation_name: installation_name.into(),
@@ -353,6 +355,7 @@ mod tests {
                 definition(),
                 store.clone(),
                 AllowList::default(),
+                OutboundClient::new(),
                 Duration::from_secs(3600),
             )
         };
@@ -557,6 +560,7 @@ mod tests {
             definition(),
             world.mine.store.clone(),
             AllowList::default(),
+            OutboundClient::new(),
             Duration::ZERO,
         );
         std::thread::sleep(Duration::from_millis(2));
