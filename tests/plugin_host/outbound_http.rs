@@ -266,16 +266,18 @@ fn an_https_call_to_a_server_that_does_not_speak_tls_fails_with_a_tls_error() {
     // is a TLS error inside the plugin, not a hang and not its plain-text answer.
     let platform = FakePlatform::start();
     let https = platform.base.replacen("http://", "https://", 1);
-    let host = courier(Some(&format!("allowed-hosts = [{https:?}]\n")));
-    let answer = fetch(&host, json!({ "url": format!("{https}/api/ping") }));
+    assert_https_call_fails_with(&https, "TlsProtocolError");
+    assert!(platform.requests().is_empty(), "no HTTP request arrived");
+}
+
+/// Calls `base` from an installation allowed to, and checks that the call failed inside
+/// the plugin with the wasi:http error `code`.
+fn assert_https_call_fails_with(base: &str, code: &str) {
+    let host = courier(Some(&format!("allowed-hosts = [{base:?}]\n")));
+    let answer = fetch(&host, json!({ "url": format!("{base}/api/ping") }));
     assert_eq!(answer.status, 502, "{}\n{}", answer.body, host.output.text());
     let message = answer.json()["message"].as_str().unwrap().to_string();
-    assert!(
-        message.contains("TlsProtocolError"),
-        "{message}\n{}",
-        host.output.text()
-    );
-    assert!(platform.requests().is_empty(), "no HTTP request arrived");
+    assert!(message.contains(code), "{message}\n{}", host.output.text());
 }
 
 /// A TLS server on loopback whose certificate for 127.0.0.1 is signed by a CA of its
@@ -321,16 +323,7 @@ fn start_private_ca_tls_server() -> String {
 
 #[test]
 fn an_https_call_to_a_server_whose_certificate_no_root_vouches_for_fails_with_a_certificate_error() {
-    let base = start_private_ca_tls_server();
-    let host = courier(Some(&format!("allowed-hosts = [{base:?}]\n")));
-    let answer = fetch(&host, json!({ "url": format!("{base}/api/ping") }));
-    assert_eq!(answer.status, 502, "{}\n{}", answer.body, host.output.text());
-    let message = answer.json()["message"].as_str().unwrap().to_string();
-    assert!(
-        message.contains("TlsCertificateError"),
-        "{message}\n{}",
-        host.output.text()
-    );
+    assert_https_call_fails_with(&start_private_ca_tls_server(), "TlsCertificateError");
 }
 
 #[test]
